@@ -1,0 +1,47 @@
+use crate::Result;
+use crate::engine::check::{self, Level};
+
+use super::{Context, output};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only these jobs [default: all]
+    jobs: Vec<String>,
+}
+
+pub fn run(context: &Context, args: Args) -> Result<u8> {
+    let config = context.load()?;
+    let jobs = if args.jobs.is_empty() {
+        config.jobs.values().collect()
+    } else {
+        super::select_jobs(&config, &args.jobs, false)?
+    };
+    let findings = check::check(&config, &jobs);
+    if context.json {
+        output::print_json(&serde_json::json!({
+            "config": config.file,
+            "findings": findings,
+        }));
+    } else {
+        println!(
+            "config {}: ok ({} jobs, {} destinations)",
+            config.file.display(),
+            config.jobs.len(),
+            config.destinations.len()
+        );
+        for f in &findings {
+            let level = match f.level {
+                Level::Ok => "ok  ",
+                Level::Warn => "WARN",
+                Level::Fail => "FAIL",
+            };
+            let took = f.millis.map(|ms| format!(" [{ms} ms]")).unwrap_or_default();
+            println!("{level} {}: {}{took}", f.subject, f.message);
+        }
+    }
+    Ok(if findings.iter().any(|f| f.level == Level::Fail) {
+        1
+    } else {
+        0
+    })
+}

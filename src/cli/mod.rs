@@ -1,0 +1,185 @@
+//! The command-line interface: argument parsing, output and exit codes. Each
+//! verb lives in its own file and calls the engine.
+
+mod backup;
+mod check;
+mod init;
+mod keygen;
+mod list;
+mod output;
+mod quickstart;
+mod read;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, DEFAULT_FILE};
+use crate::{Error, Result};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Back up databases and folders: compressed, encrypted, verified, restorable with standard tools.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Config file [default: ./cairn.toml]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "CAIRN_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// More log output (-v info, -vv debug)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Only errors on stderr; no progress bars
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Back up jobs now
+    Backup(backup::Args),
+    /// List artifacts, read from the destinations themselves
+    List(list::Args),
+    /// Re-read an artifact and check its hashes, decrypting and decompressing it
+    Verify(read::VerifyArgs),
+    /// Write an artifact's plaintext to stdout
+    Cat(read::CatArgs),
+    /// Restore an artifact to a path
+    Restore(read::RestoreArgs),
+    /// Check the config and this host: sources, destinations, keys
+    Check(check::Args),
+    /// Write a commented example config
+    Init(init::Args),
+    /// Create an age identity file and print its recipient
+    Keygen(keygen::Args),
+    /// Try cairn on a sample SQLite database: back up, verify, restore, compare
+    Quickstart(quickstart::Args),
+}
+
+/// Everything a verb needs from the global flags.
+pub struct Context {
+    config_path: PathBuf,
+    json: bool,
+    progress: bool,
+}
+
+impl Context {
+    fn load(&self) -> Result<Config> {
+        Ok(Config::load(&self.config_path)?)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging(&cli);
+    let context = Context {
+        config_path: cli
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE)),
+        json: cli.json,
+        progress: !cli.quiet && std::io::stderr().is_terminal(),
+    };
+    let result = match cli.command {
+        Command::Backup(args) => backup::run(&context, args),
+        Command::List(args) => list::run(&context, args),
+        Command::Verify(args) => read::verify(&context, args),
+        Command::Cat(args) => read::cat(&context, args),
+        Command::Restore(args) => read::restore(&context, args),
+        Command::Check(args) => check::run(&context, args),
+        Command::Init(args) => init::run(&context, args),
+        Command::Keygen(args) => keygen::run(&context, args),
+        Command::Quickstart(args) => quickstart::run(&context, args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            output::print_error(&e, context.json);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Human-readable logs on a terminal, quiet (warnings and errors only) when not,
+/// JSON lines with `--log-format json`. `CAIRN_LOG` overrides the filter.
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 if std::io::stderr().is_terminal() => "warn",
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match cli.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .without_time()
+            .try_init(),
+    };
+}
+
+/// Resolves `JOB...` / `--all` to jobs of the config.
+fn select_jobs<'a>(
+    config: &'a Config,
+    names: &[String],
+    all: bool,
+) -> Result<Vec<&'a crate::config::Job>> {
+    if all {
+        if config.jobs.is_empty() {
+            return Err(Error::Usage(format!(
+                "{} defines no jobs",
+                config.file.display()
+            )));
+        }
+        return Ok(config.jobs.values().collect());
+    }
+    if names.is_empty() {
+        return Err(Error::Usage("name at least one job, or pass --all".into()));
+    }
+    names.iter().map(|n| config.job(n)).collect()
+}

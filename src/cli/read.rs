@@ -1,0 +1,147 @@
+//! Verbs that read artifacts back: verify, cat, restore.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use crate::engine::{self, Selector, read, restore, verify};
+use crate::{Error, Result};
+
+use super::{Context, output};
+
+#[derive(Debug, clap::Args)]
+pub struct Which {
+    /// The job
+    job: String,
+    /// Artifact id or a unique prefix of it [default: the newest]
+    id: Option<String>,
+    /// The newest artifact made at or before this time (2026-11-20T10:00:00Z, 2026-11-20)
+    #[arg(long, conflicts_with = "id")]
+    at: Option<String>,
+    /// Read from this destination only
+    #[arg(long, value_name = "DESTINATION")]
+    from: Option<String>,
+}
+
+impl Which {
+    fn selector(&self) -> Result<Selector> {
+        Ok(Selector {
+            id: self.id.clone(),
+            at: self
+                .at
+                .as_deref()
+                .map(crate::time::parse_at)
+                .transpose()
+                .map_err(Error::Usage)?,
+            from: self.from.clone(),
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    which: Which,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CatArgs {
+    #[command(flatten)]
+    which: Which,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    which: Which,
+    /// Where to restore: a file for databases, a folder for files jobs
+    #[arg(long, value_name = "PATH")]
+    to: PathBuf,
+    /// Check everything and say what would happen, writing nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace an existing target (its content is kept as a safety copy)
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
+    let config = context.load()?;
+    let job = config.job(&args.which.job)?;
+    let located = engine::locate(&config, job, &args.which.selector()?)?;
+    let report = verify::verify(job, &located, output::progress(context.progress))?;
+    if context.json {
+        output::print_json(&report);
+    } else {
+        for copy in &report.copies {
+            match (&copy.error, &copy.note) {
+                (None, None) => println!(
+                    "{} {} in `{}`: ok (stored bytes and plaintext match the manifest)",
+                    report.job, report.id, copy.destination
+                ),
+                (None, Some(note)) => println!(
+                    "{} {} in `{}`: ok ({note})",
+                    report.job, report.id, copy.destination
+                ),
+                (Some(e), _) => println!(
+                    "{} {} in `{}`: FAILED: {e}",
+                    report.job, report.id, copy.destination
+                ),
+            }
+        }
+    }
+    Ok(if report.ok() { 0 } else { 1 })
+}
+
+pub fn cat(context: &Context, args: CatArgs) -> Result<u8> {
+    let config = context.load()?;
+    let job = config.job(&args.which.job)?;
+    let located = engine::locate(&config, job, &args.which.selector()?)?;
+    let key = crate::keys::decrypt_key(job)?;
+    let (dest, _) = located
+        .copies
+        .first()
+        .ok_or_else(|| Error::NotFound("no readable copy".into()))?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    read::read_artifact(
+        dest.as_ref(),
+        &located.manifest,
+        &key,
+        output::progress(false),
+        &mut |stream| {
+            io::copy(stream, &mut out)
+                .map(|_| ())
+                .map_err(|e| Error::Run(format!("cannot write to stdout: {e}")))
+        },
+    )
+    .map_err(|e| Error::Run(format!("{e}; what was written to stdout must not be used")))?;
+    out.flush()
+        .map_err(|e| Error::Run(format!("cannot write to stdout: {e}")))?;
+    Ok(0)
+}
+
+pub fn restore(context: &Context, args: RestoreArgs) -> Result<u8> {
+    let config = context.load()?;
+    let job = config.job(&args.which.job)?;
+    let located = engine::locate(&config, job, &args.which.selector()?)?;
+    let options = restore::RestoreOptions {
+        target: args.to,
+        dry_run: args.dry_run,
+        force: args.force,
+    };
+    let report = restore::restore(job, &located, &options, output::progress(context.progress))?;
+    if context.json {
+        output::print_json(&report);
+    } else {
+        if report.dry_run {
+            println!("dry run: nothing was written");
+        }
+        for action in &report.actions {
+            println!("- {action}");
+        }
+        if let Some(safety) = &report.safety_copy {
+            println!("previous content kept at {}", safety.display());
+        }
+    }
+    Ok(0)
+}

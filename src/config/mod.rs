@@ -1,0 +1,429 @@
+//! Loading and validating `cairn.toml`.
+//!
+//! Errors name the file, line, column and key. Relative paths in the file are
+//! resolved against the folder that holds it, so a config means the same thing
+//! whichever directory cairn is started from.
+
+mod interpolate;
+mod schema;
+pub mod template;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+pub use interpolate::substitute;
+pub use schema::{
+    CompressionKind, DestinationConfig, EncryptionConfig, JobConfig, PassphraseSource, SourceConfig,
+};
+
+/// The name of the config file looked for in the current directory.
+pub const DEFAULT_FILE: &str = "cairn.toml";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "key `{key}`: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub destinations: IndexMap<String, DestinationConfig>,
+    pub jobs: IndexMap<String, Job>,
+}
+
+/// One job, with its references checked and its paths made absolute.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub source: SourceConfig,
+    pub destinations: Vec<String>,
+    pub compression: Compression,
+    pub encryption: EncryptionConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    pub kind: CompressionKind,
+    pub level: i32,
+    /// 0 means one worker per core.
+    pub threads: u32,
+}
+
+impl Compression {
+    pub fn default_level(kind: CompressionKind) -> i32 {
+        match kind {
+            CompressionKind::Zstd => 3,
+            CompressionKind::Gzip => 6,
+            CompressionKind::None => 0,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            column: None,
+            key: None,
+            message: if e.kind() == std::io::ErrorKind::NotFound {
+                "no config file here: write one with `cairn init`, or pass --config PATH / set CAIRN_CONFIG".into()
+            } else {
+                format!("cannot read the config file: {e}")
+            },
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses config text; `path` is used for messages and to resolve relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let located = Locator { file: path, text };
+        let raw: schema::ConfigFile = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start);
+            located.error(offset, e.message().trim_end().to_string())
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = std::path::absolute(&base).unwrap_or(base);
+
+        let mut destinations = IndexMap::new();
+        for (name, dest) in raw.destinations {
+            check_name(&located, "destinations", &name)?;
+            let dest = match dest {
+                DestinationConfig::Fs { path } => DestinationConfig::Fs {
+                    path: base.join(path),
+                },
+            };
+            destinations.insert(name, dest);
+        }
+
+        let mut jobs = IndexMap::new();
+        for (name, job) in raw.jobs {
+            check_name(&located, "jobs", &name)?;
+            let job = validate_job(&located, &base, &destinations, name.clone(), job)?;
+            jobs.insert(name, job);
+        }
+        Ok(Config {
+            file: path.to_path_buf(),
+            destinations,
+            jobs,
+        })
+    }
+
+    pub fn job(&self, name: &str) -> crate::Result<&Job> {
+        self.jobs.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.jobs.keys().map(String::as_str).collect();
+            crate::Error::Usage(if known.is_empty() {
+                format!(
+                    "unknown job `{name}`: {} defines no jobs",
+                    self.file.display()
+                )
+            } else {
+                format!(
+                    "unknown job `{name}`: {} defines {}",
+                    self.file.display(),
+                    known.join(", ")
+                )
+            })
+        })
+    }
+}
+
+fn check_name(located: &Locator, table: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        return Ok(());
+    }
+    let mut err = located.error(
+        located.find(&format!("{table}.{name}")),
+        format!(
+            "the name `{name}` is not allowed: use letters, digits, `_`, `-` and `.`, starting with a letter or digit (it becomes part of file names)"
+        ),
+    );
+    err.key = Some(format!("{table}.{name}"));
+    Err(err)
+}
+
+fn validate_job(
+    located: &Locator,
+    base: &Path,
+    destinations: &IndexMap<String, DestinationConfig>,
+    name: String,
+    job: JobConfig,
+) -> Result<Job, ConfigError> {
+    let key = |k: &str| format!("jobs.{name}.{k}");
+    let header = located.find(&format!("jobs.{name}"));
+    let fail = |offset: Option<usize>, k: &str, message: String| {
+        let mut err = located.error(offset, message);
+        err.key = Some(key(k));
+        err
+    };
+
+    if job.destinations.is_empty() {
+        return Err(fail(
+            header,
+            "destinations",
+            "a job needs at least one destination".into(),
+        ));
+    }
+    let mut dest_names = Vec::new();
+    for dest in &job.destinations {
+        if !destinations.contains_key(dest.get_ref()) {
+            let known: Vec<&str> = destinations.keys().map(String::as_str).collect();
+            return Err(fail(
+                Some(dest.span().start),
+                "destinations",
+                format!(
+                    "unknown destination `{}` (defined: {})",
+                    dest.get_ref(),
+                    if known.is_empty() {
+                        "none; add a [destinations.NAME] table".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+        if dest_names.contains(dest.get_ref()) {
+            return Err(fail(
+                Some(dest.span().start),
+                "destinations",
+                format!("destination `{}` is listed twice", dest.get_ref()),
+            ));
+        }
+        dest_names.push(dest.get_ref().clone());
+    }
+
+    let level = job
+        .compression_level
+        .unwrap_or_else(|| Compression::default_level(job.compression));
+    let range = match job.compression {
+        CompressionKind::Zstd => 1..=19,
+        CompressionKind::Gzip => 1..=9,
+        CompressionKind::None => 0..=0,
+    };
+    if job.compression_level.is_some() && !range.contains(&level) {
+        return Err(fail(
+            located.find_key_in_job(&name, "compression_level"),
+            "compression_level",
+            format!(
+                "{level} is out of range for {:?}: use {} to {}",
+                job.compression,
+                range.start(),
+                range.end()
+            ),
+        ));
+    }
+
+    let source = match job.source {
+        SourceConfig::Sqlite { path } => SourceConfig::Sqlite {
+            path: base.join(path),
+        },
+        SourceConfig::Files { path, exclude } => {
+            for pattern in &exclude {
+                if let Err(e) = globset::Glob::new(pattern) {
+                    return Err(fail(
+                        located.find(pattern),
+                        "source.exclude",
+                        format!("bad glob `{pattern}`: {e}"),
+                    ));
+                }
+            }
+            SourceConfig::Files {
+                path: base.join(path),
+                exclude,
+            }
+        }
+    };
+
+    let encryption = match job.encryption {
+        EncryptionConfig::Age {
+            recipients,
+            recipients_file,
+            identity_file,
+        } => {
+            if recipients.is_empty() && recipients_file.is_none() {
+                return Err(fail(
+                    located.find_key_in_job(&name, "encryption"),
+                    "encryption",
+                    "age encryption needs `recipients` or `recipients_file` (create a key with `cairn keygen`)".into(),
+                ));
+            }
+            for recipient in &recipients {
+                if let Err(e) = crate::keys::parse_recipient(recipient) {
+                    return Err(fail(
+                        located.find(recipient),
+                        "encryption.recipients",
+                        e.to_string(),
+                    ));
+                }
+            }
+            EncryptionConfig::Age {
+                recipients,
+                recipients_file: recipients_file.map(|p| base.join(p)),
+                identity_file: identity_file.map(|p| base.join(p)),
+            }
+        }
+        EncryptionConfig::AgePassphrase(source) => EncryptionConfig::AgePassphrase(
+            validate_passphrase(located, &name, base, source, &fail)?,
+        ),
+        EncryptionConfig::OpenPgp(source) => {
+            EncryptionConfig::OpenPgp(validate_passphrase(located, &name, base, source, &fail)?)
+        }
+        EncryptionConfig::None {} => EncryptionConfig::None {},
+    };
+
+    Ok(Job {
+        name,
+        source,
+        destinations: dest_names,
+        compression: Compression {
+            kind: job.compression,
+            level,
+            threads: job.compression_threads,
+        },
+        encryption,
+    })
+}
+
+fn validate_passphrase(
+    located: &Locator,
+    job: &str,
+    base: &Path,
+    source: PassphraseSource,
+    fail: &dyn Fn(Option<usize>, &str, String) -> ConfigError,
+) -> Result<PassphraseSource, ConfigError> {
+    match (&source.passphrase_env, &source.passphrase_file) {
+        (Some(_), None) | (None, Some(_)) => Ok(PassphraseSource {
+            passphrase_env: source.passphrase_env,
+            passphrase_file: source.passphrase_file.map(|p| base.join(p)),
+        }),
+        _ => Err(fail(
+            located.find_key_in_job(job, "encryption"),
+            "encryption",
+            "set exactly one of `passphrase_env` (a variable name) or `passphrase_file`".into(),
+        )),
+    }
+}
+
+/// Turns byte offsets into line, column and the dotted key under which they sit.
+struct Locator<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn error(&self, offset: Option<usize>, message: String) -> ConfigError {
+        let (line, column, key) = match offset {
+            Some(offset) => {
+                let (line, column) = self.line_column(offset);
+                (Some(line), Some(column), self.key_at(offset))
+            }
+            None => (None, None, None),
+        };
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            key,
+            message,
+        }
+    }
+
+    fn line_column(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    }
+
+    /// The table header in force at `offset` plus the key assigned on its line.
+    fn key_at(&self, offset: usize) -> Option<String> {
+        let offset = offset.min(self.text.len());
+        let mut table: Option<String> = None;
+        let mut line_start = 0;
+        for line in self.text.split_inclusive('\n') {
+            let line_end = line_start + line.len();
+            let trimmed = line.trim();
+            if trimmed.starts_with('[') && line_start <= offset {
+                table = Some(
+                    trimmed
+                        .trim_matches(|c| c == '[' || c == ']')
+                        .trim()
+                        .to_string(),
+                );
+            }
+            if offset < line_end || line_end == self.text.len() {
+                let upto = &line[..(offset - line_start).min(line.len())];
+                let assigned = upto
+                    .split_once('=')
+                    .map(|(k, _)| k.trim().trim_matches('"').to_string())
+                    .filter(|k| !k.is_empty() && !k.starts_with('#'));
+                return match (table, assigned) {
+                    (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+                    (Some(t), None) => Some(t),
+                    (None, Some(k)) => Some(k),
+                    (None, None) => None,
+                };
+            }
+            line_start = line_end;
+        }
+        table
+    }
+
+    /// Offset of a table header or quoted value, for errors found after parsing.
+    fn find(&self, needle: &str) -> Option<usize> {
+        let header = format!("[{needle}]");
+        self.text
+            .find(&header)
+            .map(|o| o + 1)
+            .or_else(|| self.text.find(&format!("\"{needle}\"")))
+            .or_else(|| self.text.find(needle))
+    }
+
+    fn find_key_in_job(&self, job: &str, key: &str) -> Option<usize> {
+        let start = self.find(&format!("jobs.{job}"))?;
+        let rest = &self.text[start..];
+        let end = rest[1..].find("\n[").map_or(rest.len(), |e| e + 1);
+        rest[..end]
+            .find(&format!("\n{key}"))
+            .map(|o| start + o + 1)
+            .or(Some(start))
+    }
+}

@@ -1,0 +1,48 @@
+//! The commented example written by `cairn init`.
+
+pub const EXAMPLE: &str = r#"# cairn configuration. Relative paths are relative to this file's folder.
+# `${NAME}` is replaced by the environment variable NAME (`${NAME:-default}` has a fallback).
+# Check it with `cairn check`; every unknown key is an error.
+
+# Where artifacts are stored. Each job names one or more destinations.
+[destinations.local]
+kind = "fs"                     # a local or mounted folder (created 0700; files 0600)
+path = "./backups"
+
+[jobs.app-db]
+# What to back up:
+#   { kind = "sqlite", path = "..." }                      consistent snapshot while the app writes
+#   { kind = "files", path = "...", exclude = ["*.tmp", "cache"] }
+source = { kind = "sqlite", path = "./data/app.db" }
+destinations = ["local"]
+
+compression = "zstd"            # "zstd" (default) | "gzip" | "none"
+# compression_level = 3         # zstd 1-19 (default 3), gzip 1-9 (default 6)
+# compression_threads = 0       # zstd workers; 0 = one per core
+
+# Encryption is required; say `kind = "none"` to store plaintext on purpose.
+# age to recipients: this machine needs no secret to back up. Create a key with
+# `cairn keygen` and keep the identity file somewhere safe (restores need it).
+encryption = { kind = "none" }
+# encryption = { kind = "age", recipients = ["age1..."], identity_file = "/etc/cairn/identity.txt" }
+# encryption = { kind = "age-passphrase", passphrase_env = "CAIRN_PASSPHRASE" }
+# encryption = { kind = "openpgp", passphrase_file = "/etc/cairn/passphrase" }   # gpg --decrypt reads it
+
+# [jobs.uploads]
+# source = { kind = "files", path = "./uploads", exclude = ["*.tmp", "thumbnails/**"] }
+# destinations = ["local"]
+# encryption = { kind = "age", recipients = ["age1..."] }
+"#;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_example_parses() {
+        let config = super::super::Config::parse(
+            std::path::Path::new("/etc/cairn/cairn.toml"),
+            super::EXAMPLE,
+        )
+        .expect("example config must parse");
+        assert!(config.jobs.contains_key("app-db"));
+    }
+}

@@ -1,0 +1,384 @@
+//! `backup`: source → pipeline → every destination at once, then the commit.
+//!
+//! Threads: the source writes plaintext into a bounded pipe (hashing it on the
+//! way); the calling thread compresses, encrypts and hashes; one thread per
+//! destination writes. Nothing is committed unless every stage finished cleanly;
+//! a destination that fails does not stop the others.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{Config, Job};
+use crate::keys::{self, EncryptKey};
+use crate::pipeline::{self, Buffered, Digest, EncryptionKind, HashingWriter, Sink, pipe};
+use crate::progress::{CountingWriter, Progress};
+use crate::store::manifest::{CompressionInfo, EncryptionInfo, FORMAT, SourceInfo, StoredObject};
+use crate::store::{self, Destination, Manifest, Upload, naming};
+use crate::{Error, Result};
+
+/// Chunks in flight per destination; with `pipeline::CHUNK` this bounds memory.
+const DESTINATION_QUEUE: usize = 4;
+/// Chunks in flight between the source and the compressor.
+const SOURCE_QUEUE: usize = 8;
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationOutcome {
+    pub destination: String,
+    pub committed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupReport {
+    pub job: String,
+    pub id: String,
+    pub manifest: Manifest,
+    pub destinations: Vec<DestinationOutcome>,
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl BackupReport {
+    /// Some destination did not get the artifact.
+    pub fn partially_failed(&self) -> bool {
+        self.destinations.iter().any(|d| !d.committed)
+    }
+}
+
+pub fn backup(
+    config: &Config,
+    job: &Job,
+    options: &BackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupReport> {
+    let started = Instant::now();
+    // Fail closed: no key, no backup.
+    let key = keys::encrypt_key(job)?;
+    let destinations = job
+        .destinations
+        .iter()
+        .map(|name| store::open(config, name))
+        .collect::<Result<Vec<_>>>()?;
+    let source = crate::source::for_job(job);
+
+    let created_at = jiff::Timestamp::now();
+    let id = naming::new_id(created_at);
+    let encryption_kind = EncryptionKind::of(&key);
+    let extensions: Vec<&str> = [
+        Some(source.extension()),
+        pipeline::compression_extension(job.compression.kind),
+        encryption_kind.extension(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let data_key = naming::data_key(&job.name, &id, &extensions);
+
+    let mut outcomes: Vec<DestinationOutcome> = Vec::new();
+    let mut uploads: Vec<(&dyn Destination, Box<dyn Upload>)> = Vec::new();
+    for dest in &destinations {
+        match dest.create(&data_key) {
+            Ok(upload) => uploads.push((dest.as_ref(), upload)),
+            Err(e) => {
+                tracing::error!(job = %job.name, destination = %dest.name(), error = %e, "cannot start upload");
+                outcomes.push(failed(dest.name(), e.to_string()));
+            }
+        }
+    }
+    if uploads.is_empty() {
+        return Err(all_failed(&job.name, &outcomes));
+    }
+
+    progress.start(&format!("backup {}", job.name), source.size_hint());
+    let streamed = std::thread::scope(|scope| {
+        let mut senders = Vec::new();
+        let mut writers = Vec::new();
+        for (dest, upload) in uploads {
+            let (tx, rx) = sync_channel::<Arc<[u8]>>(DESTINATION_QUEUE);
+            senders.push(Some(tx));
+            writers.push((dest, scope.spawn(move || write_destination(upload, rx))));
+        }
+        let fanout = FanOut { senders };
+        let (stored_hasher, stored_cell) = HashingWriter::new(Buffered::boxed(Box::new(fanout)));
+        let chain = pipeline::encoder(&job.compression, &key, Box::new(stored_hasher));
+
+        let (pipe_writer, mut pipe_reader) = pipe::pipe(SOURCE_QUEUE);
+        let source_ref = source.as_ref();
+        let source_progress = progress.clone();
+        let producer = scope.spawn(move || -> Result<(serde_json::Value, Digest)> {
+            let counting = CountingWriter {
+                inner: pipe_writer,
+                progress: source_progress,
+            };
+            let (mut hashing, _) = HashingWriter::new(counting);
+            let facts = source_ref.dump(&mut hashing)?;
+            let (counting, digest) = hashing.into_parts();
+            counting.inner.close().map_err(|e| {
+                Error::source(source_ref.kind(), format!("stream interrupted: {e}"))
+            })?;
+            Ok((facts, digest))
+        });
+
+        let streamed: std::result::Result<(), String> = match chain {
+            Err(e) => Err(format!("cannot start the pipeline: {e}")),
+            Ok(mut chain) => match io::copy(&mut pipe_reader, &mut chain) {
+                Ok(_) => chain.finish().map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        drop(pipe_reader);
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(Error::source(&job.name, "the source thread panicked")));
+        let written: Vec<_> = writers
+            .into_iter()
+            .map(|(dest, handle)| {
+                let result = handle
+                    .join()
+                    .unwrap_or_else(|_| Err((None, "the destination thread panicked".to_string())));
+                (dest, result)
+            })
+            .collect();
+        (streamed, produced, stored_cell.get().cloned(), written)
+    });
+    progress.finish();
+    let (streamed, produced, stored, written) = streamed;
+
+    // Decide whether anything may be committed.
+    let mut destination_errors: Vec<(String, String)> = Vec::new();
+    let mut complete: Vec<(&dyn Destination, Box<dyn Upload>)> = Vec::new();
+    for (dest, result) in written {
+        match result {
+            Ok(upload) => complete.push((dest, upload)),
+            Err((_, message)) => destination_errors.push((dest.name().to_string(), message)),
+        }
+    }
+    for (name, message) in &destination_errors {
+        tracing::error!(job = %job.name, destination = %name, error = %message, "write failed");
+        outcomes.push(failed(name, message.clone()));
+    }
+    // The first failure in the stream's order is the cause; later ones follow from it.
+    let outcome = match (streamed, produced, stored) {
+        (Err(_), _, _) if complete.is_empty() && !destination_errors.is_empty() => {
+            Err(all_failed(&job.name, &outcomes))
+        }
+        (Err(message), _, _) => Err(Error::Run(format!(
+            "backup of job `{}` failed; nothing was committed: {message}",
+            job.name
+        ))),
+        (Ok(()), Err(e), _) => Err(e),
+        (Ok(()), Ok(_), None) => Err(Error::Run("the pipeline ended without a result".into())),
+        (Ok(()), Ok(produced), Some(stored)) if !complete.is_empty() => Ok((produced, stored)),
+        _ => Err(all_failed(&job.name, &outcomes)),
+    };
+    let ((facts, plaintext), stored) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            for (_, upload) in complete {
+                upload.abort();
+            }
+            return Err(e);
+        }
+    };
+
+    let manifest = Manifest {
+        format: FORMAT,
+        id: id.clone(),
+        job: job.name.clone(),
+        tag: options.tag.clone(),
+        created_at,
+        finished_at: jiff::Timestamp::now(),
+        source: SourceInfo {
+            kind: source.kind().to_string(),
+            facts,
+        },
+        codecs: codecs(source.kind(), job, encryption_kind),
+        compression: CompressionInfo {
+            kind: job.compression.kind,
+            level: job.compression.level,
+        },
+        encryption: EncryptionInfo {
+            kind: encryption_kind,
+            recipients: match &key {
+                EncryptKey::AgeRecipients(r) => r.iter().map(ToString::to_string).collect(),
+                _ => Vec::new(),
+            },
+        },
+        data: StoredObject {
+            key: data_key.clone(),
+            size: stored.size,
+            sha256: stored.sha256.clone(),
+        },
+        plaintext,
+        cairn_version: crate::VERSION.to_string(),
+        host: hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let manifest_key = naming::manifest_key(&job.name, &id);
+    let manifest_bytes = manifest.to_json();
+    for (dest, upload) in complete {
+        match commit(
+            dest,
+            upload,
+            &data_key,
+            stored.size,
+            &manifest_key,
+            &manifest_bytes,
+        ) {
+            Ok(()) => {
+                tracing::info!(job = %job.name, id = %id, destination = %dest.name(), bytes = stored.size, "artifact committed");
+                outcomes.push(DestinationOutcome {
+                    destination: dest.name().to_string(),
+                    committed: true,
+                    error: None,
+                });
+            }
+            Err(e) => {
+                tracing::error!(job = %job.name, destination = %dest.name(), error = %e, "commit failed");
+                outcomes.push(failed(dest.name(), e.to_string()));
+            }
+        }
+    }
+    // Report in the job's destination order.
+    outcomes.sort_by_key(|o| job.destinations.iter().position(|d| *d == o.destination));
+    if outcomes.iter().all(|o| !o.committed) {
+        return Err(all_failed(&job.name, &outcomes));
+    }
+    Ok(BackupReport {
+        job: job.name.clone(),
+        id,
+        manifest,
+        destinations: outcomes,
+        duration: started.elapsed(),
+    })
+}
+
+/// Data object first, checked, then the manifest: the manifest is the commit.
+fn commit(
+    dest: &dyn Destination,
+    upload: Box<dyn Upload>,
+    data_key: &str,
+    size: u64,
+    manifest_key: &str,
+    manifest: &[u8],
+) -> Result<()> {
+    upload.commit()?;
+    match dest.size(data_key)? {
+        Some(found) if found == size => {}
+        found => {
+            let _ = dest.delete(data_key);
+            return Err(Error::destination(
+                dest.name(),
+                format!(
+                    "stored object {data_key} has {found:?} bytes after writing {size}; not committed"
+                ),
+            ));
+        }
+    }
+    if let Err(e) = dest.put_atomic(manifest_key, manifest) {
+        let _ = dest.delete(data_key);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn codecs(source_kind: &str, job: &Job, encryption: EncryptionKind) -> Vec<String> {
+    let mut chain = vec![source_kind.to_string()];
+    if job.compression.kind != crate::config::CompressionKind::None {
+        chain.push(format!("{:?}", job.compression.kind).to_lowercase());
+    }
+    if encryption != EncryptionKind::None {
+        chain.push(
+            serde_json::to_value(encryption)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+        );
+    }
+    chain
+}
+
+fn failed(destination: &str, error: String) -> DestinationOutcome {
+    DestinationOutcome {
+        destination: destination.to_string(),
+        committed: false,
+        error: Some(error),
+    }
+}
+
+fn all_failed(job: &str, outcomes: &[DestinationOutcome]) -> Error {
+    let reasons: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.error.as_ref().map(|e| e.to_string()))
+        .collect();
+    Error::Run(format!(
+        "backup of job `{job}` failed; nothing was committed: {}",
+        if reasons.is_empty() {
+            "no destination accepted the data".to_string()
+        } else {
+            reasons.join("; ")
+        }
+    ))
+}
+
+type WriteResult = std::result::Result<Box<dyn Upload>, (Option<Box<dyn Upload>>, String)>;
+
+/// One destination's writer thread: takes chunks until the channel closes.
+fn write_destination(mut upload: Box<dyn Upload>, chunks: Receiver<Arc<[u8]>>) -> WriteResult {
+    for chunk in chunks {
+        if let Err(e) = upload.write_all(&chunk) {
+            upload.abort();
+            return Err((None, e.to_string()));
+        }
+    }
+    Ok(upload)
+}
+
+/// The last stage: hands each chunk to every destination still alive.
+struct FanOut {
+    senders: Vec<Option<SyncSender<Arc<[u8]>>>>,
+}
+
+impl Write for FanOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let chunk: Arc<[u8]> = Arc::from(buf);
+        for slot in &mut self.senders {
+            if let Some(tx) = slot
+                && tx.send(chunk.clone()).is_err()
+            {
+                // That destination's thread stopped; its error is collected at join.
+                *slot = None;
+            }
+        }
+        if self.senders.iter().all(Option::is_none) {
+            return Err(io::Error::other("every destination failed"));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink for FanOut {
+    fn finish(self: Box<Self>) -> io::Result<()> {
+        // Dropping the senders tells each destination thread the stream is complete.
+        Ok(())
+    }
+}

@@ -1,0 +1,230 @@
+//! `check`: is the configuration usable on this host? Sources readable,
+//! destinations writable, keys loadable.
+
+use std::io::Write;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::config::{Config, EncryptionConfig, Job, SourceConfig};
+use crate::keys;
+use crate::store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub subject: String,
+    pub level: Level,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub millis: Option<u64>,
+}
+
+fn finding(subject: String, level: Level, message: impl Into<String>) -> Finding {
+    Finding {
+        subject,
+        level,
+        message: message.into(),
+        millis: None,
+    }
+}
+
+pub fn check(config: &Config, jobs: &[&Job]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let used: Vec<&String> = config
+        .destinations
+        .keys()
+        .filter(|name| jobs.iter().any(|j| j.destinations.contains(name)))
+        .collect();
+    for name in used {
+        findings.push(check_destination(config, name));
+    }
+    for job in jobs {
+        findings.push(check_source(job));
+        findings.extend(check_keys(job));
+    }
+    findings
+}
+
+/// Writes, reads back, lists and deletes a small probe object.
+fn check_destination(config: &Config, name: &str) -> Finding {
+    let subject = format!("destination `{name}`");
+    let started = Instant::now();
+    let result = (|| -> crate::Result<String> {
+        let dest = store::open(config, name)?;
+        let nonce: u64 = rand::random();
+        let key = format!(".cairn-check/probe-{nonce:016x}");
+        let body = format!("cairn check {nonce}");
+        dest.put_atomic(&key, body.as_bytes())?;
+        let read = dest.get(&key);
+        let listed = dest.list(".cairn-check/");
+        let deleted = dest.delete(&key);
+        if read? != body.as_bytes() {
+            return Err(crate::Error::destination(
+                name,
+                "the probe object read back differs from what was written",
+            ));
+        }
+        if !listed?.iter().any(|o| o.key == key) {
+            return Err(crate::Error::destination(
+                name,
+                "the probe object does not appear in listings",
+            ));
+        }
+        deleted?;
+        Ok(format!(
+            "{}: write, read, list and delete work",
+            dest.location()
+        ))
+    })();
+    let mut f = match result {
+        Ok(message) => finding(subject, Level::Ok, message),
+        Err(e) => finding(subject, Level::Fail, e.to_string()),
+    };
+    f.millis = Some(started.elapsed().as_millis() as u64);
+    f
+}
+
+fn check_source(job: &Job) -> Finding {
+    let subject = format!("job `{}` source", job.name);
+    match &job.source {
+        SourceConfig::Sqlite { path } => {
+            let result = rusqlite::Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .and_then(|c| {
+                c.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            });
+            match (path.is_file(), result) {
+                (false, _) => finding(
+                    subject,
+                    Level::Fail,
+                    format!("{} does not exist", path.display()),
+                ),
+                (true, Ok(n)) => finding(
+                    subject,
+                    Level::Ok,
+                    format!(
+                        "{} is a readable SQLite database ({n} schema objects)",
+                        path.display()
+                    ),
+                ),
+                (true, Err(e)) => finding(
+                    subject,
+                    Level::Fail,
+                    format!("{} cannot be read as SQLite: {e}", path.display()),
+                ),
+            }
+        }
+        SourceConfig::Files { path, .. } => match std::fs::read_dir(path) {
+            Ok(_) => finding(
+                subject,
+                Level::Ok,
+                format!("{} is a readable folder", path.display()),
+            ),
+            Err(e) => finding(
+                subject,
+                Level::Fail,
+                format!("{} cannot be listed: {e}", path.display()),
+            ),
+        },
+    }
+}
+
+fn check_keys(job: &Job) -> Vec<Finding> {
+    let subject = format!("job `{}` encryption", job.name);
+    let mut out = Vec::new();
+    match keys::encrypt_key(job) {
+        Err(e) => out.push(finding(subject.clone(), Level::Fail, e.to_string())),
+        Ok(keys::EncryptKey::None) => out.push(finding(
+            subject.clone(),
+            Level::Warn,
+            "encryption is off (kind = \"none\"): anyone who can read the destination can read the backups",
+        )),
+        Ok(keys::EncryptKey::AgeRecipients(recipients)) => {
+            out.push(finding(subject.clone(), Level::Ok, format!("encrypts to {} age recipient(s)", recipients.len())));
+            if let EncryptionConfig::Age { identity_file, .. } = &job.encryption {
+                out.push(check_identity(&subject, identity_file.as_deref(), &recipients));
+            }
+        }
+        Ok(_) => out.push(finding(subject.clone(), Level::Ok, "passphrase is available")),
+    }
+    out
+}
+
+fn check_identity(
+    subject: &str,
+    identity_file: Option<&std::path::Path>,
+    recipients: &[age::x25519::Recipient],
+) -> Finding {
+    let subject = subject.to_string();
+    let Some(path) = identity_file else {
+        return finding(
+            subject,
+            Level::Ok,
+            "no identity_file: this host can back up but not decrypt (restore, cat and full verify need the identity)",
+        );
+    };
+    if let Err(e) = keys::load_identities(path) {
+        return finding(subject, Level::Fail, e.to_string());
+    }
+    // Encrypt a probe to the configured recipients and decrypt it with the identity:
+    // proves the pair matches without parsing key internals.
+    let probe = (|| -> Option<bool> {
+        let identities = keys::load_identities(path).ok()?;
+        let encryptor =
+            age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+                .ok()?;
+        let mut sealed = Vec::new();
+        let mut w = encryptor.wrap_output(&mut sealed).ok()?;
+        w.write_all(b"probe").ok()?;
+        w.finish().ok()?;
+        let decryptor = age::Decryptor::new_buffered(&sealed[..]).ok()?;
+        Some(
+            decryptor
+                .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+                .is_ok(),
+        )
+    })();
+    use std::os::unix::fs::PermissionsExt;
+    let loose = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o077 != 0)
+        .unwrap_or(false);
+    match (probe, loose) {
+        (Some(false), _) => finding(
+            subject,
+            Level::Fail,
+            format!(
+                "{} matches none of the recipients: restores would fail",
+                path.display()
+            ),
+        ),
+        (_, true) => finding(
+            subject,
+            Level::Warn,
+            format!(
+                "{} is readable by other users: chmod 600 it",
+                path.display()
+            ),
+        ),
+        _ => finding(
+            subject,
+            Level::Ok,
+            format!(
+                "identity {} decrypts what the recipients encrypt",
+                path.display()
+            ),
+        ),
+    }
+}

@@ -1,0 +1,104 @@
+//! `list`: every artifact of some jobs in all their destinations.
+
+use serde::Serialize;
+
+use crate::config::{CompressionKind, Config, Job};
+use crate::pipeline::EncryptionKind;
+use crate::store::{ArtifactState, catalog};
+
+/// One line of `cairn list --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub id: String,
+    pub job: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    pub created_at: jiff::Timestamp,
+    pub destination: String,
+    /// The data object's path inside its destination.
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+    pub plaintext_size: u64,
+    pub plaintext_sha256: String,
+    pub source: String,
+    pub codecs: Vec<String>,
+    pub compression: CompressionKind,
+    pub encryption: EncryptionKind,
+}
+
+/// Something that is in storage but is not a usable artifact.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub job: String,
+    pub destination: String,
+    pub key: String,
+    pub problem: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub entries: Vec<Entry>,
+    pub problems: Vec<Problem>,
+}
+
+pub fn list(config: &Config, jobs: &[&Job]) -> Listing {
+    let mut out = Listing::default();
+    for job in jobs {
+        for dest_name in &job.destinations {
+            let listing = crate::store::open(config, dest_name)
+                .and_then(|dest| catalog::list_job(dest.as_ref(), &job.name));
+            let listing = match listing {
+                Ok(l) => l,
+                Err(e) => {
+                    out.problems.push(Problem {
+                        job: job.name.clone(),
+                        destination: dest_name.clone(),
+                        key: String::new(),
+                        problem: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            for bad in listing.unreadable {
+                out.problems.push(Problem {
+                    job: job.name.clone(),
+                    destination: bad.destination,
+                    key: bad.key,
+                    problem: bad.problem,
+                });
+            }
+            for artifact in listing.artifacts {
+                let m = artifact.manifest;
+                match artifact.state {
+                    ArtifactState::Ok => out.entries.push(Entry {
+                        id: m.id,
+                        job: m.job,
+                        tag: m.tag,
+                        created_at: m.created_at,
+                        destination: artifact.destination,
+                        key: m.data.key,
+                        size: m.data.size,
+                        sha256: m.data.sha256,
+                        plaintext_size: m.plaintext.size,
+                        plaintext_sha256: m.plaintext.sha256,
+                        source: m.source.kind,
+                        codecs: m.codecs,
+                        compression: m.compression.kind,
+                        encryption: m.encryption.kind,
+                    }),
+                    ArtifactState::Broken(problem) => out.problems.push(Problem {
+                        job: job.name.clone(),
+                        destination: artifact.destination,
+                        key: artifact.manifest_key,
+                        problem,
+                    }),
+                }
+            }
+        }
+    }
+    out.entries.sort_by(|a, b| {
+        (&a.job, a.created_at, &a.destination).cmp(&(&b.job, b.created_at, &b.destination))
+    });
+    out
+}

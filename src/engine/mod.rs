@@ -1,0 +1,123 @@
+//! Operations built from sources, the pipeline and destinations. The CLI (and
+//! later the daemon and the web UI) call these; they never call back.
+
+pub mod backup;
+pub mod check;
+pub mod list;
+pub mod read;
+pub mod restore;
+pub mod verify;
+
+use crate::config::{Config, Job};
+use crate::store::{self, Artifact, ArtifactState, Destination, Manifest, catalog};
+use crate::{Error, Result};
+
+/// An artifact chosen for reading, with every destination that holds a good copy,
+/// in the job's destination order.
+pub struct Located {
+    pub manifest: Manifest,
+    pub copies: Vec<(Box<dyn Destination>, Artifact)>,
+    /// Destinations that could not be listed, with the reason.
+    pub unreachable: Vec<(String, String)>,
+}
+
+/// Which artifact to read.
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    pub id: Option<String>,
+    pub at: Option<jiff::Timestamp>,
+    /// Read only from this destination.
+    pub from: Option<String>,
+}
+
+/// Opens the destinations to read `job` from: `from` alone, or all of the job's.
+pub fn destinations_of(
+    config: &Config,
+    job: &Job,
+    from: Option<&str>,
+) -> Result<Vec<Box<dyn Destination>>> {
+    match from {
+        Some(name) => {
+            if !job.destinations.iter().any(|d| d == name) {
+                return Err(Error::Usage(format!(
+                    "job `{}` does not use destination `{name}` (it uses {})",
+                    job.name,
+                    job.destinations.join(", ")
+                )));
+            }
+            Ok(vec![store::open(config, name)?])
+        }
+        None => job
+            .destinations
+            .iter()
+            .map(|name| store::open(config, name))
+            .collect(),
+    }
+}
+
+pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located> {
+    let mut listings = Vec::new();
+    let mut unreachable = Vec::new();
+    for dest in destinations_of(config, job, selector.from.as_deref())? {
+        match catalog::list_job(dest.as_ref(), &job.name) {
+            Ok(listing) => listings.push((dest, listing.artifacts)),
+            Err(e) => {
+                tracing::warn!(job = %job.name, destination = %dest.name(), error = %e, "cannot list destination");
+                unreachable.push((dest.name().to_string(), e.to_string()));
+            }
+        }
+    }
+    if listings.is_empty() {
+        let reasons: Vec<String> = unreachable.iter().map(|(_, e)| e.clone()).collect();
+        return Err(Error::Run(format!(
+            "no destination of job `{}` could be listed: {}",
+            job.name,
+            reasons.join("; ")
+        )));
+    }
+    let all: Vec<Artifact> = listings
+        .iter()
+        .flat_map(|(_, artifacts)| artifacts.iter().cloned())
+        .collect();
+    // Selection over the union: an id good anywhere is good. Sort again because
+    // the union interleaves destinations.
+    let mut good: Vec<Artifact> = all
+        .iter()
+        .filter(|a| a.state == ArtifactState::Ok)
+        .cloned()
+        .collect();
+    good.sort_by(|a, b| {
+        (a.manifest.created_at, &a.manifest.id).cmp(&(b.manifest.created_at, &b.manifest.id))
+    });
+    let chosen_id = match catalog::select(&good, &job.name, selector.id.as_deref(), selector.at) {
+        Ok(a) => a.manifest.id.clone(),
+        // An id that exists only as a broken copy: report why.
+        Err(Error::NotFound(message)) if selector.id.is_some() => {
+            catalog::select(&all, &job.name, selector.id.as_deref(), selector.at)?;
+            return Err(Error::NotFound(message));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut copies = Vec::new();
+    for (dest, artifacts) in listings {
+        if let Some(a) = artifacts
+            .into_iter()
+            .find(|a| a.manifest.id == chosen_id && a.state == ArtifactState::Ok)
+        {
+            copies.push((dest, a));
+        }
+    }
+    let manifest = copies
+        .first()
+        .map(|(_, a)| a.manifest.clone())
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "artifact {chosen_id} vanished while it was being located"
+            ))
+        })?;
+    Ok(Located {
+        manifest,
+        copies,
+        unreachable,
+    })
+}

@@ -1,0 +1,136 @@
+//! Reading an artifact back: stored bytes → (hash) → decrypt → decompress →
+//! (hash) → a consumer, then both hashes and sizes checked against the manifest.
+//!
+//! The stored stream is read on its own thread to its very end, so its digest is
+//! complete even when a decoder stops early, and damage is reported as damage
+//! (not as whatever the decoder tripped over).
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use crate::keys::DecryptKey;
+use crate::pipeline::{self, Digest, HashingReader, pipe};
+use crate::progress::{CountingReader, Progress};
+use crate::store::{Destination, Manifest};
+use crate::{Error, Result};
+
+/// What reading an artifact established.
+#[derive(Debug, Clone)]
+pub struct ReadOutcome {
+    pub stored: Digest,
+    pub plaintext: Digest,
+}
+
+/// Streams the plaintext of `manifest`'s data object in `dest` into `consume`.
+/// Succeeds only if the stored bytes and the plaintext both match the manifest;
+/// whatever `consume` wrote must be discarded otherwise.
+pub fn read_artifact(
+    dest: &dyn Destination,
+    manifest: &Manifest,
+    key: &DecryptKey,
+    progress: Arc<dyn Progress>,
+    consume: &mut dyn FnMut(&mut dyn Read) -> Result<()>,
+) -> Result<ReadOutcome> {
+    let stored = dest.open(&manifest.data.key)?;
+    let damaged = |message: String| Error::Integrity {
+        job: manifest.job.clone(),
+        id: manifest.id.clone(),
+        message,
+    };
+
+    let (decoded, stored_digest) = std::thread::scope(|scope| {
+        let (mut pipe_writer, pipe_reader) = pipe::pipe(8);
+        let reader = scope.spawn(move || -> io::Result<Digest> {
+            let (mut hashing, digest) = HashingReader::new(CountingReader {
+                inner: stored,
+                progress,
+            });
+            let mut buf = vec![0u8; pipeline::CHUNK];
+            let mut downstream_open = true;
+            loop {
+                let n = hashing.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                // If the decoder stopped early, keep hashing to the end anyway.
+                if downstream_open && pipe_writer.write_all(&buf[..n]).is_err() {
+                    downstream_open = false;
+                }
+            }
+            if downstream_open {
+                let _ = pipe_writer.close();
+            }
+            digest
+                .get()
+                .cloned()
+                .ok_or_else(|| io::Error::other("stored stream ended without a digest"))
+        });
+
+        let decoded = decode_into(pipe_reader, manifest, key, consume);
+        let stored_digest = reader
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("reader thread panicked")));
+        (decoded, stored_digest)
+    });
+
+    let stored_digest = stored_digest.map_err(|e| {
+        Error::destination(
+            dest.name(),
+            format!("cannot read {}: {e}", manifest.data.key),
+        )
+    })?;
+    if stored_digest.size != manifest.data.size {
+        return Err(damaged(format!(
+            "the stored object {} has {} bytes, the manifest says {} (truncated or replaced)",
+            manifest.data.key, stored_digest.size, manifest.data.size
+        )));
+    }
+    if stored_digest.sha256 != manifest.data.sha256 {
+        return Err(damaged(format!(
+            "the stored object {} does not match its SHA-256 in the manifest (its bytes were changed)",
+            manifest.data.key
+        )));
+    }
+    let plaintext = decoded.map_err(|e| match e {
+        Error::Crypto(_) | Error::Target { .. } => e,
+        other => damaged(format!("cannot decode the stored object: {other}")),
+    })?;
+    if plaintext != manifest.plaintext {
+        return Err(damaged(format!(
+            "the decoded data ({} bytes) does not match the plaintext recorded in the manifest ({} bytes, SHA-256 {})",
+            plaintext.size, manifest.plaintext.size, manifest.plaintext.sha256
+        )));
+    }
+    Ok(ReadOutcome {
+        stored: stored_digest,
+        plaintext,
+    })
+}
+
+fn decode_into(
+    stored: pipe::PipeReader,
+    manifest: &Manifest,
+    key: &DecryptKey,
+    consume: &mut dyn FnMut(&mut dyn Read) -> Result<()>,
+) -> Result<Digest> {
+    let decoder = pipeline::decoder(
+        Box::new(stored),
+        manifest.compression.kind,
+        manifest.encryption.kind,
+        key,
+    )?;
+    let (mut plaintext, cell) = HashingReader::new(decoder);
+    consume(&mut plaintext)?;
+    io::copy(&mut plaintext, &mut io::sink())
+        .map_err(|e| Error::Run(format!("decoding failed: {e}")))?;
+    cell.get()
+        .cloned()
+        .ok_or_else(|| Error::Run("the decoded stream ended without a digest".into()))
+}
+
+/// A consumer that only reads (verification).
+pub fn discard(stream: &mut dyn Read) -> Result<()> {
+    io::copy(stream, &mut io::sink())
+        .map(|_| ())
+        .map_err(|e| Error::Run(format!("decoding failed: {e}")))
+}

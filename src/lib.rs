@@ -1,0 +1,22 @@
+//! cairn: one binary that keeps an application's data safe.
+//!
+//! The library is the engine: configuration, sources, the streaming pipeline,
+//! destinations and the operations built from them (backup, restore, verify,
+//! list). The command-line interface in `cli` is a thin layer on top; the engine
+//! never depends on it.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod keys;
+pub mod pipeline;
+pub mod progress;
+pub mod source;
+pub mod store;
+pub mod time;
+
+pub use error::{Error, Result};
+
+/// The version recorded in every manifest.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

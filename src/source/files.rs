@@ -1,0 +1,287 @@
+//! A folder as a tar stream (GNU format, readable by `tar -x`).
+//!
+//! Regular files, folders and symlinks are stored with their modes, owners and
+//! mtimes; symlinks are stored as links and never followed. `exclude` patterns
+//! without a `/` match any path component (like `.gitignore`); patterns with a
+//! `/` match the path relative to the folder (`**` crosses folders).
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use serde_json::json;
+
+use super::{Dump, Restorer, TargetShape};
+use crate::{Error, Result};
+
+pub struct FilesSource {
+    job: String,
+    root: PathBuf,
+    exclude: Vec<String>,
+}
+
+struct Excludes {
+    by_name: GlobSet,
+    by_path: GlobSet,
+}
+
+impl Excludes {
+    fn new(patterns: &[String]) -> std::result::Result<Self, globset::Error> {
+        let mut by_name = GlobSetBuilder::new();
+        let mut by_path = GlobSetBuilder::new();
+        for pattern in patterns {
+            let trimmed = pattern.trim_start_matches("./").trim_end_matches('/');
+            if trimmed.contains('/') {
+                by_path.add(GlobBuilder::new(trimmed).literal_separator(true).build()?);
+            } else {
+                by_name.add(Glob::new(trimmed)?);
+            }
+        }
+        Ok(Excludes {
+            by_name: by_name.build()?,
+            by_path: by_path.build()?,
+        })
+    }
+
+    fn excludes(&self, relative: &Path) -> bool {
+        self.by_path.is_match(relative)
+            || relative
+                .file_name()
+                .is_some_and(|name| self.by_name.is_match(name))
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    files: u64,
+    folders: u64,
+    symlinks: u64,
+    bytes: u64,
+    skipped: Vec<String>,
+    changed: Vec<String>,
+}
+
+impl FilesSource {
+    pub fn new(job: &str, root: &Path, exclude: &[String]) -> Self {
+        FilesSource {
+            job: job.to_string(),
+            root: root.to_path_buf(),
+            exclude: exclude.to_vec(),
+        }
+    }
+
+    fn fail(&self, what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
+        Error::source(&self.job, format!("{what} {}: {e}", path.display()))
+    }
+
+    fn walk(
+        &self,
+        builder: &mut tar::Builder<&mut dyn Write>,
+        excludes: &Excludes,
+        relative: &Path,
+        tally: &mut Tally,
+    ) -> Result<()> {
+        let dir = self.root.join(relative);
+        let mut entries: Vec<fs::DirEntry> = fs::read_dir(&dir)
+            .map_err(|e| self.fail("cannot list folder", &dir, e))?
+            .collect::<io::Result<_>>()
+            .map_err(|e| self.fail("cannot list folder", &dir, e))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let rel = relative.join(entry.file_name());
+            if excludes.excludes(&rel) {
+                continue;
+            }
+            let full = entry.path();
+            let meta =
+                fs::symlink_metadata(&full).map_err(|e| self.fail("cannot stat", &full, e))?;
+            let file_type = meta.file_type();
+            let write_err = |e: io::Error| self.fail("cannot add to the archive:", &full, e);
+            if file_type.is_symlink() {
+                let target =
+                    fs::read_link(&full).map_err(|e| self.fail("cannot read link", &full, e))?;
+                let mut header = tar::Header::new_gnu();
+                header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                builder
+                    .append_link(&mut header, &rel, &target)
+                    .map_err(write_err)?;
+                tally.symlinks += 1;
+            } else if file_type.is_dir() {
+                let mut header = tar::Header::new_gnu();
+                header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                builder
+                    .append_data(&mut header, &rel, io::empty())
+                    .map_err(write_err)?;
+                tally.folders += 1;
+                self.walk(builder, excludes, &rel, tally)?;
+            } else if file_type.is_file() {
+                let file = File::open(&full).map_err(|e| {
+                    self.fail(
+                        "cannot read",
+                        &full,
+                        format!("{e} (fix its permissions or add it to source.exclude)"),
+                    )
+                })?;
+                let size = meta.len();
+                let mut header = tar::Header::new_gnu();
+                header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+                header.set_size(size);
+                // The header promised `size` bytes: a file that shrinks while it is
+                // read is padded with zeros, one that grows is cut, and both are
+                // reported, so the archive stays well formed.
+                let mut body = ExactSize::new(file, size);
+                builder
+                    .append_data(&mut header, &rel, &mut body)
+                    .map_err(write_err)?;
+                if body.changed {
+                    tally.changed.push(rel.display().to_string());
+                }
+                tally.files += 1;
+                tally.bytes += size;
+            } else {
+                tally.skipped.push(rel.display().to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Dump for FilesSource {
+    fn kind(&self) -> &'static str {
+        "files"
+    }
+
+    fn extension(&self) -> &'static str {
+        "tar"
+    }
+
+    fn describe(&self) -> String {
+        format!("folder {}", self.root.display())
+    }
+
+    fn size_hint(&self) -> Option<u64> {
+        None
+    }
+
+    fn dump(&self, out: &mut dyn Write) -> Result<serde_json::Value> {
+        let meta =
+            fs::metadata(&self.root).map_err(|e| self.fail("cannot read folder", &self.root, e))?;
+        if !meta.is_dir() {
+            return Err(self.fail("not a folder:", &self.root, "check source.path"));
+        }
+        let excludes = Excludes::new(&self.exclude)
+            .map_err(|e| Error::source(&self.job, format!("bad exclude pattern: {e}")))?;
+        let mut builder = tar::Builder::new(out);
+        builder.follow_symlinks(false);
+        let mut tally = Tally::default();
+        self.walk(&mut builder, &excludes, Path::new(""), &mut tally)?;
+        builder
+            .finish()
+            .map_err(|e| self.fail("cannot finish the archive of", &self.root, e))?;
+        for path in &tally.changed {
+            tracing::warn!(job = %self.job, file = %path, "file changed size while it was read; the artifact holds what was read");
+        }
+        for path in &tally.skipped {
+            tracing::warn!(job = %self.job, file = %path, "skipped: not a regular file, folder or symlink");
+        }
+        Ok(json!({
+            "path": self.root.display().to_string(),
+            "files": tally.files,
+            "folders": tally.folders,
+            "symlinks": tally.symlinks,
+            "file_bytes": tally.bytes,
+            "exclude": self.exclude,
+            "skipped": tally.skipped,
+            "changed_while_reading": tally.changed,
+        }))
+    }
+}
+
+/// Yields exactly `size` bytes of `inner`: cut if longer, zero-padded if shorter.
+struct ExactSize<R> {
+    inner: R,
+    remaining: u64,
+    inner_done: bool,
+    changed: bool,
+}
+
+impl<R: Read> ExactSize<R> {
+    fn new(inner: R, size: u64) -> Self {
+        ExactSize {
+            inner,
+            remaining: size,
+            inner_done: false,
+            changed: false,
+        }
+    }
+}
+
+impl<R: Read> Read for ExactSize<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            if !self.inner_done && !self.changed {
+                let mut probe = [0u8; 1];
+                if self.inner.read(&mut probe)? > 0 {
+                    self.changed = true;
+                }
+                self.inner_done = true;
+            }
+            return Ok(0);
+        }
+        let want = buf.len().min(self.remaining as usize);
+        let n = if self.inner_done {
+            0
+        } else {
+            self.inner.read(&mut buf[..want])?
+        };
+        let n = if n == 0 {
+            self.inner_done = true;
+            self.changed = true;
+            buf[..want].fill(0);
+            want
+        } else {
+            n
+        };
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Unpacks a tar stream into a folder, keeping modes and mtimes.
+pub struct FilesRestorer;
+
+impl Restorer for FilesRestorer {
+    fn shape(&self) -> TargetShape {
+        TargetShape::Folder
+    }
+
+    fn write(&self, stream: &mut dyn Read, temp: &Path) -> Result<()> {
+        crate::store::fs::ensure_dir(temp)
+            .map_err(|e| Error::Run(format!("cannot create {}: {e}", temp.display())))?;
+        let mut archive = tar::Archive::new(stream);
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_mtime(true);
+        archive.set_unpack_xattrs(false);
+        archive.set_overwrite(false);
+        archive.unpack(temp).map_err(|e| {
+            Error::Run(format!(
+                "cannot unpack the archive into {}: {e}",
+                temp.display()
+            ))
+        })?;
+        // Consume the zero blocks after the last entry so the stream reaches its end
+        // and its hashes are complete.
+        io::copy(archive.into_inner(), &mut io::sink())
+            .map_err(|e| Error::Run(format!("restore stream failed: {e}")))?;
+        Ok(())
+    }
+
+    fn check(&self, _temp: &Path) -> Result<()> {
+        Ok(())
+    }
+}
