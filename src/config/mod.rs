@@ -106,8 +106,9 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let located = Locator { file: path, text };
         let raw: schema::ConfigFile = toml::from_str(text).map_err(|e| {
-            let offset = e.span().map(|s| s.start);
-            located.error(offset, e.message().trim_end().to_string())
+            let message = e.message().trim_end().to_string();
+            let offset = e.span().map(|s| located.refine(s.start, &message));
+            located.error(offset, message)
         })?;
         let base = path
             .parent()
@@ -391,10 +392,12 @@ impl Locator<'_> {
             }
             if offset < line_end || line_end == self.text.len() {
                 let upto = &line[..(offset - line_start).min(line.len())];
+                // The key assigned before the offset, or the one the line starts with.
                 let assigned = upto
                     .split_once('=')
+                    .or_else(|| line.split_once('='))
                     .map(|(k, _)| k.trim().trim_matches('"').to_string())
-                    .filter(|k| !k.is_empty() && !k.starts_with('#'));
+                    .filter(|k| !k.is_empty() && !k.starts_with('#') && !k.starts_with('['));
                 return match (table, assigned) {
                     (Some(t), Some(k)) => Some(format!("{t}.{k}")),
                     (Some(t), None) => Some(t),
@@ -405,6 +408,33 @@ impl Locator<'_> {
             line_start = line_end;
         }
         table
+    }
+
+    /// Values inside `kind`-tagged tables are buffered by serde, which loses their
+    /// position: the error then points at the table. Find the exact spot from the
+    /// message where it names the offending key or variable.
+    fn refine(&self, offset: usize, message: &str) -> usize {
+        let named = |prefix: &str| {
+            message
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.split('`').next())
+                .map(str::to_string)
+        };
+        let needle = if let Some(field) = named("unknown field `") {
+            Some(field)
+        } else {
+            message
+                .find("environment variable `")
+                .and_then(|i| {
+                    message[i + "environment variable `".len()..]
+                        .split('`')
+                        .next()
+                })
+                .map(|var| format!("${{{var}"))
+        };
+        needle
+            .and_then(|n| self.text.get(offset..)?.find(&n).map(|i| offset + i))
+            .unwrap_or(offset)
     }
 
     /// Offset of a table header or quoted value, for errors found after parsing.

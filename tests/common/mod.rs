@@ -1,0 +1,195 @@
+//! Shared test harness: a temporary folder with a config, sample data and a
+//! `cairn` command bound to that config. Every test gets its own folder, so
+//! tests run in parallel.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use rusqlite::Connection;
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Env {
+            dir: tempfile::Builder::new()
+                .prefix("cairn-test-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("cairn.toml")
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    /// `cairn --config <this env's config>`, run in the env's folder, with a
+    /// clean environment for cairn's own variables.
+    pub fn cairn(&self) -> Command {
+        let mut cmd = Command::cargo_bin("cairn").expect("cairn binary");
+        cmd.current_dir(self.dir.path())
+            .env_remove("CAIRN_CONFIG")
+            .env_remove("CAIRN_LOG")
+            .arg("--config")
+            .arg(self.config_path());
+        cmd
+    }
+
+    /// Creates an age identity with `cairn keygen`; returns (identity path, recipient).
+    pub fn keygen(&self, name: &str) -> (PathBuf, String) {
+        let path = self.path(name);
+        let out = self
+            .cairn()
+            .args(["keygen", "--output"])
+            .arg(&path)
+            .output()
+            .expect("keygen");
+        assert!(out.status.success(), "keygen failed: {out:?}");
+        let recipient = String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_string();
+        (path, recipient)
+    }
+
+    /// A config with one fs destination `local` at ./backups and one job `app`
+    /// with the given source and encryption inline tables.
+    pub fn single_job_config(&self, source: &str, encryption: &str) -> String {
+        format!(
+            "[destinations.local]\nkind = \"fs\"\npath = \"backups\"\n\n[jobs.app]\nsource = {source}\ndestinations = [\"local\"]\nencryption = {encryption}\n"
+        )
+    }
+
+    /// A sqlite job `app` on ./app.db, age-encrypted to a fresh key.
+    pub fn sqlite_age_setup(&self, rows: u32) -> (PathBuf, String) {
+        create_sample_db(&self.path("app.db"), rows);
+        let (identity, recipient) = self.keygen("identity.txt");
+        self.write_config(&self.single_job_config(
+            r#"{ kind = "sqlite", path = "app.db" }"#,
+            &format!(
+                r#"{{ kind = "age", recipients = ["{recipient}"], identity_file = "identity.txt" }}"#
+            ),
+        ));
+        (identity, recipient)
+    }
+
+    /// `cairn list --json` parsed.
+    pub fn list(&self) -> Vec<serde_json::Value> {
+        let out = self
+            .cairn()
+            .args(["list", "--json"])
+            .output()
+            .expect("list");
+        assert!(
+            out.status.success(),
+            "list failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("list --json is JSON")
+    }
+
+    /// Runs a backup of `job` and returns the new artifact's list entry.
+    pub fn backup(&self, job: &str) -> serde_json::Value {
+        let out = self.cairn().args(["backup", job]).output().expect("backup");
+        assert!(
+            out.status.success(),
+            "backup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.list()
+            .into_iter()
+            .filter(|e| e["job"] == job)
+            .max_by_key(|e| e["created_at"].as_str().unwrap_or_default().to_string())
+            .expect("an artifact after backup")
+    }
+
+    /// Path of an artifact's data object in the `local` destination.
+    pub fn data_path(&self, entry: &serde_json::Value) -> PathBuf {
+        self.path("backups")
+            .join(entry["key"].as_str().expect("key"))
+    }
+}
+
+/// A WAL-mode database with a few related tables, indexes and non-ASCII text.
+pub fn create_sample_db(path: &Path, rows: u32) {
+    let mut conn = Connection::open(path).expect("open sample db");
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE IF NOT EXISTS suppliers (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+         CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, sku TEXT UNIQUE, name TEXT,
+             quantity INTEGER CHECK (quantity >= 0), supplier_id INTEGER REFERENCES suppliers(id));
+         CREATE INDEX IF NOT EXISTS items_supplier ON items(supplier_id);",
+    )
+    .expect("schema");
+    let tx = conn.transaction().expect("tx");
+    tx.execute(
+        "INSERT OR IGNORE INTO suppliers (id, name) VALUES (1, 'Acme Ümlaut')",
+        [],
+    )
+    .expect("supplier");
+    for i in 0..rows {
+        tx.execute(
+            "INSERT INTO items (sku, name, quantity, supplier_id) VALUES (?1, ?2, ?3, 1)",
+            (
+                format!("SKU-{i:08}-{}", rand_suffix()),
+                format!("item {i} — naïve café"),
+                i % 100,
+            ),
+        )
+        .expect("insert");
+    }
+    tx.commit().expect("commit");
+}
+
+fn rand_suffix() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Row count of a table in a database file.
+pub fn count_rows(path: &Path, table: &str) -> i64 {
+    let conn = Connection::open(path).expect("open");
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .expect("count")
+}
+
+pub fn integrity(path: &Path) -> String {
+    let conn = Connection::open(path).expect("open");
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("integrity_check")
+}
+
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether an external tool is on PATH; tests that need it fail loudly when it
+/// is missing, because `.ci/run` installs it.
+pub fn require_tool(name: &str) {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{name}` is not installed: run .ci/install-deps (or `scripts/test`)"
+    );
+}
