@@ -44,7 +44,12 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
                         }
                     }
                 }
-                if report.partially_failed() {
+                for e in &report.hook_errors {
+                    if !context.json {
+                        println!("  hook FAILED: {e}");
+                    }
+                }
+                if report.failed() {
                     failures.push(job.name.clone());
                 }
                 reports.push(serde_json::to_value(&report).unwrap_or_default());

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use crate::engine::{self, Selector, read, restore, verify};
+use crate::engine::{self, Selector, read, restore, restore_server, verify};
 use crate::{Error, Result};
 
 use super::{Context, output};
@@ -53,15 +53,19 @@ pub struct CatArgs {
 pub struct RestoreArgs {
     #[command(flatten)]
     which: Which,
-    /// Where to restore: a file for databases, a folder for files jobs
-    #[arg(long, value_name = "PATH")]
-    to: PathBuf,
+    /// Where to restore: a file (sqlite), a folder (files), or a database URL
+    /// (postgres://…/db, mysql://…/db). Command jobs pipe into their `restore` program.
+    #[arg(long, value_name = "PATH|URL")]
+    to: Option<String>,
     /// Check everything and say what would happen, writing nothing
     #[arg(long)]
     dry_run: bool,
-    /// Replace an existing target (its content is kept as a safety copy)
+    /// Replace an existing target (files: kept as a safety copy; databases: restore into a non-empty one)
     #[arg(long)]
     force: bool,
+    /// Databases: drop the target's objects first (pg_restore --clean --if-exists; MySQL: re-create the database)
+    #[arg(long, requires = "force")]
+    clean: bool,
 }
 
 pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
@@ -124,12 +128,53 @@ pub fn restore(context: &Context, args: RestoreArgs) -> Result<u8> {
     let config = context.load()?;
     let job = config.job(&args.which.job)?;
     let located = engine::locate(&config, job, &args.which.selector()?)?;
-    let options = restore::RestoreOptions {
-        target: args.to,
-        dry_run: args.dry_run,
-        force: args.force,
+    let progress = output::progress(context.progress);
+    let kind = located.manifest.source.kind.clone();
+    let report = match (kind.as_str(), args.to) {
+        ("command", None) => {
+            restore_server::restore_to_command(job, &located, args.dry_run, progress)?
+        }
+        ("command", Some(_)) => {
+            return Err(Error::Usage(format!(
+                "job `{}` restores through its `restore` command: drop --to",
+                job.name
+            )));
+        }
+        (kind, Some(url)) if crate::source::restores_to_server(kind) => {
+            let options = restore_server::ServerRestoreOptions {
+                target_url: url,
+                dry_run: args.dry_run,
+                force: args.force,
+                clean: args.clean,
+            };
+            restore_server::restore_to_server(job, &located, &options, progress)?
+        }
+        (kind, None) if crate::source::restores_to_server(kind) => {
+            return Err(Error::Usage(format!(
+                "say where to restore job `{}`: --to {}://USER@HOST:PORT/DATABASE",
+                job.name, kind
+            )));
+        }
+        (_, None) => {
+            return Err(Error::Usage(format!(
+                "say where to restore job `{}`: --to PATH",
+                job.name
+            )));
+        }
+        (_, Some(path)) => {
+            if args.clean {
+                return Err(Error::Usage(
+                    "--clean applies to database restores only".into(),
+                ));
+            }
+            let options = restore::RestoreOptions {
+                target: PathBuf::from(path),
+                dry_run: args.dry_run,
+                force: args.force,
+            };
+            restore::restore(job, &located, &options, progress)?
+        }
     };
-    let report = restore::restore(job, &located, &options, output::progress(context.progress))?;
     if context.json {
         output::print_json(&report);
     } else {

@@ -74,6 +74,16 @@ pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
         .collect()
 }
 
+pub fn opt_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let raw = Option::<Vec<String>>::deserialize(d)?;
+    raw.map(|list| {
+        list.iter()
+            .map(|s| from_env(s).map_err(D::Error::custom))
+            .collect()
+    })
+    .transpose()
+}
+
 pub fn path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     string(d).map(PathBuf::from)
 }

@@ -15,7 +15,8 @@ use indexmap::IndexMap;
 
 pub use interpolate::substitute;
 pub use schema::{
-    CompressionKind, DestinationConfig, EncryptionConfig, JobConfig, PassphraseSource, SourceConfig,
+    CompressionKind, DestinationConfig, EncryptionConfig, Hooks, JobConfig, PassphraseSource,
+    PgFormat, PgScope, SourceConfig,
 };
 
 /// The name of the config file looked for in the current directory.
@@ -65,6 +66,7 @@ pub struct Job {
     pub destinations: Vec<String>,
     pub compression: Compression,
     pub encryption: EncryptionConfig,
+    pub hooks: Hooks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,6 +273,69 @@ fn validate_job(
                 exclude,
             }
         }
+        SourceConfig::Postgres {
+            url,
+            password_env,
+            format,
+            scope,
+            tool_dir,
+        } => {
+            crate::source::postgres::PgConn::parse(&url, None).map_err(|e| {
+                fail(
+                    located.find_key_in_job(&name, "source"),
+                    "source.url",
+                    e.to_string(),
+                )
+            })?;
+            SourceConfig::Postgres {
+                url,
+                password_env,
+                format,
+                scope,
+                tool_dir: tool_dir.map(|p| base.join(p)),
+            }
+        }
+        SourceConfig::Mysql { url, password_env } => {
+            crate::source::mysql::MyConn::parse(&url, None).map_err(|e| {
+                fail(
+                    located.find_key_in_job(&name, "source"),
+                    "source.url",
+                    e.to_string(),
+                )
+            })?;
+            SourceConfig::Mysql { url, password_env }
+        }
+        SourceConfig::Command {
+            backup,
+            restore,
+            extension,
+        } => {
+            if backup.is_empty() || restore.as_ref().is_some_and(Vec::is_empty) {
+                return Err(fail(
+                    located.find_key_in_job(&name, "source"),
+                    "source",
+                    "`backup` (and `restore`, when given) must name a program: [\"program\", \"arg\", …]".into(),
+                ));
+            }
+            let valid_extension = !extension.is_empty()
+                && extension
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
+            if !valid_extension {
+                return Err(fail(
+                    located.find_key_in_job(&name, "source"),
+                    "source.extension",
+                    format!(
+                        "`{extension}` is not a usable file extension (letters, digits, `.`, `-`, `_`)"
+                    ),
+                ));
+            }
+            SourceConfig::Command {
+                backup,
+                restore,
+                extension,
+            }
+        }
     };
 
     let encryption = match job.encryption {
@@ -320,6 +385,7 @@ fn validate_job(
             threads: job.compression_threads,
         },
         encryption,
+        hooks: job.hooks,
     })
 }
 

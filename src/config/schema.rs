@@ -41,6 +41,22 @@ pub struct JobConfig {
     #[serde(default)]
     pub compression_threads: u32,
     pub encryption: EncryptionConfig,
+    #[serde(default)]
+    pub hooks: Hooks,
+}
+
+/// Shell commands (`sh -c`) run around each backup. They see CAIRN_JOB,
+/// CAIRN_STATUS (`running`, then `success` or `failure`), CAIRN_ARTIFACT_ID and
+/// CAIRN_ERROR in their environment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Run before the backup; a failure fails the run.
+    #[serde(default, deserialize_with = "interp::strings")]
+    pub before: Vec<String>,
+    /// Always run after the backup, successful or not.
+    #[serde(default, deserialize_with = "interp::strings")]
+    pub after: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +74,60 @@ pub enum SourceConfig {
         #[serde(default, deserialize_with = "interp::strings")]
         exclude: Vec<String>,
     },
+    /// One PostgreSQL database (`pg_dump`) or a whole server (`pg_dumpall`).
+    Postgres {
+        #[serde(deserialize_with = "interp::string")]
+        url: String,
+        /// Environment variable holding the password (else the URL's, else ~/.pgpass).
+        password_env: Option<String>,
+        #[serde(default)]
+        format: PgFormat,
+        #[serde(default)]
+        scope: PgScope,
+        /// Folder holding pg_dump/pg_dumpall of the right version.
+        #[serde(default, deserialize_with = "interp::opt_path")]
+        tool_dir: Option<PathBuf>,
+    },
+    /// One MySQL/MariaDB database.
+    Mysql {
+        #[serde(deserialize_with = "interp::string")]
+        url: String,
+        password_env: Option<String>,
+    },
+    /// Any program whose stdout is the backup.
+    Command {
+        #[serde(deserialize_with = "interp::strings")]
+        backup: Vec<String>,
+        /// The program that reads a backup back on stdin.
+        #[serde(default, deserialize_with = "interp::opt_strings")]
+        restore: Option<Vec<String>>,
+        /// The data object's innermost extension.
+        #[serde(default = "default_command_extension")]
+        extension: String,
+    },
+}
+
+fn default_command_extension() -> String {
+    "out".to_string()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PgFormat {
+    /// `pg_dump -Fc`: restored with pg_restore (selective, --clean).
+    #[default]
+    Custom,
+    /// SQL text: restored with psql.
+    Plain,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PgScope {
+    #[default]
+    Database,
+    /// Every database plus roles and tablespaces (`pg_dumpall`).
+    Server,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]

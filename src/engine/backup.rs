@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::hooks;
 use crate::config::{Config, Job};
 use crate::keys::{self, EncryptKey};
 use crate::pipeline::{self, Buffered, Digest, EncryptionKind, HashingWriter, Sink, pipe};
@@ -46,6 +47,9 @@ pub struct BackupReport {
     pub destinations: Vec<DestinationOutcome>,
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,
+    /// `after` hooks that failed (the artifact itself is committed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hook_errors: Vec<String>,
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -57,9 +61,39 @@ impl BackupReport {
     pub fn partially_failed(&self) -> bool {
         self.destinations.iter().any(|d| !d.committed)
     }
+
+    /// The run should be reported as failed (exit code 1).
+    pub fn failed(&self) -> bool {
+        self.partially_failed() || !self.hook_errors.is_empty()
+    }
 }
 
+/// Backs `job` up, with its hooks around the run.
 pub fn backup(
+    config: &Config,
+    job: &Job,
+    options: &BackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupReport> {
+    let result = hooks::before(job).and_then(|()| run(config, job, options, progress));
+    let hook_errors = hooks::after(
+        job,
+        &hooks::Outcome {
+            success: result.as_ref().is_ok_and(|r| !r.partially_failed()),
+            artifact_id: result.as_ref().ok().map(|r| r.id.as_str()),
+            error: result.as_ref().err().map(ToString::to_string),
+        },
+    );
+    for error in &hook_errors {
+        tracing::error!(job = %job.name, "{error}");
+    }
+    result.map(|mut report| {
+        report.hook_errors = hook_errors;
+        report
+    })
+}
+
+fn run(
     config: &Config,
     job: &Job,
     options: &BackupOptions,
@@ -73,7 +107,7 @@ pub fn backup(
         .iter()
         .map(|name| store::open(config, name))
         .collect::<Result<Vec<_>>>()?;
-    let source = crate::source::for_job(job);
+    let source = crate::source::for_job(job)?;
 
     let created_at = jiff::Timestamp::now();
     let id = naming::new_id(created_at);
@@ -265,6 +299,7 @@ pub fn backup(
         manifest,
         destinations: outcomes,
         duration: started.elapsed(),
+        hook_errors: Vec::new(),
     })
 }
 

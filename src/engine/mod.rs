@@ -3,9 +3,11 @@
 
 pub mod backup;
 pub mod check;
+pub mod hooks;
 pub mod list;
 pub mod read;
 pub mod restore;
+pub mod restore_server;
 pub mod verify;
 
 use crate::config::{Config, Job};

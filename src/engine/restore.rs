@@ -35,7 +35,8 @@ pub struct RestoreReport {
     pub job: String,
     pub id: String,
     pub destination: String,
-    pub target: PathBuf,
+    /// A path, a database URL without credentials, or a command.
+    pub target: String,
     pub dry_run: bool,
     /// Where the previous content of the target was kept.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,7 +115,7 @@ pub fn restore(
                     job: job.name.clone(),
                     id: manifest.id.clone(),
                     destination: dest.name().to_string(),
-                    target: target.clone(),
+                    target: target.display().to_string(),
                     dry_run: options.dry_run,
                     safety_copy: None,
                     plaintext_bytes: outcome.plaintext.size,

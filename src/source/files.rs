@@ -156,7 +156,7 @@ impl Dump for FilesSource {
         "files"
     }
 
-    fn extension(&self) -> &'static str {
+    fn extension(&self) -> &str {
         "tar"
     }
 
@@ -268,12 +268,39 @@ impl Restorer for FilesRestorer {
         archive.set_preserve_mtime(true);
         archive.set_unpack_xattrs(false);
         archive.set_overwrite(false);
-        archive.unpack(temp).map_err(|e| {
+        let unpack_err = |e: io::Error| {
             Error::Run(format!(
                 "cannot unpack the archive into {}: {e}",
                 temp.display()
             ))
-        })?;
+        };
+        // As `Archive::unpack` does, but folders get their mtimes back too (tar-rs
+        // sets them on files and links only). Folders come last, deepest first, so
+        // that unpacking into them or setting a child's mode and mtime changes nothing.
+        let mut folders = Vec::new();
+        for entry in archive.entries().map_err(unpack_err)? {
+            let mut entry = entry.map_err(unpack_err)?;
+            if entry.header().entry_type() == tar::EntryType::Directory {
+                folders.push(entry);
+            } else {
+                entry.unpack_in(temp).map_err(unpack_err)?;
+            }
+        }
+        folders.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
+        for mut folder in folders {
+            if !folder.unpack_in(temp).map_err(unpack_err)? {
+                continue;
+            }
+            // The path `unpack_in` used: its normal components below `temp`.
+            let relative: PathBuf = folder
+                .path()
+                .map_err(unpack_err)?
+                .components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .collect();
+            let mtime = folder.header().mtime().map_err(unpack_err)?;
+            set_mtime(&temp.join(relative), mtime).map_err(unpack_err)?;
+        }
         // Consume the zero blocks after the last entry so the stream reaches its end
         // and its hashes are complete.
         io::copy(archive.into_inner(), &mut io::sink())
@@ -283,5 +310,30 @@ impl Restorer for FilesRestorer {
 
     fn check(&self, _temp: &Path) -> Result<()> {
         Ok(())
+    }
+}
+
+/// Sets the access and modification times of `path` (not following a symlink).
+fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let time = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [time, time];
+    // SAFETY: c_path is a valid NUL-terminated string and `times` holds two timespecs.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }

@@ -2,7 +2,12 @@
 //! that stream back into a restore target of their kind. They know nothing of
 //! compression, encryption or destinations.
 
+pub mod command;
+pub mod external;
 pub mod files;
+pub mod mysql;
+pub mod postgres;
+pub mod server;
 pub mod sqlite;
 
 use std::io::{Read, Write};
@@ -16,7 +21,7 @@ pub trait Dump: Send + Sync {
     /// The manifest's `source.kind`.
     fn kind(&self) -> &'static str;
     /// The innermost file extension of the data object (`sqlite`, `tar`, …).
-    fn extension(&self) -> &'static str;
+    fn extension(&self) -> &str;
     /// What is being read, for messages.
     fn describe(&self) -> String;
     /// Expected plaintext size, for progress bars.
@@ -25,12 +30,91 @@ pub trait Dump: Send + Sync {
     fn dump(&self, out: &mut dyn Write) -> Result<serde_json::Value>;
 }
 
-pub fn for_job(job: &Job) -> Box<dyn Dump> {
-    match &job.source {
+pub fn for_job(job: &Job) -> Result<Box<dyn Dump>> {
+    Ok(match &job.source {
         SourceConfig::Sqlite { path } => Box::new(sqlite::SqliteSource::new(&job.name, path)),
         SourceConfig::Files { path, exclude } => {
             Box::new(files::FilesSource::new(&job.name, path, exclude))
         }
+        SourceConfig::Postgres {
+            url,
+            password_env,
+            format,
+            scope,
+            tool_dir,
+        } => {
+            let password = password_from_env(&job.name, password_env.as_deref())?;
+            let conn = postgres::PgConn::parse(url, password)?;
+            Box::new(postgres::PostgresSource::new(
+                &job.name,
+                conn,
+                *format,
+                *scope,
+                tool_dir.clone(),
+            ))
+        }
+        SourceConfig::Mysql { url, password_env } => {
+            let password = password_from_env(&job.name, password_env.as_deref())?;
+            Box::new(mysql::MysqlSource::new(
+                &job.name,
+                mysql::MyConn::parse(url, password)?,
+            ))
+        }
+        SourceConfig::Command {
+            backup, extension, ..
+        } => Box::new(command::CommandSource::new(&job.name, backup, extension)),
+    })
+}
+
+/// The value of a job's `password_env`, which must be set when named.
+pub fn password_from_env(job: &str, var: Option<&str>) -> Result<Option<String>> {
+    match var {
+        None => Ok(None),
+        Some(var) => std::env::var(var).map(Some).map_err(|_| {
+            crate::Error::source(
+                job,
+                format!("the password variable `{var}` (source.password_env) is not set in the environment"),
+            )
+        }),
+    }
+}
+
+/// Whether artifacts of this source kind restore into a database server (a URL target).
+pub fn restores_to_server(kind: &str) -> bool {
+    matches!(kind, "postgres" | "mysql")
+}
+
+/// The server-side restorer for a manifest's source, aimed at `target_url`.
+/// The password comes from the URL, else from the job's `password_env`.
+pub fn server_restore_for(
+    job: &Job,
+    manifest: &crate::store::Manifest,
+    target_url: &str,
+) -> Result<Box<dyn server::ServerRestore>> {
+    let password_env = match &job.source {
+        SourceConfig::Postgres { password_env, .. } | SourceConfig::Mysql { password_env, .. } => {
+            password_env.as_deref()
+        }
+        _ => None,
+    };
+    let password = password_from_env(&job.name, password_env)?;
+    let facts = &manifest.source.facts;
+    match manifest.source.kind.as_str() {
+        "postgres" => {
+            let format = serde_json::from_value(facts["format"].clone()).unwrap_or_default();
+            let scope = serde_json::from_value(facts["scope"].clone()).unwrap_or_default();
+            Ok(Box::new(postgres::PgRestore {
+                target: postgres::PgConn::parse(target_url, password)?,
+                format,
+                scope,
+            }))
+        }
+        "mysql" => Ok(Box::new(mysql::MyRestore::new(mysql::MyConn::parse(
+            target_url, password,
+        )?))),
+        other => Err(crate::Error::Usage(format!(
+            "artifacts of source kind `{other}` do not restore into a database server"
+        ))),
     }
 }
 

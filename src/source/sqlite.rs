@@ -63,7 +63,7 @@ impl Dump for SqliteSource {
         "sqlite"
     }
 
-    fn extension(&self) -> &'static str {
+    fn extension(&self) -> &str {
         "sqlite"
     }
 
@@ -180,16 +180,37 @@ impl Restorer for SqliteRestorer {
     }
 
     fn write(&self, stream: &mut dyn Read, temp: &Path) -> Result<()> {
-        let file = crate::store::fs::create_private(temp)
-            .map_err(|e| Error::Run(format!("cannot create {}: {e}", temp.display())))?;
+        // Writing the temporary is the target's problem (a full disk, say), never
+        // damage in the artifact: report it as a target error, not as `Run`.
+        let target_err = |what: &str, e: std::io::Error| {
+            let hint = match e.raw_os_error() {
+                Some(libc::ENOSPC) => " (the disk is full: free space there or restore elsewhere)",
+                _ => "",
+            };
+            Error::Target {
+                path: temp.to_path_buf(),
+                message: format!("{what}: {e}{hint}"),
+            }
+        };
+        let file =
+            crate::store::fs::create_private(temp).map_err(|e| target_err("cannot create", e))?;
         let mut writer = std::io::BufWriter::with_capacity(crate::pipeline::CHUNK, file);
-        std::io::copy(stream, &mut writer)
-            .map_err(|e| Error::Run(format!("restore stream failed: {e}")))?;
+        let mut buf = vec![0u8; crate::pipeline::CHUNK];
+        loop {
+            let n = match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::Run(format!("restore stream failed: {e}"))),
+            };
+            writer
+                .write_all(&buf[..n])
+                .map_err(|e| target_err("cannot write", e))?;
+        }
         let file = writer
             .into_inner()
-            .map_err(|e| Error::Run(format!("cannot write {}: {}", temp.display(), e.error())))?;
-        file.sync_all()
-            .map_err(|e| Error::Run(format!("cannot sync {}: {e}", temp.display())))
+            .map_err(|e| target_err("cannot write", e.into_error()))?;
+        file.sync_all().map_err(|e| target_err("cannot sync", e))
     }
 
     fn check(&self, temp: &Path) -> Result<()> {

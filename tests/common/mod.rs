@@ -3,6 +3,8 @@
 //! tests run in parallel.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;

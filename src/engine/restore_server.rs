@@ -1,0 +1,248 @@
+//! Restoring into a database server or a command: the dump streams from the
+//! destination through decryption and decompression into the engine's client on
+//! stdin (no temporary copy), with the stream's tail held back until both
+//! hashes match, so damaged data never reaches a commit.
+
+use std::sync::Arc;
+
+use super::restore::RestoreReport;
+use super::{Located, read};
+use crate::config::{Job, SourceConfig};
+use crate::keys;
+use crate::progress::Progress;
+use crate::source::external::{Program, Receiver};
+use crate::{Error, Result, source};
+
+#[derive(Debug, Clone)]
+pub struct ServerRestoreOptions {
+    pub target_url: String,
+    pub dry_run: bool,
+    pub force: bool,
+    pub clean: bool,
+}
+
+/// What a receiving program consumed.
+struct Delivered {
+    destination: String,
+    plaintext_bytes: u64,
+    /// The tail of the program's stdout.
+    output: String,
+}
+
+/// Streams the artifact into `program`, committing only if it checks out.
+/// `prefix_only`: the program reads just the start (a listing).
+fn stream_into(
+    located: &Located,
+    key: &keys::DecryptKey,
+    program: &Program,
+    prefix_only: bool,
+    progress: Arc<dyn Progress>,
+) -> Result<Delivered> {
+    let manifest = &located.manifest;
+    let mut last_error = None;
+    for (dest, _) in &located.copies {
+        progress.start(
+            &format!("restore {} from {}", manifest.id, dest.name()),
+            Some(manifest.data.size),
+        );
+        let started = if prefix_only {
+            program.reader_of_prefix()
+        } else {
+            program.receiver()
+        };
+        let mut receiver: Option<Receiver> = Some(started?);
+        let result = read::read_artifact(
+            dest.as_ref(),
+            manifest,
+            key,
+            progress.clone(),
+            &mut |stream| match receiver.as_mut() {
+                Some(r) => r.feed(stream),
+                None => Err(Error::Run("receiver already closed".into())),
+            },
+        );
+        progress.finish();
+        let Some(receiver) = receiver.take() else {
+            return Err(Error::Run("receiver lost".into()));
+        };
+        match result {
+            Ok(outcome) => {
+                let output = receiver.commit()?;
+                return Ok(Delivered {
+                    destination: dest.name().to_string(),
+                    plaintext_bytes: outcome.plaintext.size,
+                    output,
+                });
+            }
+            Err(e) => {
+                let messages = receiver.abort();
+                let e = if messages.trim().is_empty() {
+                    e
+                } else {
+                    Error::Run(format!(
+                        "{e}; `{}` said: {}",
+                        program.name(),
+                        messages.trim()
+                    ))
+                };
+                match e {
+                    Error::Integrity { .. } | Error::Destination { .. }
+                        if located.copies.len() > 1 =>
+                    {
+                        tracing::warn!(destination = %dest.name(), error = %e, "copy unusable, trying the next destination");
+                        last_error = Some(e);
+                    }
+                    e => return Err(e),
+                }
+            }
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| Error::NotFound(format!("no copy of {} to read", manifest.id))))
+}
+
+pub fn restore_to_server(
+    job: &Job,
+    located: &Located,
+    options: &ServerRestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreReport> {
+    let manifest = &located.manifest;
+    let key = keys::decrypt_key(job)?;
+    let target = source::server_restore_for(job, manifest, &options.target_url)?;
+    let prepared = target.prepare(options.force, options.clean, options.dry_run)?;
+    let mut report = RestoreReport {
+        job: job.name.clone(),
+        id: manifest.id.clone(),
+        destination: String::new(),
+        target: target.describe(),
+        dry_run: options.dry_run,
+        safety_copy: None,
+        plaintext_bytes: 0,
+        actions: prepared.actions,
+    };
+    if options.dry_run {
+        // Read and check the whole artifact; list its contents when the format allows.
+        let (destination, bytes) = match target.listing_program() {
+            Some(listing) => {
+                let delivered = stream_into(located, &key, &listing, true, progress)?;
+                let entries: Vec<&str> = delivered
+                    .output
+                    .lines()
+                    .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+                    .collect();
+                report.actions.push(format!(
+                    "the dump holds {} entries, e.g. {}",
+                    entries.len(),
+                    entries
+                        .iter()
+                        .take(3)
+                        .map(|l| l.trim())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
+                (delivered.destination, delivered.plaintext_bytes)
+            }
+            None => {
+                let (dest, _) = located
+                    .copies
+                    .first()
+                    .ok_or_else(|| Error::NotFound("no readable copy".into()))?;
+                let outcome = read::read_artifact(
+                    dest.as_ref(),
+                    manifest,
+                    &key,
+                    progress,
+                    &mut read::discard,
+                )?;
+                (dest.name().to_string(), outcome.plaintext.size)
+            }
+        };
+        report.destination = destination;
+        report.plaintext_bytes = bytes;
+        report.actions.push(format!(
+            "checked the artifact ({bytes} bytes of dump): stored and plaintext SHA-256 match the manifest"
+        ));
+        report
+            .actions
+            .push(format!("would restore into {}", target.describe()));
+        return Ok(report);
+    }
+    let program = target.receiver_program(options.clean);
+    match stream_into(located, &key, &program, false, progress) {
+        Ok(delivered) => {
+            report.destination = delivered.destination;
+            report.plaintext_bytes = delivered.plaintext_bytes;
+            report.actions.push(format!(
+                "restored {} bytes of dump into {}",
+                delivered.plaintext_bytes,
+                target.describe()
+            ));
+            Ok(report)
+        }
+        Err(e) => {
+            if prepared.created {
+                target.drop_created();
+                tracing::info!(target = %target.describe(), "dropped the database created for the failed restore");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Restores a `command` job's artifact by piping it into the job's `restore` program.
+pub fn restore_to_command(
+    job: &Job,
+    located: &Located,
+    dry_run: bool,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreReport> {
+    let SourceConfig::Command {
+        restore: Some(argv),
+        ..
+    } = &job.source
+    else {
+        return Err(Error::Usage(format!(
+            "job `{}` has no `restore` command in its source; add one, or use `cairn cat {} | …`",
+            job.name, job.name
+        )));
+    };
+    let manifest = &located.manifest;
+    let key = keys::decrypt_key(job)?;
+    let program = Program::new(argv.iter());
+    let mut report = RestoreReport {
+        job: job.name.clone(),
+        id: manifest.id.clone(),
+        destination: String::new(),
+        target: format!("command `{}`", program.name()),
+        dry_run,
+        safety_copy: None,
+        plaintext_bytes: 0,
+        actions: Vec::new(),
+    };
+    if dry_run {
+        let (dest, _) = located
+            .copies
+            .first()
+            .ok_or_else(|| Error::NotFound("no readable copy".into()))?;
+        let outcome =
+            read::read_artifact(dest.as_ref(), manifest, &key, progress, &mut read::discard)?;
+        report.destination = dest.name().to_string();
+        report.plaintext_bytes = outcome.plaintext.size;
+        report.actions.push(format!(
+            "would pipe {} bytes into `{}`",
+            outcome.plaintext.size,
+            program.name()
+        ));
+        return Ok(report);
+    }
+    let delivered = stream_into(located, &key, &program, false, progress)?;
+    report.destination = delivered.destination;
+    report.plaintext_bytes = delivered.plaintext_bytes;
+    report.actions.push(format!(
+        "piped {} bytes into `{}`",
+        delivered.plaintext_bytes,
+        program.name()
+    ));
+    Ok(report)
+}

@@ -1,0 +1,60 @@
+//! The generic command source: any program whose stdout is the backup (mongodump
+//! --archive, redis-cli --rdb -, an application's export), and optionally the
+//! program that reads it back on stdin.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use super::Dump;
+use super::external::Program;
+use crate::{Error, Result};
+
+pub struct CommandSource {
+    job: String,
+    backup: Vec<String>,
+    extension: String,
+}
+
+impl CommandSource {
+    pub fn new(job: &str, backup: &[String], extension: &str) -> Self {
+        CommandSource {
+            job: job.to_string(),
+            backup: backup.to_vec(),
+            extension: extension.to_string(),
+        }
+    }
+}
+
+impl Dump for CommandSource {
+    fn kind(&self) -> &'static str {
+        "command"
+    }
+
+    fn extension(&self) -> &str {
+        &self.extension
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "command `{}`",
+            self.backup.first().map(String::as_str).unwrap_or_default()
+        )
+    }
+
+    fn size_hint(&self) -> Option<u64> {
+        None
+    }
+
+    fn dump(&self, out: &mut dyn Write) -> Result<serde_json::Value> {
+        let program = Program::new(self.backup.iter());
+        let stderr = program
+            .stream_to(out)
+            .map_err(|e| Error::source(&self.job, e))?;
+        Ok(json!({
+            // Only the program name: arguments may carry secrets from ${VAR}s.
+            "program": program.name(),
+            "stderr_bytes": stderr.len(),
+        }))
+    }
+}

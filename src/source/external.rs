@@ -1,0 +1,468 @@
+//! Running external tools (pg_dump, mariadb-dump, user commands) as stream
+//! producers and consumers.
+//!
+//! - Secrets reach a child only through its environment or a 0600 file, never argv.
+//! - stderr is captured (the last 64 KiB) and logged, with secrets redacted.
+//! - A consumer's stdin holds back the stream's last bytes until the caller has
+//!   checked the artifact's hashes: the tool never sees end of input for damaged
+//!   data, so a single-transaction restore rolls back instead of committing.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::{Error, Result};
+
+const STDERR_TAIL: usize = 64 * 1024;
+/// Bytes of a restore stream held back until its hashes are checked.
+const HOLDBACK: usize = 256 * 1024;
+
+/// Replaces every secret in `text` with `***`.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= 3) {
+        out = out.replace(secret.as_str(), "***");
+    }
+    out
+}
+
+/// `scheme://user:password@host/…` → `scheme://user@host/…`.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// A program to run: argv plus extra environment.
+#[derive(Clone)]
+pub struct Program {
+    pub argv: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+    /// Values to hide in anything shown or logged.
+    pub secrets: Vec<String>,
+}
+
+impl Program {
+    pub fn new<I, S>(argv: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Program {
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn secret(mut self, secret: &str) -> Self {
+        if !secret.is_empty() {
+            self.secrets.push(secret.to_string());
+        }
+        self
+    }
+
+    pub fn name(&self) -> String {
+        self.argv
+            .first()
+            .map(|a| a.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The command line for messages, secrets redacted.
+    pub fn display(&self) -> String {
+        let line: Vec<String> = self
+            .argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        redact(&line.join(" "), &self.secrets)
+    }
+
+    fn command(&self) -> Result<Command> {
+        let (program, args) = self
+            .argv
+            .split_first()
+            .ok_or_else(|| Error::Usage("empty command".into()))?;
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        Ok(cmd)
+    }
+
+    fn spawn(&self, stdin: Stdio, stdout: Stdio) -> Result<(Child, StderrTail)> {
+        let mut cmd = self.command()?;
+        cmd.stdin(stdin).stdout(stdout).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::Run(if e.kind() == io::ErrorKind::NotFound {
+                format!("`{}` is not installed or not on PATH", self.name())
+            } else {
+                format!("cannot start `{}`: {e}", self.name())
+            })
+        })?;
+        let tail = StderrTail::capture(child.stderr.take(), self.name(), self.secrets.clone());
+        Ok((child, tail))
+    }
+
+    /// Runs to completion and returns stdout; a non-zero exit is an error with stderr.
+    pub fn output(&self) -> Result<String> {
+        let (mut child, tail) = self.spawn(Stdio::null(), Stdio::piped())?;
+        let mut stdout = String::new();
+        if let Some(mut out) = child.stdout.take() {
+            out.read_to_string(&mut stdout)
+                .map_err(|e| Error::Run(format!("cannot read output of `{}`: {e}", self.name())))?;
+        }
+        let status = child
+            .wait()
+            .map_err(|e| Error::Run(format!("`{}` did not finish: {e}", self.name())))?;
+        let stderr = tail.finish();
+        check_status(&self.name(), status, &stderr)?;
+        Ok(stdout)
+    }
+
+    /// Streams the program's stdout into `out`. Returns its stderr (redacted).
+    pub fn stream_to(&self, out: &mut dyn Write) -> Result<String> {
+        let (mut child, tail) = self.spawn(Stdio::null(), Stdio::piped())?;
+        let copied = match child.stdout.take() {
+            Some(mut stdout) => io::copy(&mut stdout, out).map(|_| ()),
+            None => Ok(()),
+        };
+        if copied.is_err() {
+            let _ = child.kill();
+        }
+        let status = child
+            .wait()
+            .map_err(|e| Error::Run(format!("`{}` did not finish: {e}", self.name())))?;
+        let stderr = tail.finish();
+        check_status(&self.name(), status, &stderr)?;
+        copied
+            .map_err(|e| Error::Run(format!("stream from `{}` interrupted: {e}", self.name())))?;
+        Ok(stderr)
+    }
+
+    /// Starts the program reading a stream on stdin (see `Receiver`).
+    pub fn receiver(&self) -> Result<Receiver> {
+        self.start_receiver(false)
+    }
+
+    /// Starts a program that reads only the start of a stream (e.g. `pg_restore
+    /// --list`): once it stops reading, the rest of the stream is still read, so
+    /// that its hashes can be checked.
+    pub fn reader_of_prefix(&self) -> Result<Receiver> {
+        self.start_receiver(true)
+    }
+
+    fn start_receiver(&self, reads_prefix_only: bool) -> Result<Receiver> {
+        let (mut child, tail) = self.spawn(Stdio::piped(), Stdio::piped())?;
+        let stdin = child.stdin.take();
+        // Drain stdout so the child never blocks on a full pipe; keep its tail for logs.
+        let stdout = StderrTail::capture(child.stdout.take(), self.name(), self.secrets.clone());
+        Ok(Receiver {
+            name: self.name(),
+            child,
+            stdin: stdin.map(|s| HoldBack::new(s, HOLDBACK)),
+            stderr: Some(tail),
+            stdout: Some(stdout),
+            reads_prefix_only,
+        })
+    }
+}
+
+fn check_status(name: &str, status: ExitStatus, stderr: &str) -> Result<()> {
+    if status.success() {
+        return Ok(());
+    }
+    let how = match status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            format!("was killed by signal {}", status.signal().unwrap_or(0))
+        }
+    };
+    let detail = stderr.trim();
+    Err(Error::Run(if detail.is_empty() {
+        format!("`{name}` {how}")
+    } else {
+        format!("`{name}` {how}: {}", last_lines(detail, 6))
+    }))
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// Collects the tail of a child's output stream on a thread.
+pub struct StderrTail {
+    handle: Option<JoinHandle<()>>,
+    buffer: Arc<Mutex<VecDeque<u8>>>,
+    secrets: Vec<String>,
+    name: String,
+}
+
+impl StderrTail {
+    fn capture(
+        stream: Option<impl Read + Send + 'static>,
+        name: String,
+        secrets: Vec<String>,
+    ) -> Self {
+        let buffer = Arc::new(Mutex::new(VecDeque::new()));
+        let sink = buffer.clone();
+        let handle = stream.map(|mut stream| {
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = stream.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut buf) = sink.lock() {
+                        buf.extend(&chunk[..n]);
+                        let excess = buf.len().saturating_sub(STDERR_TAIL);
+                        buf.drain(..excess);
+                    }
+                }
+            })
+        });
+        StderrTail {
+            handle,
+            buffer,
+            secrets,
+            name,
+        }
+    }
+
+    /// Waits for the stream to close and returns its tail, redacted and logged.
+    pub fn finish(mut self) -> String {
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+        let bytes: Vec<u8> = self
+            .buffer
+            .lock()
+            .map(|b| b.iter().copied().collect())
+            .unwrap_or_default();
+        let text = redact(&String::from_utf8_lossy(&bytes), &self.secrets);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!(tool = %self.name, "{line}");
+        }
+        text
+    }
+}
+
+/// A child process that consumes a stream on stdin, with the stream's tail held
+/// back until `commit`.
+pub struct Receiver {
+    name: String,
+    child: Child,
+    stdin: Option<HoldBack<ChildStdin>>,
+    stderr: Option<StderrTail>,
+    stdout: Option<StderrTail>,
+    reads_prefix_only: bool,
+}
+
+impl Receiver {
+    /// Feeds the stream, all but its last bytes.
+    pub fn feed(&mut self, stream: &mut dyn Read) -> Result<()> {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Err(Error::Run(format!("`{}` takes no input", self.name)));
+        };
+        match io::copy(stream, stdin) {
+            Ok(_) => Ok(()),
+            Err(e) if self.reads_prefix_only && e.kind() == io::ErrorKind::BrokenPipe => {
+                self.stdin = None;
+                io::copy(stream, &mut io::sink())
+                    .map(|_| ())
+                    .map_err(|e| Error::Run(format!("reading the artifact failed: {e}")))
+            }
+            Err(e) => Err(Error::Run(format!(
+                "`{}` stopped reading its input ({e})",
+                self.name
+            ))),
+        }
+    }
+
+    /// The hashes matched: deliver the held-back tail, close stdin and wait.
+    /// Returns the tail of what the program printed on stdout.
+    pub fn commit(mut self) -> Result<String> {
+        let delivered = match self.stdin.take() {
+            Some(stdin) => stdin.release().map(drop),
+            None => Ok(()),
+        };
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| Error::Run(format!("`{}` did not finish: {e}", self.name)))?;
+        let stdout = self
+            .stdout
+            .take()
+            .map(StderrTail::finish)
+            .unwrap_or_default();
+        let stderr = self
+            .stderr
+            .take()
+            .map(StderrTail::finish)
+            .unwrap_or_default();
+        check_status(&self.name, status, &stderr)?;
+        match delivered {
+            Err(e) if !(self.reads_prefix_only && e.kind() == io::ErrorKind::BrokenPipe) => {
+                Err(Error::Run(format!("cannot write to `{}`: {e}", self.name)))
+            }
+            _ => Ok(stdout),
+        }
+    }
+
+    /// Something did not check out: kill the tool before it sees end of input.
+    pub fn abort(mut self) -> String {
+        let _ = self.child.kill();
+        self.stdin = None;
+        let _ = self.child.wait();
+        let _ = self.stdout.take().map(StderrTail::finish);
+        self.stderr
+            .take()
+            .map(StderrTail::finish)
+            .unwrap_or_default()
+    }
+}
+
+/// A writer that keeps the last `hold` bytes written to it until `release`.
+pub struct HoldBack<W: Write> {
+    inner: W,
+    held: VecDeque<u8>,
+    hold: usize,
+}
+
+impl<W: Write> HoldBack<W> {
+    pub fn new(inner: W, hold: usize) -> Self {
+        HoldBack {
+            inner,
+            held: VecDeque::with_capacity(hold * 2),
+            hold,
+        }
+    }
+
+    /// Writes what was held back and returns the inner writer.
+    pub fn release(mut self) -> io::Result<W> {
+        let (a, b) = self.held.as_slices();
+        self.inner.write_all(a)?;
+        self.inner.write_all(b)?;
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for HoldBack<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.held.extend(buf);
+        let excess = self.held.len().saturating_sub(self.hold);
+        if excess > 0 {
+            let out: Vec<u8> = self.held.drain(..excess).collect();
+            self.inner.write_all(&out)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A 0600 temporary file removed on drop (passwords for tools that read files).
+pub struct SecretFile {
+    pub path: PathBuf,
+}
+
+impl SecretFile {
+    pub fn new(contents: &str) -> Result<Self> {
+        let dir = std::env::temp_dir();
+        let nonce: u64 = rand::random();
+        let path = dir.join(format!("cairn-{}-{nonce:016x}.cnf", std::process::id()));
+        let mut file = crate::store::fs::create_private(&path).map_err(|e| {
+            Error::Run(format!(
+                "cannot create a private temp file in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        file.write_all(contents.as_bytes())
+            .map_err(|e| Error::Run(format!("cannot write {}: {e}", path.display())))?;
+        Ok(SecretFile { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SecretFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The first of `candidates` found on PATH.
+pub fn find_tool(candidates: &[&str]) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    candidates.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+            .map(|_| name.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_removed_from_urls() {
+        assert_eq!(
+            without_password("postgres://app:s3cret@db:5432/shop?sslmode=require"),
+            "postgres://app@db:5432/shop?sslmode=require"
+        );
+        assert_eq!(without_password("mysql://root@h/db"), "mysql://root@h/db");
+        assert_eq!(redact("pw=hunter2 x", &["hunter2".into()]), "pw=*** x");
+    }
+
+    #[test]
+    fn holdback_keeps_the_tail_until_released() {
+        let mut w = HoldBack::new(Vec::new(), 4);
+        w.write_all(b"abcdefgh").unwrap();
+        assert_eq!(w.inner, b"abcd");
+        w.write_all(b"ij").unwrap();
+        assert_eq!(w.inner, b"abcdef");
+        assert_eq!(w.release().unwrap(), b"abcdefghij");
+    }
+
+    #[test]
+    fn failing_tools_report_status_and_stderr() {
+        let err = Program::new(["sh", "-c", "echo boom >&2; exit 3"])
+            .output()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("status 3") && err.contains("boom"), "{err}");
+        let err = Program::new(["cairn-no-such-tool"])
+            .output()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not installed"), "{err}");
+    }
+}

@@ -1,0 +1,395 @@
+//! MySQL/MariaDB: `mariadb-dump` or `mysqldump` (whichever is installed, and the
+//! manifest says which) with `--single-transaction --routines --triggers
+//! --events`; restores with `mariadb`/`mysql`. The password is passed in a
+//! temporary 0600 defaults file, never on the command line.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use super::Dump;
+use super::external::{Program, SecretFile, find_tool, without_password};
+use super::server::{Prepared, ServerRestore};
+use crate::{Error, Result};
+
+#[derive(Clone)]
+pub struct MyConn {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<String>,
+    pub database: String,
+    display: String,
+}
+
+impl MyConn {
+    pub fn parse(url: &str, password: Option<String>) -> Result<Self> {
+        let parsed = url::Url::parse(url).map_err(|e| {
+            Error::Usage(format!(
+                "`{}` is not a MySQL URL: {e}",
+                without_password(url)
+            ))
+        })?;
+        if !matches!(parsed.scheme(), "mysql" | "mariadb") {
+            return Err(Error::Usage(format!(
+                "`{}` is not a mysql:// URL",
+                without_password(url)
+            )));
+        }
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        Ok(MyConn {
+            host: parsed.host_str().unwrap_or("127.0.0.1").to_string(),
+            port: parsed.port().unwrap_or(3306),
+            user: decode(parsed.username()),
+            password: parsed.password().map(decode).or(password),
+            database: decode(parsed.path().trim_start_matches('/')),
+            display: without_password(url),
+        })
+    }
+
+    pub fn display(&self) -> String {
+        self.display.clone()
+    }
+
+    pub fn with_database(&self, name: &str) -> MyConn {
+        let mut other = self.clone();
+        other.database = name.to_string();
+        other.display = match self.display.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => self.display.clone(),
+        };
+        other
+    }
+
+    /// A client program with the connection options; the defaults file must come first.
+    fn program(&self, tool: &str, defaults: &SecretFile, args: &[&str]) -> Program {
+        let mut argv = vec![
+            tool.to_string(),
+            format!("--defaults-extra-file={}", defaults.path().display()),
+            format!("--host={}", self.host),
+            format!("--port={}", self.port),
+            "--protocol=TCP".to_string(),
+            "--connect-timeout=10".to_string(),
+        ];
+        if !self.user.is_empty() {
+            argv.push(format!("--user={}", self.user));
+        }
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let mut program = Program::new(argv);
+        if let Some(pw) = &self.password {
+            program = program.secret(pw);
+        }
+        program
+    }
+
+    pub fn defaults_file(&self) -> Result<SecretFile> {
+        let mut text = String::from("[client]\n");
+        if let Some(pw) = &self.password {
+            text.push_str(&format!(
+                "password=\"{}\"\n",
+                pw.replace('\\', "\\\\").replace('"', "\\\"")
+            ));
+        }
+        SecretFile::new(&text)
+    }
+
+    /// Runs SQL with the client in batch mode; returns tab-separated rows.
+    pub fn query(&self, database: Option<&str>, sql: &str) -> Result<String> {
+        let defaults = self.defaults_file()?;
+        let client = client_tool()
+            .ok_or_else(|| Error::Run("neither `mariadb` nor `mysql` is installed".into()))?;
+        let mut args = vec!["--batch", "--skip-column-names", "-e", sql];
+        if let Some(db) = database {
+            args.push(db);
+        }
+        self.program(&client, &defaults, &args)
+            .output()
+            .map_err(|e| Error::Run(format!("MySQL {}: {e}", self.display())))
+    }
+}
+
+pub fn dump_tool() -> Option<String> {
+    find_tool(&["mariadb-dump", "mysqldump"])
+}
+
+pub fn client_tool() -> Option<String> {
+    find_tool(&["mariadb", "mysql"])
+}
+
+/// `` `name` `` with backticks doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+pub struct MysqlSource {
+    job: String,
+    conn: MyConn,
+}
+
+impl MysqlSource {
+    pub fn new(job: &str, conn: MyConn) -> Self {
+        MysqlSource {
+            job: job.to_string(),
+            conn,
+        }
+    }
+
+    fn fail(&self, message: impl std::fmt::Display) -> Error {
+        Error::source(
+            &self.job,
+            format!("MySQL {}: {message}", self.conn.display()),
+        )
+    }
+}
+
+impl Dump for MysqlSource {
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn extension(&self) -> &str {
+        "sql"
+    }
+
+    fn describe(&self) -> String {
+        format!("MySQL {}", self.conn.display())
+    }
+
+    fn size_hint(&self) -> Option<u64> {
+        self.conn
+            .query(
+                None,
+                &format!(
+                    "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = '{}'",
+                    self.conn.database.replace('\'', "''")
+                ),
+            )
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn dump(&self, out: &mut dyn Write) -> Result<serde_json::Value> {
+        if self.conn.database.is_empty() {
+            return Err(self.fail("the URL names no database: add /DBNAME"));
+        }
+        let tool = dump_tool().ok_or_else(|| {
+            self.fail(
+                "neither `mariadb-dump` nor `mysqldump` is installed (Debian: mariadb-client)",
+            )
+        })?;
+        let tool_version = Program::new([tool.as_str(), "--version"])
+            .output()
+            .map_err(|e| self.fail(e))?
+            .trim()
+            .to_string();
+        let server_version = self
+            .conn
+            .query(None, "SELECT VERSION()")
+            .map_err(|e| Error::source(&self.job, e))?
+            .trim()
+            .to_string();
+        let tables: serde_json::Map<String, serde_json::Value> = self
+            .conn
+            .query(
+                Some(&self.conn.database),
+                "SELECT table_name, table_rows FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY table_name",
+            )
+            .map_err(|e| Error::source(&self.job, e))?
+            .lines()
+            .filter_map(|l| {
+                let (name, rows) = l.split_once('\t')?;
+                Some((name.to_string(), json!(rows.trim().parse::<i64>().unwrap_or(0))))
+            })
+            .collect();
+        tracing::info!(job = %self.job, tool = %tool, "dumping with {tool}");
+        let defaults = self.conn.defaults_file()?;
+        let program = self.conn.program(
+            &tool,
+            &defaults,
+            &[
+                "--single-transaction",
+                "--routines",
+                "--triggers",
+                "--events",
+                "--hex-blob",
+                "--default-character-set=utf8mb4",
+                "--",
+                &self.conn.database,
+            ],
+        );
+        program.stream_to(out).map_err(|e| self.fail(e))?;
+        Ok(json!({
+            "server": self.conn.display(),
+            "database": self.conn.database,
+            "server_version": server_version,
+            "dump_tool": tool,
+            "dump_tool_version": tool_version,
+            "tables": tables,
+        }))
+    }
+}
+
+pub struct MyRestore {
+    pub target: MyConn,
+    /// Keeps the defaults file alive while the receiver runs.
+    defaults: std::sync::Mutex<Option<SecretFile>>,
+}
+
+impl MyRestore {
+    pub fn new(target: MyConn) -> Self {
+        MyRestore {
+            target,
+            defaults: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn table_count(&self) -> Result<u64> {
+        Ok(self
+            .target
+            .query(
+                None,
+                &format!(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{}'",
+                    self.target.database.replace('\'', "''")
+                ),
+            )?
+            .trim()
+            .parse()
+            .unwrap_or(0))
+    }
+
+    fn exists(&self) -> Result<bool> {
+        Ok(!self
+            .target
+            .query(
+                None,
+                &format!(
+                    "SELECT schema_name FROM information_schema.schemata WHERE schema_name = '{}'",
+                    self.target.database.replace('\'', "''")
+                ),
+            )?
+            .trim()
+            .is_empty())
+    }
+}
+
+impl ServerRestore for MyRestore {
+    fn describe(&self) -> String {
+        self.target.display()
+    }
+
+    fn prepare(&self, force: bool, clean: bool, dry_run: bool) -> Result<Prepared> {
+        let name = self.target.database.clone();
+        if name.is_empty() {
+            return Err(Error::Usage(format!(
+                "{} names no database: add /DBNAME to the URL",
+                self.target.display()
+            )));
+        }
+        let mut prepared = Prepared::default();
+        let quoted = quote_ident(&name);
+        if self.exists()? {
+            let tables = self.table_count()?;
+            if tables > 0 && !force {
+                return Err(Error::Target {
+                    path: self.target.display().into(),
+                    message: format!(
+                        "database `{name}` already holds {tables} tables; pass --force to restore into it (add --clean to drop them first)"
+                    ),
+                });
+            }
+            if clean {
+                if dry_run {
+                    prepared
+                        .actions
+                        .push(format!("would drop and re-create database `{name}`"));
+                } else {
+                    self.target.query(
+                        None,
+                        &format!("DROP DATABASE {quoted}; CREATE DATABASE {quoted}"),
+                    )?;
+                    prepared
+                        .actions
+                        .push(format!("dropped and re-created database `{name}`"));
+                }
+            } else {
+                prepared.actions.push(format!(
+                    "restore into the existing database `{name}` ({tables} tables)"
+                ));
+            }
+        } else if dry_run {
+            self.target.query(None, "SELECT 1")?;
+            prepared
+                .actions
+                .push(format!("would create database `{name}`"));
+        } else {
+            self.target
+                .query(None, &format!("CREATE DATABASE {quoted}"))?;
+            prepared.created = true;
+            prepared.actions.push(format!("created database `{name}`"));
+        }
+        Ok(prepared)
+    }
+
+    fn receiver_program(&self, _clean: bool) -> Program {
+        let client = client_tool().unwrap_or_else(|| "mariadb".to_string());
+        let defaults = match self.target.defaults_file() {
+            Ok(f) => f,
+            // The program then fails to start with a clear error about the missing file.
+            Err(_) => SecretFile {
+                path: std::path::PathBuf::from("/nonexistent/cairn-defaults"),
+            },
+        };
+        let program = self.target.program(
+            &client,
+            &defaults,
+            &["--default-character-set=utf8mb4", &self.target.database],
+        );
+        if let Ok(mut slot) = self.defaults.lock() {
+            *slot = Some(defaults);
+        }
+        program
+    }
+
+    fn listing_program(&self) -> Option<Program> {
+        None
+    }
+
+    fn drop_created(&self) {
+        let _ = self.target.query(
+            None,
+            &format!(
+                "DROP DATABASE IF EXISTS {}",
+                quote_ident(&self.target.database)
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls_without_leaking_passwords() {
+        let c = MyConn::parse("mysql://root:se%22cret@127.0.0.1:3307/shop", None).unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.user.as_str()),
+            ("127.0.0.1", 3307, "root")
+        );
+        assert_eq!(c.password.as_deref(), Some("se\"cret"));
+        assert_eq!(c.database, "shop");
+        assert_eq!(c.display(), "mysql://root@127.0.0.1:3307/shop");
+        assert_eq!(
+            c.with_database("other").display(),
+            "mysql://root@127.0.0.1:3307/other"
+        );
+    }
+}

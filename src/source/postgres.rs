@@ -1,0 +1,472 @@
+//! PostgreSQL: `pg_dump` (custom format, its own compression off so cairn's
+//! compressor does the work; or plain SQL) for one database, `pg_dumpall` for a
+//! whole server; restores with `pg_restore`/`psql` in a single transaction.
+//!
+//! The password never appears on a command line: it comes from the URL, the
+//! job's `password_env`, or libpq's own `.pgpass`, and reaches the tools as
+//! `PGPASSWORD` in their environment.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use super::Dump;
+use super::external::{Program, find_tool, without_password};
+use super::server::{Prepared, ServerRestore};
+use crate::config::{PgFormat, PgScope};
+use crate::{Error, Result};
+
+/// A connection: URL without password, plus the password if known.
+#[derive(Clone)]
+pub struct PgConn {
+    url: url::Url,
+    password: Option<String>,
+}
+
+impl PgConn {
+    pub fn parse(url: &str, password: Option<String>) -> Result<Self> {
+        let mut parsed = url::Url::parse(url).map_err(|e| {
+            Error::Usage(format!(
+                "`{}` is not a PostgreSQL URL: {e}",
+                without_password(url)
+            ))
+        })?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(Error::Usage(format!(
+                "`{}` is not a postgres:// URL",
+                without_password(url)
+            )));
+        }
+        let in_url = parsed.password().map(percent_decode);
+        let _ = parsed.set_password(None);
+        Ok(PgConn {
+            url: parsed,
+            password: in_url.or(password),
+        })
+    }
+
+    pub fn database(&self) -> String {
+        percent_decode(self.url.path().trim_start_matches('/'))
+    }
+
+    /// The same server, another database.
+    pub fn with_database(&self, name: &str) -> PgConn {
+        let mut other = self.clone();
+        other.url.set_path(&format!("/{name}"));
+        other
+    }
+
+    /// The URL for messages: never a password.
+    pub fn display(&self) -> String {
+        self.url.to_string()
+    }
+
+    fn program(&self, tool: &str, args: &[&str]) -> Program {
+        let mut program = Program::new(
+            std::iter::once(tool.to_string()).chain(args.iter().map(|a| a.to_string())),
+        );
+        program = program.env("PGCONNECT_TIMEOUT", "10");
+        if let Some(pw) = &self.password {
+            program = program.env("PGPASSWORD", pw).secret(pw);
+        }
+        program
+    }
+
+    fn dbname_arg(&self) -> String {
+        format!("--dbname={}", self.url)
+    }
+
+    /// Runs one query with psql and returns its unaligned, tuples-only output.
+    pub fn query(&self, sql: &str) -> Result<String> {
+        self.program(
+            "psql",
+            &[
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "--no-password",
+                "-v",
+                "ON_ERROR_STOP=1",
+                &self.dbname_arg(),
+                "-c",
+                sql,
+            ],
+        )
+        .output()
+        .map_err(|e| self.fail(e))
+    }
+
+    fn fail(&self, e: Error) -> Error {
+        Error::Run(format!("PostgreSQL {}: {e}", self.display()))
+    }
+
+    pub fn server_version_num(&self) -> Result<u32> {
+        let text = self.query("SHOW server_version_num")?;
+        text.trim()
+            .parse()
+            .map_err(|_| Error::Run(format!("unexpected server_version_num {:?}", text.trim())))
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// `"name"` with embedded quotes doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `'text'` with embedded quotes doubled.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The major version in `pg_dump (PostgreSQL) 15.18 (Debian …)`.
+pub fn tool_major(version_line: &str) -> Option<u32> {
+    version_line
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn server_major(num: u32) -> u32 {
+    if num >= 100_000 {
+        num / 10_000
+    } else {
+        num / 100
+    }
+}
+
+pub struct PostgresSource {
+    job: String,
+    conn: PgConn,
+    format: PgFormat,
+    scope: PgScope,
+    tool_dir: Option<std::path::PathBuf>,
+}
+
+impl PostgresSource {
+    pub fn new(
+        job: &str,
+        conn: PgConn,
+        format: PgFormat,
+        scope: PgScope,
+        tool_dir: Option<std::path::PathBuf>,
+    ) -> Self {
+        PostgresSource {
+            job: job.to_string(),
+            conn,
+            format,
+            scope,
+            tool_dir,
+        }
+    }
+
+    fn tool(&self, name: &str) -> String {
+        match &self.tool_dir {
+            Some(dir) => dir.join(name).display().to_string(),
+            None => name.to_string(),
+        }
+    }
+
+    fn fail(&self, message: impl std::fmt::Display) -> Error {
+        Error::source(
+            &self.job,
+            format!("PostgreSQL {}: {message}", self.conn.display()),
+        )
+    }
+
+    /// Refuses a pg_dump older than the server: it could not read the catalog correctly.
+    fn versions(&self, dump_tool: &str) -> Result<(String, u32)> {
+        let version = Program::new([self.tool(dump_tool), "--version".to_string()])
+            .output()
+            .map_err(|e| self.fail(e))?;
+        let version = version.trim().to_string();
+        let dump_major = tool_major(&version).ok_or_else(|| {
+            self.fail(format!(
+                "cannot read the version of {dump_tool}: {version:?}"
+            ))
+        })?;
+        let server = self
+            .conn
+            .server_version_num()
+            .map_err(|e| Error::source(&self.job, e))?;
+        if dump_major < server_major(server) {
+            return Err(self.fail(format!(
+                "{dump_tool} is version {dump_major} ({version}) but the server runs PostgreSQL {}: install {dump_tool} {} or newer (Debian: postgresql-client-{}) or set source.tool_dir",
+                server_major(server),
+                server_major(server),
+                server_major(server)
+            )));
+        }
+        Ok((version, server))
+    }
+}
+
+impl Dump for PostgresSource {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn extension(&self) -> &str {
+        match (self.scope, self.format) {
+            (PgScope::Database, PgFormat::Custom) => "pgdump",
+            _ => "sql",
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("PostgreSQL {}", self.conn.display())
+    }
+
+    fn size_hint(&self) -> Option<u64> {
+        if self.scope == PgScope::Server {
+            return None;
+        }
+        self.conn
+            .query("SELECT pg_database_size(current_database())")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn dump(&self, out: &mut dyn Write) -> Result<serde_json::Value> {
+        let dump_tool = match self.scope {
+            PgScope::Database => "pg_dump",
+            PgScope::Server => "pg_dumpall",
+        };
+        let (tool_version, server_version) = self.versions(dump_tool)?;
+        let tables = if self.scope == PgScope::Database {
+            row_estimates(&self.conn).unwrap_or_default()
+        } else {
+            serde_json::Map::new()
+        };
+        let dbname = self.conn.dbname_arg();
+        let mut args = vec!["--no-password", dbname.as_str()];
+        if self.scope == PgScope::Database {
+            args.extend(match self.format {
+                PgFormat::Custom => ["--format=custom", "--compress=0"],
+                PgFormat::Plain => ["--format=plain", "--encoding=UTF8"],
+            });
+        }
+        let program = self.conn.program(&self.tool(dump_tool), &args);
+        program.stream_to(out).map_err(|e| self.fail(e))?;
+        Ok(json!({
+            "server": self.conn.display(),
+            "database": self.conn.database(),
+            "scope": self.scope,
+            "format": if self.scope == PgScope::Server { PgFormat::Plain } else { self.format },
+            "server_version_num": server_version,
+            "dump_tool": dump_tool,
+            "dump_tool_version": tool_version,
+            "tables": tables,
+        }))
+    }
+}
+
+/// Live-row estimates per table from the statistics system (cheap, not exact).
+pub fn row_estimates(conn: &PgConn) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let text = conn.query(
+        "SELECT schemaname || '.' || relname, n_live_tup FROM pg_stat_user_tables ORDER BY 1",
+    )?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let (name, rows) = line.split_once('|')?;
+            Some((name.to_string(), json!(rows.trim().parse::<i64>().ok()?)))
+        })
+        .collect())
+}
+
+/// Restores into a PostgreSQL database (created when missing) or, for
+/// `pg_dumpall` artifacts, into a server.
+pub struct PgRestore {
+    pub target: PgConn,
+    pub format: PgFormat,
+    pub scope: PgScope,
+}
+
+impl PgRestore {
+    fn maintenance(&self) -> PgConn {
+        self.target.with_database("postgres")
+    }
+
+    fn database_exists(&self) -> Result<bool> {
+        let name = self.target.database();
+        Ok(self
+            .maintenance()
+            .query(&format!(
+                "SELECT 1 FROM pg_database WHERE datname = {}",
+                quote_literal(&name)
+            ))?
+            .trim()
+            == "1")
+    }
+
+    fn object_count(&self) -> Result<u64> {
+        let text = self.target.query(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+             AND c.relkind IN ('r', 'v', 'm', 'S', 'f', 'p')",
+        )?;
+        Ok(text.trim().parse().unwrap_or(0))
+    }
+}
+
+impl ServerRestore for PgRestore {
+    fn describe(&self) -> String {
+        self.target.display()
+    }
+
+    fn prepare(&self, force: bool, clean: bool, dry_run: bool) -> Result<Prepared> {
+        let mut prepared = Prepared::default();
+        if self.scope == PgScope::Server {
+            self.maintenance().query("SELECT 1")?;
+            prepared.actions.push(format!(
+                "would replay the pg_dumpall script on {}",
+                self.maintenance().display()
+            ));
+            return Ok(prepared);
+        }
+        if clean && self.format == PgFormat::Plain {
+            return Err(Error::Usage(
+                "--clean needs a custom-format dump; drop the target database yourself for plain SQL dumps".into(),
+            ));
+        }
+        let name = self.target.database();
+        if name.is_empty() {
+            return Err(Error::Usage(format!(
+                "{} names no database: add /DBNAME to the URL",
+                self.target.display()
+            )));
+        }
+        if self.database_exists()? {
+            let objects = self.object_count()?;
+            if objects > 0 && !force {
+                return Err(Error::Target {
+                    path: self.target.display().into(),
+                    message: format!(
+                        "database `{name}` already holds {objects} tables, views or sequences; pass --force to restore into it (add --clean to drop them first)"
+                    ),
+                });
+            }
+            prepared.actions.push(format!(
+                "restore into the existing database `{name}` ({objects} objects)"
+            ));
+        } else {
+            let can_create = self.maintenance().query(
+                "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
+            )?;
+            if can_create.trim() != "t" {
+                return Err(Error::Target {
+                    path: self.target.display().into(),
+                    message: format!(
+                        "database `{name}` does not exist and this user may not create databases"
+                    ),
+                });
+            }
+            if dry_run {
+                prepared
+                    .actions
+                    .push(format!("would create database `{name}`"));
+            } else {
+                self.maintenance()
+                    .query(&format!("CREATE DATABASE {}", quote_ident(&name)))?;
+                prepared.created = true;
+                prepared.actions.push(format!("created database `{name}`"));
+            }
+        }
+        Ok(prepared)
+    }
+
+    fn receiver_program(&self, clean: bool) -> Program {
+        let dbname = self.target.dbname_arg();
+        match (self.scope, self.format) {
+            (PgScope::Server, _) => {
+                let maint = self.maintenance().dbname_arg();
+                self.target
+                    .program("psql", &["-X", "-q", "--no-password", &maint])
+            }
+            (PgScope::Database, PgFormat::Custom) => {
+                let mut args = vec![
+                    "--no-password",
+                    "--exit-on-error",
+                    "--single-transaction",
+                    dbname.as_str(),
+                ];
+                if clean {
+                    args.extend(["--clean", "--if-exists"]);
+                }
+                self.target.program("pg_restore", &args)
+            }
+            (PgScope::Database, PgFormat::Plain) => self.target.program(
+                "psql",
+                &[
+                    "-X",
+                    "-q",
+                    "--no-password",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "--single-transaction",
+                    &dbname,
+                ],
+            ),
+        }
+    }
+
+    fn listing_program(&self) -> Option<Program> {
+        (self.scope == PgScope::Database && self.format == PgFormat::Custom)
+            .then(|| Program::new(["pg_restore", "--list"]))
+    }
+
+    fn drop_created(&self) {
+        let name = self.target.database();
+        let _ = self.maintenance().query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&name)
+        ));
+    }
+}
+
+/// Which pg_dump is installed, if any (for `cairn check`).
+pub fn installed_tool() -> Option<String> {
+    find_tool(&["pg_dump"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_versions() {
+        assert_eq!(
+            tool_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(tool_major("pg_dump (PostgreSQL) 17.2"), Some(17));
+        assert_eq!(server_major(150018), 15);
+        assert_eq!(server_major(90624), 9);
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        let conn = PgConn::parse("postgres://app:p%40ss@127.0.0.1:5432/shop", None).unwrap();
+        assert_eq!(conn.display(), "postgres://app@127.0.0.1:5432/shop");
+        assert_eq!(conn.password.as_deref(), Some("p@ss"));
+        assert_eq!(conn.database(), "shop");
+        assert_eq!(
+            conn.with_database("postgres").display(),
+            "postgres://app@127.0.0.1:5432/postgres"
+        );
+        assert!(PgConn::parse("mysql://x@h/db", None).is_err());
+    }
+}
