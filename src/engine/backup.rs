@@ -359,7 +359,15 @@ fn failed(destination: &str, error: String) -> DestinationOutcome {
 fn all_failed(job: &str, outcomes: &[DestinationOutcome]) -> Error {
     let reasons: Vec<String> = outcomes
         .iter()
-        .filter_map(|o| o.error.as_ref().map(|e| e.to_string()))
+        .filter_map(|o| {
+            o.error.as_ref().map(|e| {
+                if e.starts_with("destination `") {
+                    e.clone()
+                } else {
+                    format!("destination `{}`: {e}", o.destination)
+                }
+            })
+        })
         .collect();
     Error::Run(format!(
         "backup of job `{job}` failed; nothing was committed: {}",

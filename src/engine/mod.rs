@@ -100,6 +100,23 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
         }
         Err(e) => return Err(e),
     };
+    if selector.id.is_none()
+        && let Some(chosen) = good.iter().find(|a| a.manifest.id == chosen_id)
+    {
+        for skipped in all.iter().filter(|a| {
+            a.manifest.created_at > chosen.manifest.created_at
+                && selector.at.is_none_or(|at| a.manifest.created_at <= at)
+        }) {
+            if let ArtifactState::Broken(problem) = &skipped.state {
+                tracing::warn!(
+                    job = %job.name,
+                    destination = %skipped.destination,
+                    "skipping newer artifact {}: {problem}",
+                    skipped.manifest.id
+                );
+            }
+        }
+    }
     let mut copies = Vec::new();
     for (dest, artifacts) in listings {
         if let Some(a) = artifacts

@@ -250,8 +250,7 @@ fn remove_stale_temps(parent: &Path, file_name: &std::ffi::OsStr) {
             continue;
         };
         let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
-        // SAFETY: kill with signal 0 only checks whether the process exists.
-        let alive = pid.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+        let alive = pid.is_some_and(crate::store::fs::process_alive);
         if !alive {
             tracing::info!(path = %entry.path().display(), "removing a leftover of an interrupted restore");
             remove_path(&entry.path());

@@ -252,6 +252,18 @@ impl<R: Read> Read for ExactSize<R> {
     }
 }
 
+/// Remembers whether reading the stream failed.
+struct ReadTracker<'a> {
+    inner: &'a mut dyn Read,
+    failed: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl Read for ReadTracker<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|_| self.failed.set(true))
+    }
+}
+
 /// Unpacks a tar stream into a folder, keeping modes and mtimes.
 pub struct FilesRestorer;
 
@@ -263,16 +275,30 @@ impl Restorer for FilesRestorer {
     fn write(&self, stream: &mut dyn Read, temp: &Path) -> Result<()> {
         crate::store::fs::ensure_dir(temp)
             .map_err(|e| Error::Run(format!("cannot create {}: {e}", temp.display())))?;
-        let mut archive = tar::Archive::new(stream);
+        let stream_failed = std::rc::Rc::new(std::cell::Cell::new(false));
+        let mut archive = tar::Archive::new(ReadTracker {
+            inner: stream,
+            failed: stream_failed.clone(),
+        });
         archive.set_preserve_permissions(true);
         archive.set_preserve_mtime(true);
         archive.set_unpack_xattrs(false);
         archive.set_overwrite(false);
+        // tar mixes errors of reading the stream with errors of writing files:
+        // only the first kind may mean a damaged artifact; the second is the
+        // target's (a full disk, say).
         let unpack_err = |e: io::Error| {
-            Error::Run(format!(
-                "cannot unpack the archive into {}: {e}",
-                temp.display()
-            ))
+            if stream_failed.get() {
+                Error::Run(format!("restore stream failed: {e}"))
+            } else {
+                Error::Target {
+                    path: temp.to_path_buf(),
+                    message: format!(
+                        "cannot unpack the archive here: {e}{}",
+                        crate::store::fs::hint(&e)
+                    ),
+                }
+            }
         };
         // As `Archive::unpack` does, but folders get their mtimes back too (tar-rs
         // sets them on files and links only). Folders come last, deepest first, so
@@ -303,7 +329,7 @@ impl Restorer for FilesRestorer {
         }
         // Consume the zero blocks after the last entry so the stream reaches its end
         // and its hashes are complete.
-        io::copy(archive.into_inner(), &mut io::sink())
+        io::copy(&mut archive.into_inner(), &mut io::sink())
             .map_err(|e| Error::Run(format!("restore stream failed: {e}")))?;
         Ok(())
     }

@@ -47,29 +47,78 @@ impl FsDestination {
     }
 
     fn io_err(&self, what: &str, path: &Path, e: io::Error) -> Error {
-        let hint = match e.raw_os_error() {
-            Some(libc::ENOSPC) => {
-                " (the disk is full: free space or point the destination elsewhere)"
-            }
-            Some(libc::EACCES) | Some(libc::EPERM) => {
-                " (permission denied: check the folder's owner and mode)"
-            }
-            Some(libc::EROFS) => " (read-only file system)",
-            _ => "",
-        };
-        self.err(format!("{what} {}: {e}{hint}", path.display()))
+        self.err(format!("{what} {}: {e}{}", path.display(), hint(&e)))
     }
 
     fn temp_path(&self, key: &str) -> Result<PathBuf> {
         let path = self.path_of(key)?;
         let parent = path.parent().unwrap_or(&self.root).join(PARTIAL_DIR);
         ensure_dir(&parent).map_err(|e| self.io_err("cannot create folder", &parent, e))?;
+        remove_dead_partials(&parent);
         let file = path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
         let nonce: u32 = rand::thread_rng().r#gen();
-        Ok(parent.join(format!("{file}.{}-{nonce:08x}", std::process::id())))
+        Ok(parent.join(format!(
+            "{file}{PARTIAL_MARK}{}-{nonce:08x}-{}",
+            std::process::id(),
+            this_host()
+        )))
+    }
+}
+
+/// Separates a partial upload's file name from its owner (`pid-nonce-host`).
+const PARTIAL_MARK: &str = ".cairn-";
+
+fn this_host() -> String {
+    hostname::get()
+        .map(|h| h.to_string_lossy().replace(['/', '.'], "_"))
+        .unwrap_or_default()
+}
+
+/// Whether a process with this id runs on this host.
+pub fn process_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks whether the process exists.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// Removes uploads left by processes of this host that died (killed backups).
+/// Uploads of other hosts sharing the folder are left to `prune`.
+fn remove_dead_partials(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let host = this_host();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((_, owner)) = name.rsplit_once(PARTIAL_MARK) else {
+            continue;
+        };
+        let mut parts = owner.splitn(3, '-');
+        let (Some(pid), Some(_nonce), Some(owner_host)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if owner_host == host && pid.parse().is_ok_and(|pid| !process_alive(pid)) {
+            tracing::info!(path = %entry.path().display(), "removing the leftover of an interrupted backup");
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// What to do about common I/O failures, for messages.
+pub fn hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            " (the disk is full: free space or point the destination elsewhere)"
+        }
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            " (permission denied: check the folder's owner and mode)"
+        }
+        Some(libc::EROFS) => " (read-only file system)",
+        _ => "",
     }
 }
 
@@ -105,7 +154,12 @@ struct FsUpload {
 impl Write for FsUpload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.file {
-            Some(f) => f.write(buf),
+            Some(f) => f.write(buf).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot write {}: {e}{}", self.temp.display(), hint(&e)),
+                )
+            }),
             None => Err(io::Error::other("upload already closed")),
         }
     }
@@ -218,10 +272,11 @@ impl Destination for FsDestination {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if !self.root.is_dir() {
-                    return Err(self.err(format!(
-                        "folder {} does not exist (it is created by the first backup)",
+                    tracing::warn!(
+                        destination = %self.name,
+                        "folder {} does not exist yet (the first backup creates it)",
                         self.root.display()
-                    )));
+                    );
                 }
                 return Ok(out);
             }
