@@ -7,6 +7,9 @@ use super::{Context, output};
 pub struct Args {
     /// Only this job
     job: Option<String>,
+    /// Only this destination
+    #[arg(long, value_name = "DESTINATION")]
+    from: Option<String>,
 }
 
 pub fn run(context: &Context, args: Args) -> Result<u8> {
@@ -15,7 +18,20 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         Some(name) => vec![config.job(name)?],
         None => config.jobs.values().collect(),
     };
-    let listing = list::list(&config, &jobs);
+    if let Some(from) = &args.from
+        && !config.destinations.contains_key(from)
+    {
+        return Err(crate::Error::Usage(format!(
+            "unknown destination `{from}` (defined: {})",
+            config
+                .destinations
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let listing = list::list(&config, &jobs, args.from.as_deref());
     for problem in &listing.problems {
         tracing::warn!(job = %problem.job, destination = %problem.destination, key = %problem.key, "{}", problem.problem);
         if !context.json {

@@ -3,6 +3,7 @@
 
 mod backup;
 mod check;
+mod gc;
 mod init;
 mod keygen;
 mod list;
@@ -77,6 +78,8 @@ enum Command {
     Restore(read::RestoreArgs),
     /// Check the config and this host: sources, destinations, keys
     Check(check::Args),
+    /// Remove leftovers of interrupted backups (data without manifest, unfinished uploads)
+    Gc(gc::Args),
     /// Write a commented example config
     Init(init::Args),
     /// Create an age identity file and print its recipient
@@ -122,6 +125,7 @@ pub fn main() -> ExitCode {
         Command::Cat(args) => read::cat(&context, args),
         Command::Restore(args) => read::restore(&context, args),
         Command::Check(args) => check::run(&context, args),
+        Command::Gc(args) => gc::run(&context, args),
         Command::Init(args) => init::run(&context, args),
         Command::Keygen(args) => keygen::run(&context, args),
         Command::Quickstart(args) => quickstart::run(&context, args),

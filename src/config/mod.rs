@@ -16,7 +16,7 @@ use indexmap::IndexMap;
 pub use interpolate::substitute;
 pub use schema::{
     CompressionKind, DestinationConfig, EncryptionConfig, Hooks, JobConfig, PassphraseSource,
-    PgFormat, PgScope, SourceConfig,
+    PgFormat, PgScope, Secret, SourceConfig, Transfer,
 };
 
 /// The name of the config file looked for in the current directory.
@@ -122,11 +122,7 @@ impl Config {
         let mut destinations = IndexMap::new();
         for (name, dest) in raw.destinations {
             check_name(&located, "destinations", &name)?;
-            let dest = match dest {
-                DestinationConfig::Fs { path } => DestinationConfig::Fs {
-                    path: base.join(path),
-                },
-            };
+            let dest = resolve_destination_paths(&base, dest);
             destinations.insert(name, dest);
         }
 
@@ -159,6 +155,101 @@ impl Config {
                 )
             })
         })
+    }
+}
+
+/// Makes the local paths of a destination (folders, key files) absolute.
+fn resolve_destination_paths(base: &Path, dest: DestinationConfig) -> DestinationConfig {
+    let abs = |p: Option<PathBuf>| p.map(|p| base.join(p));
+    match dest {
+        DestinationConfig::Fs { path } => DestinationConfig::Fs {
+            path: base.join(path),
+        },
+        DestinationConfig::S3 {
+            bucket,
+            prefix,
+            endpoint,
+            region,
+            access_key_id,
+            secret_access_key,
+            secret_access_key_file,
+            virtual_host_style,
+            transfer,
+        } => DestinationConfig::S3 {
+            bucket,
+            prefix,
+            endpoint,
+            region,
+            access_key_id,
+            secret_access_key,
+            secret_access_key_file: abs(secret_access_key_file),
+            virtual_host_style,
+            transfer,
+        },
+        DestinationConfig::Azblob {
+            container,
+            prefix,
+            account_name,
+            account_key,
+            account_key_file,
+            sas_token,
+            endpoint,
+            transfer,
+        } => DestinationConfig::Azblob {
+            container,
+            prefix,
+            account_name,
+            account_key,
+            account_key_file: abs(account_key_file),
+            sas_token,
+            endpoint,
+            transfer,
+        },
+        DestinationConfig::Gcs {
+            bucket,
+            prefix,
+            credential_file,
+            endpoint,
+            transfer,
+        } => DestinationConfig::Gcs {
+            bucket,
+            prefix,
+            credential_file: abs(credential_file),
+            endpoint,
+            transfer,
+        },
+        DestinationConfig::Sftp {
+            host,
+            port,
+            user,
+            key,
+            folder,
+            known_hosts,
+            transfer,
+        } => DestinationConfig::Sftp {
+            host,
+            port,
+            user,
+            key: abs(key),
+            folder,
+            known_hosts,
+            transfer,
+        },
+        DestinationConfig::Webdav {
+            url,
+            user,
+            password,
+            password_file,
+            prefix,
+            transfer,
+        } => DestinationConfig::Webdav {
+            url,
+            user,
+            password,
+            password_file: abs(password_file),
+            prefix,
+            transfer,
+        },
     }
 }
 

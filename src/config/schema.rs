@@ -26,6 +26,159 @@ pub enum DestinationConfig {
         #[serde(deserialize_with = "interp::path")]
         path: PathBuf,
     },
+    /// AWS S3 or any S3-compatible store (MinIO, SeaweedFS, Ceph, R2, B2, …).
+    S3 {
+        #[serde(deserialize_with = "interp::string")]
+        bucket: String,
+        #[serde(default, deserialize_with = "interp::string")]
+        prefix: String,
+        #[serde(default, deserialize_with = "interp::opt_string")]
+        endpoint: Option<String>,
+        #[serde(default, deserialize_with = "interp::opt_string")]
+        region: Option<String>,
+        /// Without keys, the standard AWS environment and profile chain is used.
+        #[serde(default, deserialize_with = "interp::opt_string")]
+        access_key_id: Option<String>,
+        #[serde(default)]
+        secret_access_key: Option<Secret>,
+        #[serde(default, deserialize_with = "interp::opt_path")]
+        secret_access_key_file: Option<PathBuf>,
+        /// `bucket.host/key` instead of `host/bucket/key` (default: path style).
+        #[serde(default)]
+        virtual_host_style: bool,
+        #[serde(default)]
+        transfer: Transfer,
+    },
+    /// Azure Blob Storage (or Azurite).
+    Azblob {
+        #[serde(deserialize_with = "interp::string")]
+        container: String,
+        #[serde(default, deserialize_with = "interp::string")]
+        prefix: String,
+        #[serde(default, deserialize_with = "interp::opt_string")]
+        account_name: Option<String>,
+        #[serde(default)]
+        account_key: Option<Secret>,
+        #[serde(default, deserialize_with = "interp::opt_path")]
+        account_key_file: Option<PathBuf>,
+        #[serde(default)]
+        sas_token: Option<Secret>,
+        #[serde(default, deserialize_with = "interp::opt_string")]
+        endpoint: Option<String>,
+        #[serde(default)]
+        transfer: Transfer,
+    },
+    /// Google Cloud Storage.
+    Gcs {
+        #[serde(deserialize_with = "interp::string")]
+        bucket: String,
+        #[serde(default, deserialize_with = "interp::string")]
+        prefix: String,
+        /// A service-account JSON key file (else the environment's default credentials).
+        #[serde(default, deserialize_with = "interp::opt_path")]
+        credential_file: Option<PathBuf>,
+        #[serde(default, deserialize_with = "interp::opt_string")]
+        endpoint: Option<String>,
+        #[serde(default)]
+        transfer: Transfer,
+    },
+    /// A folder on an SSH server (uses the `ssh` program).
+    Sftp {
+        #[serde(deserialize_with = "interp::string")]
+        host: String,
+        #[serde(default)]
+        port: Option<u16>,
+        #[serde(deserialize_with = "interp::string")]
+        user: String,
+        /// Private key file.
+        #[serde(default, deserialize_with = "interp::opt_path")]
+        key: Option<PathBuf>,
+        #[serde(deserialize_with = "interp::string")]
+        folder: String,
+        /// `strict` (default: the host must be in known_hosts), `add` or `accept`.
+        #[serde(default, deserialize_with = "interp::opt_string")]
+        known_hosts: Option<String>,
+        #[serde(default)]
+        transfer: Transfer,
+    },
+    /// A WebDAV server (Nextcloud, ownCloud, rclone, nginx, Apache).
+    Webdav {
+        #[serde(deserialize_with = "interp::string")]
+        url: String,
+        #[serde(default, deserialize_with = "interp::opt_string")]
+        user: Option<String>,
+        #[serde(default)]
+        password: Option<Secret>,
+        #[serde(default, deserialize_with = "interp::opt_path")]
+        password_file: Option<PathBuf>,
+        #[serde(default, deserialize_with = "interp::string")]
+        prefix: String,
+        #[serde(default)]
+        transfer: Transfer,
+    },
+}
+
+/// How large objects travel to remote stores.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transfer {
+    /// Multipart part / block size in MiB.
+    #[serde(default = "default_part_size_mib")]
+    pub part_size_mib: u32,
+    /// Parts in flight at once per upload.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Tries per request on transient errors (with exponential backoff).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Seconds one request may take before it is retried.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_part_size_mib() -> u32 {
+    8
+}
+fn default_concurrency() -> u32 {
+    4
+}
+fn default_retries() -> u32 {
+    4
+}
+fn default_timeout_secs() -> u64 {
+    120
+}
+
+impl Default for Transfer {
+    fn default() -> Self {
+        Transfer {
+            part_size_mib: default_part_size_mib(),
+            concurrency: default_concurrency(),
+            retries: default_retries(),
+            timeout_secs: default_timeout_secs(),
+        }
+    }
+}
+
+/// A secret config value: `${VAR}` is substituted, and it never prints.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(#[serde(deserialize_with = "interp::string")] String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

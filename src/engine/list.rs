@@ -42,10 +42,15 @@ pub struct Listing {
     pub problems: Vec<Problem>,
 }
 
-pub fn list(config: &Config, jobs: &[&Job]) -> Listing {
+/// Lists `jobs` in all their destinations, or only in `from`.
+pub fn list(config: &Config, jobs: &[&Job], from: Option<&str>) -> Listing {
     let mut out = Listing::default();
     for job in jobs {
-        for dest_name in &job.destinations {
+        for dest_name in job
+            .destinations
+            .iter()
+            .filter(|d| from.is_none_or(|f| f == d.as_str()))
+        {
             let listing = crate::store::open(config, dest_name)
                 .and_then(|dest| catalog::list_job(dest.as_ref(), &job.name));
             let listing = match listing {

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod gc;
 pub mod hooks;
 pub mod list;
 pub mod read;

@@ -108,6 +108,12 @@ fn remove_dead_partials(dir: &Path) {
     }
 }
 
+fn modified_of(meta: &fs::Metadata) -> Option<jiff::Timestamp> {
+    meta.modified()
+        .ok()
+        .and_then(|t| jiff::Timestamp::try_from(t).ok())
+}
+
 /// What to do about common I/O failures, for messages.
 pub fn hint(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
@@ -300,11 +306,33 @@ impl Destination for FsDestination {
                 out.push(ObjectInfo {
                     key,
                     size: meta.len(),
+                    modified: modified_of(&meta),
                 });
             }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    fn list_partial(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let dir_key = format!("{}{PARTIAL_DIR}", prefix);
+        let dir = self.path_of(&dir_key)?;
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io_err("cannot list", &dir, e)),
+        };
+        Ok(entries
+            .flatten()
+            .filter_map(|entry| {
+                let meta = entry.metadata().ok().filter(|m| m.is_file())?;
+                Some(ObjectInfo {
+                    key: format!("{dir_key}/{}", entry.file_name().to_string_lossy()),
+                    size: meta.len(),
+                    modified: modified_of(&meta),
+                })
+            })
+            .collect())
     }
 
     fn delete(&self, key: &str) -> Result<()> {

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod fs;
 pub mod manifest;
 pub mod naming;
+pub mod remote;
 
 use std::io::{self, Write};
 
@@ -23,6 +24,8 @@ pub use manifest::Manifest;
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
+    /// When the object was last written, where the store says.
+    pub modified: Option<jiff::Timestamp>,
 }
 
 /// One place where artifacts are kept.
@@ -49,6 +52,8 @@ pub trait Destination: Send + Sync {
     /// Every object whose key starts with `prefix`, temporary ones excluded.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
     fn delete(&self, key: &str) -> Result<()>;
+    /// Temporary objects of unfinished uploads under `prefix` (`<prefix>.partial/`).
+    fn list_partial(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
 }
 
 /// A data object being written.
@@ -74,5 +79,6 @@ pub fn open(config: &Config, name: &str) -> Result<Box<dyn Destination>> {
     })?;
     Ok(match dest {
         DestinationConfig::Fs { path } => Box::new(fs::FsDestination::new(name, path.clone())),
+        remote => Box::new(remote::RemoteDestination::open(name, remote)?),
     })
 }

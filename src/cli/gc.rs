@@ -1,0 +1,55 @@
+use crate::engine::gc;
+use crate::{Error, Result};
+
+use super::{Context, output};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Jobs to clean [default: all]
+    jobs: Vec<String>,
+    /// Leave leftovers younger than this alone (e.g. 30m, 24h, 7d)
+    #[arg(long, default_value = "24h")]
+    grace: String,
+    /// Say what would be removed, remove nothing
+    #[arg(long)]
+    dry_run: bool,
+}
+
+pub fn run(context: &Context, args: Args) -> Result<u8> {
+    let config = context.load()?;
+    let jobs = if args.jobs.is_empty() {
+        config.jobs.values().collect()
+    } else {
+        super::select_jobs(&config, &args.jobs, false)?
+    };
+    let grace = crate::time::parse_duration(&args.grace)
+        .map_err(|e| Error::Usage(format!("--grace {e}")))?;
+    let reports = gc::gc(&config, &jobs, grace, args.dry_run);
+    if context.json {
+        output::print_json(&reports);
+    } else {
+        for r in &reports {
+            let verb = if r.dry_run { "would remove" } else { "removed" };
+            match &r.error {
+                Some(e) => println!("{} in `{}`: FAILED: {e}", r.job, r.destination),
+                None => println!(
+                    "{} in `{}`: {verb} {} object(s), {} ({} younger than {} kept)",
+                    r.job,
+                    r.destination,
+                    r.removed.len(),
+                    output::bytes(r.removed.iter().map(|o| o.size).sum()),
+                    r.too_young,
+                    args.grace
+                ),
+            }
+            for o in &r.removed {
+                println!("  {} ({}, {})", o.key, output::bytes(o.size), o.reason);
+            }
+        }
+    }
+    Ok(if reports.iter().any(|r| r.error.is_some()) {
+        1
+    } else {
+        0
+    })
+}

@@ -1,0 +1,115 @@
+//! `gc`: removes what the commit protocol leaves behind when a run dies: data
+//! objects that no manifest names and unfinished uploads, once they are older
+//! than a grace period (so a backup still running elsewhere is never touched).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{Config, Job};
+use crate::store::naming::{MANIFEST_SUFFIX, job_prefix};
+use crate::store::{self, ObjectInfo, catalog};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Removed {
+    pub key: String,
+    pub size: u64,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GcReport {
+    pub job: String,
+    pub destination: String,
+    pub dry_run: bool,
+    pub removed: Vec<Removed>,
+    /// Orphans younger than the grace period, left alone for now.
+    pub too_young: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn old_enough(object: &ObjectInfo, cutoff: jiff::Timestamp, grace: Duration) -> bool {
+    match object.modified {
+        Some(modified) => modified <= cutoff,
+        // Without a time, only an explicit zero grace removes it.
+        None => grace.is_zero(),
+    }
+}
+
+pub fn gc(config: &Config, jobs: &[&Job], grace: Duration, dry_run: bool) -> Vec<GcReport> {
+    let cutoff = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_secs(grace.as_secs() as i64))
+        .unwrap_or(jiff::Timestamp::MIN);
+    let mut reports = Vec::new();
+    for job in jobs {
+        for name in &job.destinations {
+            let mut report = GcReport {
+                job: job.name.clone(),
+                destination: name.clone(),
+                dry_run,
+                removed: Vec::new(),
+                too_young: 0,
+                error: None,
+            };
+            if let Err(e) = collect(config, job, name, cutoff, grace, dry_run, &mut report) {
+                report.error = Some(e.to_string());
+            }
+            reports.push(report);
+        }
+    }
+    reports
+}
+
+fn collect(
+    config: &Config,
+    job: &Job,
+    name: &str,
+    cutoff: jiff::Timestamp,
+    grace: Duration,
+    dry_run: bool,
+    report: &mut GcReport,
+) -> crate::Result<()> {
+    let dest = store::open(config, name)?;
+    let listing = catalog::list_job(dest.as_ref(), &job.name)?;
+    if !listing.unreadable.is_empty() {
+        // A manifest we cannot read might name any object: remove nothing.
+        return Err(crate::Error::Run(format!(
+            "{} unreadable manifest(s) (e.g. {}): nothing removed until they are fixed or deleted",
+            listing.unreadable.len(),
+            listing.unreadable[0].key
+        )));
+    }
+    let named: HashSet<String> = listing
+        .artifacts
+        .iter()
+        .map(|a| a.manifest.data.key.clone())
+        .collect();
+    let prefix = job_prefix(&job.name);
+    let orphans = dest
+        .list(&prefix)?
+        .into_iter()
+        .filter(|o| !o.key.ends_with(MANIFEST_SUFFIX) && !named.contains(&o.key))
+        .map(|o| (o, "no manifest names this data object"));
+    let partials = dest
+        .list_partial(&prefix)?
+        .into_iter()
+        .map(|o| (o, "unfinished upload"));
+    for (object, reason) in orphans.chain(partials) {
+        if !old_enough(&object, cutoff, grace) {
+            report.too_young += 1;
+            continue;
+        }
+        if !dry_run {
+            dest.delete(&object.key)?;
+            tracing::info!(job = %job.name, destination = %name, key = %object.key, "removed: {reason}");
+        }
+        report.removed.push(Removed {
+            key: object.key,
+            size: object.size,
+            reason,
+        });
+    }
+    Ok(())
+}
