@@ -285,19 +285,31 @@ impl Receiver {
         let Some(stdin) = self.stdin.as_mut() else {
             return Err(Error::Run(format!("`{}` takes no input", self.name)));
         };
-        match io::copy(stream, stdin) {
-            Ok(_) => Ok(()),
-            Err(e) if self.reads_prefix_only && e.kind() == io::ErrorKind::BrokenPipe => {
-                self.stdin = None;
-                io::copy(stream, &mut io::sink())
-                    .map(|_| ())
-                    .map_err(|e| Error::Run(format!("reading the artifact failed: {e}")))
+        // Not io::copy: a failed read (damage, reported as such by the caller)
+        // must not be confused with a program that stopped reading.
+        let mut buf = vec![0u8; 64 * 1024];
+        let stopped = loop {
+            let n = match stream.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::Run(format!("reading the artifact failed: {e}"))),
+            };
+            if let Err(e) = stdin.write_all(&buf[..n]) {
+                break e;
             }
-            Err(e) => Err(Error::Run(format!(
-                "`{}` stopped reading its input ({e})",
-                self.name
-            ))),
+        };
+        if self.reads_prefix_only && stopped.kind() == io::ErrorKind::BrokenPipe {
+            self.stdin = None;
+            return io::copy(stream, &mut io::sink())
+                .map(|_| ())
+                .map_err(|e| Error::Run(format!("reading the artifact failed: {e}")));
         }
+        // The program's failure (e.g. it rejected a statement), not damage in the artifact.
+        Err(Error::Target {
+            path: self.name.clone().into(),
+            message: format!("`{}` stopped reading its input ({stopped})", self.name),
+        })
     }
 
     /// The hashes matched: deliver the held-back tail, close stdin and wait.

@@ -74,8 +74,11 @@ impl MyConn {
             format!("--host={}", self.host),
             format!("--port={}", self.port),
             "--protocol=TCP".to_string(),
-            "--connect-timeout=10".to_string(),
         ];
+        // mariadb-dump and mysqldump have no --connect-timeout (they refuse to start).
+        if !tool.ends_with("dump") {
+            argv.push("--connect-timeout=10".to_string());
+        }
         if !self.user.is_empty() {
             argv.push(format!("--user={}", self.user));
         }

@@ -45,6 +45,8 @@ pub struct RemoteDestination {
     transfer: Transfer,
     can_rename: bool,
     secrets: Vec<String>,
+    /// Set for WebDAV, whose OpenDAL writer would buffer whole objects.
+    streamer: Option<super::webdav::WebdavStreamer>,
 }
 
 fn read_secret_file(name: &str, path: &std::path::Path) -> Result<String> {
@@ -69,9 +71,12 @@ fn root_of(prefix: &str) -> String {
 
 impl RemoteDestination {
     pub fn open(name: &str, config: &DestinationConfig) -> Result<Self> {
+        // Without auto-registration OpenDAL needs its HTTP client installed once.
+        opendal::install_default();
         let fail =
             |e: opendal::Error| Error::destination(name, format!("invalid configuration: {e}"));
         let mut secrets = Vec::new();
+        let mut streamer = None;
         let (builder_op, location, transfer) = match config {
             DestinationConfig::Fs { .. } => {
                 return Err(Error::destination(name, "fs destinations are not remote"));
@@ -191,9 +196,10 @@ impl RemoteDestination {
                 known_hosts,
                 transfer,
             } => {
+                // openssh's destination syntax; the port cannot ride on a bare host.
                 let endpoint = match port {
-                    Some(port) => format!("{host}:{port}"),
-                    None => host.clone(),
+                    Some(port) => format!("ssh://{user}@{host}:{port}"),
+                    None => format!("ssh://{user}@{host}"),
                 };
                 let mut b = services::Sftp::default()
                     .endpoint(&endpoint)
@@ -203,7 +209,7 @@ impl RemoteDestination {
                 if let Some(key) = key {
                     b = b.key(&key.display().to_string());
                 }
-                let location = format!("sftp://{user}@{endpoint}{folder}");
+                let location = format!("sftp://{}{folder}", endpoint.trim_start_matches("ssh://"));
                 (Operator::new(b).map_err(fail)?, location, transfer)
             }
             DestinationConfig::Webdav {
@@ -225,10 +231,16 @@ impl RemoteDestination {
                     (None, Some(path)) => Some(read_secret_file(name, path)?),
                     _ => None,
                 };
-                if let Some(password) = password {
-                    b = b.password(&password);
-                    secrets.push(password);
+                if let Some(password) = &password {
+                    b = b.password(password);
+                    secrets.push(password.clone());
                 }
+                streamer = Some(super::webdav::WebdavStreamer::new(
+                    url,
+                    prefix,
+                    user.clone(),
+                    password,
+                )?);
                 let location = format!(
                     "{}/{}",
                     crate::source::external::without_password(url).trim_end_matches('/'),
@@ -258,6 +270,7 @@ impl RemoteDestination {
             transfer: *transfer,
             can_rename,
             secrets,
+            streamer,
         })
     }
 
@@ -353,6 +366,13 @@ impl Destination for RemoteDestination {
 
     fn create(&self, key: &str) -> Result<Box<dyn Upload>> {
         let rt = runtime()?;
+        if let Some(streamer) = &self.streamer {
+            if let Some((dir, _)) = key.rsplit_once('/') {
+                rt.block_on(self.op.create_dir(&format!("{dir}/")))
+                    .map_err(|e| self.fail("cannot create folder", dir, &e))?;
+            }
+            return Ok(streamer.start(rt, key, &self.name, self.secrets.clone()));
+        }
         let writer = rt
             .block_on(
                 self.op
