@@ -12,6 +12,7 @@ pub mod error;
 pub mod keys;
 pub mod pipeline;
 pub mod progress;
+pub mod retention;
 pub mod source;
 pub mod store;
 pub mod time;
