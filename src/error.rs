@@ -43,7 +43,7 @@ pub enum Error {
     NotFound(String),
 
     /// A restore target cannot be written as asked.
-    #[error("restore target {}: {message}", path.display())]
+    #[error("target {}: {message}", path.display())]
     Target { path: PathBuf, message: String },
 
     /// Any other failure of a run, with its context.

@@ -113,9 +113,13 @@ pub fn cat(context: &Context, args: CatArgs) -> Result<u8> {
         &key,
         output::progress(false),
         &mut |stream| {
+            // Writing is the reader's side (a closed pipe, a full disk): never damage.
             io::copy(stream, &mut out)
                 .map(|_| ())
-                .map_err(|e| Error::Run(format!("cannot write to stdout: {e}")))
+                .map_err(|e| Error::Target {
+                    path: "stdout".into(),
+                    message: format!("cannot write: {e}"),
+                })
         },
     )
     .map_err(|e| Error::Run(format!("{e}; what was written to stdout must not be used")))?;

@@ -109,9 +109,10 @@ pub fn server_restore_for(
                 scope,
             }))
         }
-        "mysql" => Ok(Box::new(mysql::MyRestore::new(mysql::MyConn::parse(
-            target_url, password,
-        )?))),
+        "mysql" => Ok(Box::new(
+            mysql::MyRestore::new(mysql::MyConn::parse(target_url, password)?)
+                .with_defaults_of(facts),
+        )),
         other => Err(crate::Error::Usage(format!(
             "artifacts of source kind `{other}` do not restore into a database server"
         ))),

@@ -211,6 +211,15 @@ impl Dump for MysqlSource {
                 Some((name.to_string(), json!(rows.trim().parse::<i64>().unwrap_or(0))))
             })
             .collect();
+        // A dump of one database carries no CREATE DATABASE: keep its defaults for the restore.
+        let defaults_row = self
+            .conn
+            .query(
+                Some(&self.conn.database),
+                "SELECT default_character_set_name, default_collation_name FROM information_schema.schemata WHERE schema_name = DATABASE()",
+            )
+            .map_err(|e| Error::source(&self.job, e))?;
+        let (charset, collation) = defaults_row.trim().split_once('\t').unwrap_or_default();
         tracing::info!(job = %self.job, tool = %tool, "dumping with {tool}");
         let defaults = self.conn.defaults_file()?;
         let program = self.conn.program(
@@ -231,6 +240,8 @@ impl Dump for MysqlSource {
         Ok(json!({
             "server": self.conn.display(),
             "database": self.conn.database,
+            "charset": charset,
+            "collation": collation,
             "server_version": server_version,
             "dump_tool": tool,
             "dump_tool_version": tool_version,
@@ -241,6 +252,8 @@ impl Dump for MysqlSource {
 
 pub struct MyRestore {
     pub target: MyConn,
+    /// ` CHARACTER SET … COLLATE …` of the dumped database, for CREATE DATABASE.
+    create_options: String,
     /// Keeps the defaults file alive while the receiver runs.
     defaults: std::sync::Mutex<Option<SecretFile>>,
 }
@@ -249,8 +262,26 @@ impl MyRestore {
     pub fn new(target: MyConn) -> Self {
         MyRestore {
             target,
+            create_options: String::new(),
             defaults: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Creates databases with the dumped one's character set and collation
+    /// (`charset`/`collation` in the manifest's facts), not the server's defaults.
+    pub fn with_defaults_of(mut self, facts: &serde_json::Value) -> Self {
+        let name = |key: &str| {
+            facts[key]
+                .as_str()
+                .filter(|v| {
+                    !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+                .map(str::to_string)
+        };
+        if let (Some(charset), Some(collation)) = (name("charset"), name("collation")) {
+            self.create_options = format!(" CHARACTER SET {charset} COLLATE {collation}");
+        }
+        self
     }
 
     fn table_count(&self) -> Result<u64> {
@@ -316,7 +347,10 @@ impl ServerRestore for MyRestore {
                 } else {
                     self.target.query(
                         None,
-                        &format!("DROP DATABASE {quoted}; CREATE DATABASE {quoted}"),
+                        &format!(
+                            "DROP DATABASE {quoted}; CREATE DATABASE {quoted}{}",
+                            self.create_options
+                        ),
                     )?;
                     prepared
                         .actions
@@ -333,8 +367,10 @@ impl ServerRestore for MyRestore {
                 .actions
                 .push(format!("would create database `{name}`"));
         } else {
-            self.target
-                .query(None, &format!("CREATE DATABASE {quoted}"))?;
+            self.target.query(
+                None,
+                &format!("CREATE DATABASE {quoted}{}", self.create_options),
+            )?;
             prepared.created = true;
             prepared.actions.push(format!("created database `{name}`"));
         }

@@ -529,6 +529,41 @@ impl Destination for RemoteDestination {
     }
 }
 
+/// Environment variable naming the cairn process that started a child.
+pub const OWNER_VAR: &str = "CAIRN_OWNER_PID";
+
+/// Stops the SSH master connections this process started. The SFTP backend
+/// (openssh crate) starts `ssh -M … ControlPersist=yes` masters that detach and
+/// would otherwise outlive cairn; they carry our mark in their environment.
+pub fn stop_ssh_masters() {
+    let mark = format!("{OWNER_VAR}={}", std::process::id());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let is_master = std::fs::read(path.join("cmdline")).is_ok_and(|cmdline| {
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.first().is_some_and(|a| a.ends_with(b"ssh")) && args.contains(&&b"-M"[..])
+        });
+        let ours = is_master
+            && std::fs::read(path.join("environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == mark.as_bytes()));
+        if ours {
+            tracing::debug!(pid, "stopping an SSH master connection");
+            // SAFETY: sending SIGTERM to a process id has no memory effects.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+}
+
 /// Errors while streaming may quote request details: keep secrets out.
 struct RedactingReader<R> {
     inner: R,

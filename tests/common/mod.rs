@@ -3,6 +3,7 @@
 //! tests run in parallel.
 #![allow(dead_code)]
 
+pub mod objstores;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
