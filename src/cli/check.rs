@@ -11,11 +11,7 @@ pub struct Args {
 
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
-    let jobs = if args.jobs.is_empty() {
-        config.jobs.values().collect()
-    } else {
-        super::select_jobs(&config, &args.jobs, false)?
-    };
+    let jobs = super::named_or_all_jobs(&config, &args.jobs)?;
     let findings = check::check(&config, &jobs);
     if context.json {
         output::print_json(&serde_json::json!({

@@ -17,11 +17,7 @@ pub struct Args {
 
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
-    let jobs = if args.jobs.is_empty() {
-        config.jobs.values().collect()
-    } else {
-        super::select_jobs(&config, &args.jobs, false)?
-    };
+    let jobs = super::named_or_all_jobs(&config, &args.jobs)?;
     let grace = crate::time::parse_duration(&args.grace)
         .map_err(|e| Error::Usage(format!("--grace {e}")))?;
     let reports = gc::gc(&config, &jobs, grace, args.dry_run);

@@ -167,6 +167,18 @@ fn init_logging(cli: &Cli) {
     };
 }
 
+/// The named jobs, or every job when none is named.
+fn named_or_all_jobs<'a>(
+    config: &'a Config,
+    names: &[String],
+) -> Result<Vec<&'a crate::config::Job>> {
+    if names.is_empty() {
+        Ok(config.jobs.values().collect())
+    } else {
+        select_jobs(config, names, false)
+    }
+}
+
 /// Resolves `JOB...` / `--all` to jobs of the config.
 fn select_jobs<'a>(
     config: &'a Config,

@@ -159,98 +159,33 @@ impl Config {
 }
 
 /// Makes the local paths of a destination (folders, key files) absolute.
-fn resolve_destination_paths(base: &Path, dest: DestinationConfig) -> DestinationConfig {
-    let abs = |p: Option<PathBuf>| p.map(|p| base.join(p));
-    match dest {
-        DestinationConfig::Fs { path } => DestinationConfig::Fs {
-            path: base.join(path),
-        },
+fn resolve_destination_paths(base: &Path, mut dest: DestinationConfig) -> DestinationConfig {
+    let absolute = |p: &mut Option<PathBuf>| {
+        if let Some(path) = p {
+            *path = base.join(&*path);
+        }
+    };
+    match &mut dest {
+        DestinationConfig::Fs { path } => *path = base.join(&*path),
         DestinationConfig::S3 {
-            bucket,
-            prefix,
-            endpoint,
-            region,
-            access_key_id,
-            secret_access_key,
-            secret_access_key_file,
-            virtual_host_style,
-            transfer,
-        } => DestinationConfig::S3 {
-            bucket,
-            prefix,
-            endpoint,
-            region,
-            access_key_id,
-            secret_access_key,
-            secret_access_key_file: abs(secret_access_key_file),
-            virtual_host_style,
-            transfer,
-        },
-        DestinationConfig::Azblob {
-            container,
-            prefix,
-            account_name,
-            account_key,
-            account_key_file,
-            sas_token,
-            endpoint,
-            transfer,
-        } => DestinationConfig::Azblob {
-            container,
-            prefix,
-            account_name,
-            account_key,
-            account_key_file: abs(account_key_file),
-            sas_token,
-            endpoint,
-            transfer,
-        },
-        DestinationConfig::Gcs {
-            bucket,
-            prefix,
-            credential_file,
-            endpoint,
-            transfer,
-        } => DestinationConfig::Gcs {
-            bucket,
-            prefix,
-            credential_file: abs(credential_file),
-            endpoint,
-            transfer,
-        },
-        DestinationConfig::Sftp {
-            host,
-            port,
-            user,
-            key,
-            folder,
-            known_hosts,
-            transfer,
-        } => DestinationConfig::Sftp {
-            host,
-            port,
-            user,
-            key: abs(key),
-            folder,
-            known_hosts,
-            transfer,
-        },
-        DestinationConfig::Webdav {
-            url,
-            user,
-            password,
-            password_file,
-            prefix,
-            transfer,
-        } => DestinationConfig::Webdav {
-            url,
-            user,
-            password,
-            password_file: abs(password_file),
-            prefix,
-            transfer,
-        },
+            secret_access_key_file: file,
+            ..
+        }
+        | DestinationConfig::Azblob {
+            account_key_file: file,
+            ..
+        }
+        | DestinationConfig::Gcs {
+            credential_file: file,
+            ..
+        }
+        | DestinationConfig::Sftp { key: file, .. }
+        | DestinationConfig::Webdav {
+            password_file: file,
+            ..
+        } => absolute(file),
     }
+    dest
 }
 
 fn check_name(located: &Locator, table: &str, name: &str) -> Result<(), ConfigError> {

@@ -101,6 +101,26 @@ fn stream_into(
         .unwrap_or_else(|| Error::NotFound(format!("no copy of {} to read", manifest.id))))
 }
 
+/// Reads the first copy through every check, delivering nothing (dry runs).
+fn check_first_copy(
+    located: &Located,
+    key: &keys::DecryptKey,
+    progress: Arc<dyn Progress>,
+) -> Result<(String, u64)> {
+    let (dest, _) = located
+        .copies
+        .first()
+        .ok_or_else(|| Error::NotFound("no readable copy".into()))?;
+    let outcome = read::read_artifact(
+        dest.as_ref(),
+        &located.manifest,
+        key,
+        progress,
+        &mut read::discard,
+    )?;
+    Ok((dest.name().to_string(), outcome.plaintext.size))
+}
+
 pub fn restore_to_server(
     job: &Job,
     located: &Located,
@@ -143,20 +163,7 @@ pub fn restore_to_server(
                 ));
                 (delivered.destination, delivered.plaintext_bytes)
             }
-            None => {
-                let (dest, _) = located
-                    .copies
-                    .first()
-                    .ok_or_else(|| Error::NotFound("no readable copy".into()))?;
-                let outcome = read::read_artifact(
-                    dest.as_ref(),
-                    manifest,
-                    &key,
-                    progress,
-                    &mut read::discard,
-                )?;
-                (dest.name().to_string(), outcome.plaintext.size)
-            }
+            None => check_first_copy(located, &key, progress)?,
         };
         report.destination = destination;
         report.plaintext_bytes = bytes;
@@ -221,17 +228,12 @@ pub fn restore_to_command(
         actions: Vec::new(),
     };
     if dry_run {
-        let (dest, _) = located
-            .copies
-            .first()
-            .ok_or_else(|| Error::NotFound("no readable copy".into()))?;
-        let outcome =
-            read::read_artifact(dest.as_ref(), manifest, &key, progress, &mut read::discard)?;
-        report.destination = dest.name().to_string();
-        report.plaintext_bytes = outcome.plaintext.size;
+        let (destination, bytes) = check_first_copy(located, &key, progress)?;
+        report.destination = destination;
+        report.plaintext_bytes = bytes;
         report.actions.push(format!(
             "would pipe {} bytes into `{}`",
-            outcome.plaintext.size,
+            bytes,
             program.name()
         ));
         return Ok(report);
