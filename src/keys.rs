@@ -53,7 +53,7 @@ fn read_recipients_file(path: &Path) -> Result<Vec<age::x25519::Recipient>> {
 fn read_passphrase(job: &str, source: &PassphraseSource) -> Result<SecretString> {
     let secret = match (&source.passphrase_env, &source.passphrase_file) {
         (Some(var), _) => std::env::var(var).map_err(|_| {
-            Error::Crypto(format!(
+            Error::Usage(format!(
                 "job `{job}`: the passphrase variable `{var}` (encryption.passphrase_env) is not set in the environment"
             ))
         })?,

@@ -296,3 +296,56 @@ fn cat_writes_the_plaintext_database() {
     std::fs::write(env.path("cat.db"), &out.stdout).unwrap();
     assert_eq!(common::count_rows(&env.path("cat.db"), "items"), 4);
 }
+
+#[test]
+fn a_restored_file_keeps_the_mode_of_the_one_it_replaces() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.sqlite_age_setup(3);
+    env.backup("app");
+    let target = env.path("live.db");
+    common::create_sample_db(&target, 1);
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o664)).unwrap();
+    env.cairn()
+        .args(["restore", "app", "--force", "--to"])
+        .arg(&target)
+        .assert()
+        .success();
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o664, "the application must still be able to open it");
+    assert_eq!(common::count_rows(&target, "items"), 3);
+}
+
+#[test]
+fn an_unencrypted_artifact_is_refused_by_an_encrypted_job() {
+    let env = Env::new();
+    common::create_sample_db(&env.path("app.db"), 4);
+    let plain = env.single_job_config(
+        r#"{ kind = "sqlite", path = "app.db" }"#,
+        r#"{ kind = "none" }"#,
+    );
+    env.write_config(&plain);
+    env.backup("app");
+    // Someone who can write to storage but holds no key cannot make an
+    // encrypted job accept plaintext.
+    env.write_config(&env.single_job_config(
+        r#"{ kind = "sqlite", path = "app.db" }"#,
+        r#"{ kind = "age-passphrase", passphrase_env = "PP" }"#,
+    ));
+    for args in [
+        vec!["verify", "app"],
+        vec!["restore", "app", "--to", "x.db"],
+    ] {
+        env.cairn()
+            .env("PP", "secret")
+            .args(&args)
+            .assert()
+            .code(1)
+            .stderr(
+                predicate::str::contains("stored unencrypted")
+                    .or(predicate::str::contains("unencrypted")),
+            )
+            .stdout(predicate::str::contains("FAILED").or(predicate::str::is_empty()));
+    }
+    assert!(!env.path("x.db").exists());
+}

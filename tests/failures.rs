@@ -660,7 +660,7 @@ fn unset_or_empty_passphrase_stores_nothing() {
             .args(["backup", "app"])
             .output()
             .unwrap();
-        expect_failure(&out, 1, &["CAIRN_FAILURES_PW", "not set"]);
+        expect_failure(&out, 2, &["CAIRN_FAILURES_PW", "not set"]);
         assert_eq!(
             files_under(&env.path("backups")),
             Vec::<PathBuf>::new(),
@@ -894,4 +894,23 @@ fn destination_that_is_a_file_fails_and_names_it() {
         b"not a folder\n"
     );
     assert!(listed(&env).is_empty());
+}
+
+#[test]
+fn verify_fails_when_the_newest_artifact_is_damaged_even_if_an_older_one_is_fine() {
+    let env = Env::new();
+    env.sqlite_age_setup(10);
+    let older = env.backup("app");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let newer = env.backup("app");
+    let data = env.data_path(&newer);
+    let bytes = std::fs::read(&data).unwrap();
+    std::fs::write(&data, &bytes[..bytes.len() / 2]).unwrap();
+    let out = run(&env, &["verify", "app"]);
+    let text = format!("{}{}", common::stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(text.contains(newer["id"].as_str().unwrap()), "{text}");
+    // The older artifact itself still verifies when asked for by id.
+    let out = run(&env, &["verify", "app", older["id"].as_str().unwrap()]);
+    assert!(out.status.success(), "{}", describe(&out));
 }

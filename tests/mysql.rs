@@ -459,6 +459,25 @@ fn non_empty_target_needs_force_and_clean_replaces_it() {
     assert_eq!(my.sql(&target, "SELECT x FROM stock_audit"), "7");
     assert_eq!(column(&target, "SHOW TABLES"), ["keep", "stock_audit"]);
 
+    // --force --clean with a damaged artifact: the existing database must not be
+    // dropped before the artifact is proven whole.
+    let entry = env.list().remove(0);
+    let data = env.data_path(&entry);
+    let intact = std::fs::read(&data).unwrap();
+    let mut damaged = intact.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x01;
+    std::fs::write(&data, &damaged).unwrap();
+    let out = cairn(&env)
+        .args(["restore", "shop", "--force", "--clean", "--to", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("SHA-256"), "{}", stderr(&out));
+    assert_eq!(my.sql(&target, "SELECT x FROM keep"), "42");
+    assert_eq!(column(&target, "SHOW TABLES"), ["keep", "stock_audit"]);
+    std::fs::write(&data, &intact).unwrap();
+
     // A dry run with --force --clean says what it would do and does nothing.
     cairn(&env)
         .args([
@@ -623,7 +642,8 @@ fn failures_name_the_server_without_credentials_and_commit_nothing() {
         .args(["backup", "shop"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // A variable the config names but the environment lacks is a config error.
+    assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains(JOB_PASSWORD_ENV), "{}", stderr(&out));
 
     for e in [&env, &env2, &env3] {

@@ -36,7 +36,10 @@ SELECT nextval('invoice_numbers'), nextval('invoice_numbers');
 
 /// Every user table's row count and an md5 over its rows, plus the schema.
 fn fingerprint(db: &str) -> String {
-    let pg = servers::postgres();
+    fingerprint_on(servers::postgres(), db)
+}
+
+fn fingerprint_on(pg: &servers::Postgres, db: &str) -> String {
     let tables = pg.sql(
         db,
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
@@ -231,19 +234,32 @@ fn server_scope_dumps_roles_and_restores_them() {
         text.contains(&format!("CREATE ROLE {role}")),
         "pg_dumpall output lacks the role"
     );
-    pg.sql(&db, &format!("REVOKE SELECT ON items FROM {role}"));
-    pg.sql("postgres", &format!("DROP ROLE {role}"));
+    // A non-empty server needs --force; the script is replayed on an empty one.
     cairn(&env)
         .args(["restore", "shop", "--to", &pg.url("postgres")])
         .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--force"));
+    let fresh = servers::start_postgres();
+    cairn(&env)
+        .args(["restore", "shop", "--to", &fresh.url("postgres")])
+        .assert()
         .success();
     assert_eq!(
-        pg.sql(
+        fresh.sql(
             "postgres",
             &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")
         ),
         "1"
     );
+    assert_eq!(fingerprint_on(&fresh, &db), fingerprint(&db));
+    // Replaying it again onto the now non-empty server with --force: the rows
+    // collide with what is there, and the run says so instead of succeeding.
+    cairn(&env)
+        .args(["restore", "shop", "--force", "--to", &fresh.url("postgres")])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("error(s)"));
 }
 
 #[test]

@@ -54,11 +54,9 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
                 }
                 reports.push(serde_json::to_value(&report).unwrap_or_default());
             }
+            Err(e) if e.exit_code() == 2 => return Err(e),
             Err(e) => {
                 output::print_error(&e, context.json);
-                if e.exit_code() == 2 {
-                    return Err(e);
-                }
                 failures.push(job.name.clone());
                 reports.push(serde_json::json!({ "job": job.name, "error": e.to_string() }));
             }

@@ -326,6 +326,13 @@ fn commit(
         }
     }
     if let Err(e) = dest.put_atomic(manifest_key, manifest) {
+        // The write may have landed before the error (a timeout after success, a
+        // failed folder sync): a manifest that is there, whole, is the commit.
+        if dest.get(manifest_key).is_ok_and(|found| found == manifest) {
+            tracing::warn!(destination = %dest.name(), error = %e, "the manifest was written despite an error");
+            return Ok(());
+        }
+        let _ = dest.delete(manifest_key);
         let _ = dest.delete(data_key);
         return Err(e);
     }

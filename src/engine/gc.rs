@@ -40,7 +40,9 @@ fn old_enough(object: &ObjectInfo, cutoff: jiff::Timestamp, grace: Duration) -> 
 
 pub fn gc(config: &Config, jobs: &[&Job], grace: Duration, dry_run: bool) -> Vec<GcReport> {
     let cutoff = jiff::Timestamp::now()
-        .checked_sub(jiff::SignedDuration::from_secs(grace.as_secs() as i64))
+        .checked_sub(jiff::SignedDuration::from_secs(
+            i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
+        ))
         .unwrap_or(jiff::Timestamp::MIN);
     let mut reports = Vec::new();
     for job in jobs {

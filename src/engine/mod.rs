@@ -22,6 +22,9 @@ pub struct Located {
     pub copies: Vec<(Box<dyn Destination>, Artifact)>,
     /// Destinations that could not be listed, with the reason.
     pub unreachable: Vec<(String, String)>,
+    /// Damaged copies of the chosen artifact, and newer artifacts that were
+    /// skipped because they are damaged: (destination, problem).
+    pub damaged: Vec<(String, String)>,
 }
 
 /// Which artifact to read.
@@ -101,21 +104,32 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
         }
         Err(e) => return Err(e),
     };
-    if selector.id.is_none()
-        && let Some(chosen) = good.iter().find(|a| a.manifest.id == chosen_id)
-    {
-        for skipped in all.iter().filter(|a| {
-            a.manifest.created_at > chosen.manifest.created_at
-                && selector.at.is_none_or(|at| a.manifest.created_at <= at)
-        }) {
-            if let ArtifactState::Broken(problem) = &skipped.state {
-                tracing::warn!(
-                    job = %job.name,
-                    destination = %skipped.destination,
-                    "skipping newer artifact {}: {problem}",
-                    skipped.manifest.id
-                );
-            }
+    let mut damaged = Vec::new();
+    let chosen_at = good
+        .iter()
+        .find(|a| a.manifest.id == chosen_id)
+        .map(|a| a.manifest.created_at);
+    for artifact in &all {
+        let ArtifactState::Broken(problem) = &artifact.state else {
+            continue;
+        };
+        let same = artifact.manifest.id == chosen_id;
+        let newer = selector.id.is_none()
+            && chosen_at.is_some_and(|at| artifact.manifest.created_at > at)
+            && selector
+                .at
+                .is_none_or(|limit| artifact.manifest.created_at <= limit);
+        if same || newer {
+            let what = if same {
+                "this copy"
+            } else {
+                "a newer artifact, skipped"
+            };
+            tracing::warn!(job = %job.name, destination = %artifact.destination, "{what} {}: {problem}", artifact.manifest.id);
+            damaged.push((
+                artifact.destination.clone(),
+                format!("{what}: {} is damaged: {problem}", artifact.manifest.id),
+            ));
         }
     }
     let mut copies = Vec::new();
@@ -139,5 +153,6 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
         manifest,
         copies,
         unreachable,
+        damaged,
     })
 }

@@ -273,35 +273,67 @@ fn put_in_place(
     target: &Path,
     safety: Option<&Path>,
 ) -> Result<Option<PathBuf>> {
+    let parent = target.parent().unwrap_or(Path::new("."));
+    sync_tree(temp);
     let fail = |what: &str, e: io::Error| {
         remove_path(temp);
         target_error(target, format!("{what}: {e}"))
     };
-    let parent = target.parent().unwrap_or(Path::new("."));
     let Some(safety) = safety else {
-        fs::rename(temp, target)
+        // Never replace a target that appeared since it was checked.
+        rename2(temp, target, libc::RENAME_NOREPLACE)
+            .or_else(|e| match e.raw_os_error() {
+                Some(libc::EINVAL) | Some(libc::ENOSYS)
+                    if fs::symlink_metadata(target).is_err() =>
+                {
+                    fs::rename(temp, target)
+                }
+                _ => Err(e),
+            })
             .map_err(|e| fail("cannot move the restored data into place", e))?;
         let _ = crate::store::fs::sync_dir(parent);
         return Ok(None);
     };
-    // Files that belong to the old content (SQLite's -wal) must not be applied to the new.
+    // The restored content takes the place of the old: same owner and mode, so
+    // the application can still open it.
+    if let Ok(meta) = fs::metadata(target) {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let _ = std::os::unix::fs::chown(temp, Some(meta.uid()), Some(meta.gid()));
+        let _ = fs::set_permissions(temp, fs::Permissions::from_mode(meta.mode() & 0o7777));
+    }
+    // Files that belong to the old content (SQLite's -wal) must not be applied to
+    // the new; they go with it to the safety copy, and come back on failure.
+    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let put_back = |moved: &[(PathBuf, PathBuf)]| {
+        for (from, to) in moved {
+            let _ = fs::rename(to, from);
+        }
+    };
     if restorer.shape() == TargetShape::File {
         for companion in restorer.companions(target) {
-            if fs::symlink_metadata(&companion).is_ok() {
-                let suffix = companion
-                    .as_os_str()
-                    .to_string_lossy()
-                    .strip_prefix(&*target.as_os_str().to_string_lossy())
-                    .unwrap_or_default()
-                    .to_string();
-                let mut moved = safety.as_os_str().to_owned();
-                moved.push(suffix);
-                fs::rename(&companion, &moved)
-                    .map_err(|e| fail(&format!("cannot move {} aside", companion.display()), e))?;
+            if fs::symlink_metadata(&companion).is_err() {
+                continue;
             }
+            let suffix = companion
+                .as_os_str()
+                .to_string_lossy()
+                .strip_prefix(&*target.as_os_str().to_string_lossy())
+                .unwrap_or_default()
+                .to_string();
+            let mut aside = safety.as_os_str().to_owned();
+            aside.push(suffix);
+            let aside = PathBuf::from(aside);
+            if let Err(e) = fs::rename(&companion, &aside) {
+                put_back(&moved);
+                return Err(fail(
+                    &format!("cannot move {} aside", companion.display()),
+                    e,
+                ));
+            }
+            moved.push((companion, aside));
         }
     }
-    match exchange(temp, target) {
+    match rename2(temp, target, libc::RENAME_EXCHANGE) {
         Ok(()) => {
             // `temp` now holds the previous content.
             fs::rename(temp, safety).map_err(|e| {
@@ -315,10 +347,13 @@ fn put_in_place(
             })?;
         }
         Err(_) => {
-            fs::rename(target, safety)
-                .map_err(|e| fail("cannot move the existing target aside", e))?;
+            if let Err(e) = fs::rename(target, safety) {
+                put_back(&moved);
+                return Err(fail("cannot move the existing target aside", e));
+            }
             if let Err(e) = fs::rename(temp, target) {
                 let _ = fs::rename(safety, target);
+                put_back(&moved);
                 return Err(fail("cannot move the restored data into place", e));
             }
         }
@@ -327,8 +362,20 @@ fn put_in_place(
     Ok(Some(safety.to_path_buf()))
 }
 
-/// Atomically swaps two paths (Linux `renameat2(RENAME_EXCHANGE)`).
-fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+/// Makes a restored folder's files durable before it replaces anything.
+fn sync_tree(path: &Path) {
+    if let Ok(dir) = fs::File::open(path)
+        && dir.metadata().is_ok_and(|m| m.is_dir())
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor is open for the duration of the call.
+        unsafe { libc::syncfs(dir.as_raw_fd()) };
+    }
+}
+
+/// `renameat2(2)` with flags: `RENAME_EXCHANGE` swaps two paths atomically,
+/// `RENAME_NOREPLACE` fails if the target exists.
+fn rename2(a: &Path, b: &Path, flags: libc::c_uint) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let a = std::ffi::CString::new(a.as_os_str().as_bytes())?;
     let b = std::ffi::CString::new(b.as_os_str().as_bytes())?;
@@ -339,7 +386,7 @@ fn exchange(a: &Path, b: &Path) -> io::Result<()> {
             a.as_ptr(),
             libc::AT_FDCWD,
             b.as_ptr(),
-            libc::RENAME_EXCHANGE,
+            flags,
         )
     };
     if rc == 0 {

@@ -27,6 +27,8 @@ struct Delivered {
     plaintext_bytes: u64,
     /// The tail of the program's stdout.
     output: String,
+    /// The tail of the program's stderr.
+    messages: String,
 }
 
 /// Streams the artifact into `program`, committing only if it checks out.
@@ -67,11 +69,12 @@ fn stream_into(
         };
         match result {
             Ok(outcome) => {
-                let output = receiver.commit()?;
+                let (output, messages) = receiver.commit()?;
                 return Ok(Delivered {
                     destination: dest.name().to_string(),
                     plaintext_bytes: outcome.plaintext.size,
                     output,
+                    messages,
                 });
             }
             Err(e) => {
@@ -130,6 +133,16 @@ pub fn restore_to_server(
     let manifest = &located.manifest;
     let key = keys::decrypt_key(job)?;
     let target = source::server_restore_for(job, manifest, &options.target_url)?;
+    let mut checked_first = Vec::new();
+    if options.force && !options.dry_run {
+        // --force may drop or overwrite live data, and not every client restores
+        // in one transaction: prove the artifact and the key first.
+        let (destination, bytes) = check_first_copy(located, &key, progress.clone())?;
+        checked_first.push(format!(
+            "checked the whole artifact ({bytes} bytes of dump, copy in `{destination}`) before touching {}",
+            target.describe()
+        ));
+    }
     let prepared = target.prepare(options.force, options.clean, options.dry_run)?;
     let mut report = RestoreReport {
         job: job.name.clone(),
@@ -139,7 +152,7 @@ pub fn restore_to_server(
         dry_run: options.dry_run,
         safety_copy: None,
         plaintext_bytes: 0,
-        actions: prepared.actions,
+        actions: checked_first.into_iter().chain(prepared.actions).collect(),
     };
     if options.dry_run {
         // Read and check the whole artifact; list its contents when the format allows.
@@ -176,7 +189,9 @@ pub fn restore_to_server(
         return Ok(report);
     }
     let program = target.receiver_program(options.clean);
-    match stream_into(located, &key, &program, false, progress) {
+    let delivered = stream_into(located, &key, &program, false, progress)
+        .and_then(|d| target.check_messages(&d.messages).map(|()| d));
+    match delivered {
         Ok(delivered) => {
             report.destination = delivered.destination;
             report.plaintext_bytes = delivered.plaintext_bytes;

@@ -89,7 +89,7 @@ pub fn verify(job: &Job, located: &Located, progress: Arc<dyn Progress>) -> Resu
             }
         });
     }
-    for (name, reason) in &located.unreachable {
+    for (name, reason) in located.unreachable.iter().chain(&located.damaged) {
         copies.push(CopyVerdict {
             destination: name.clone(),
             ok: false,

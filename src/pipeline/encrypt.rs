@@ -115,7 +115,12 @@ impl Sink for OpenPgpWriter {
 /// Wraps `stored` so that reading it yields the plaintext of the encrypted layer.
 pub fn decryptor(stored: Source, kind: EncryptionKind, key: &DecryptKey) -> Result<Source> {
     match (kind, key) {
-        (EncryptionKind::None, _) => Ok(stored),
+        (EncryptionKind::None, DecryptKey::None) => Ok(stored),
+        // Fail closed: an unencrypted artifact in an encrypted job may have been
+        // planted by someone who can write to the storage but holds no key.
+        (EncryptionKind::None, _) => Err(Error::Crypto(
+            "this artifact is stored unencrypted, but the job is configured with encryption: refusing it (it may not be yours); to restore an artifact made before encryption was turned on, use a config with encryption = { kind = \"none\" }".into(),
+        )),
         (EncryptionKind::Age, DecryptKey::AgeIdentities(identities)) => {
             let decryptor = age_header(stored)?;
             if decryptor.is_scrypt() {

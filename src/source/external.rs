@@ -30,19 +30,39 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
     out
 }
 
-/// `scheme://user:password@host/…` → `scheme://user@host/…`.
+/// `scheme://user:password@host/…?password=…` → `scheme://user@host/…`.
+/// The userinfo ends at the last `@` (passwords may hold `/`, `?`, `#`), and
+/// libpq's `password`/`sslpassword` query parameters are dropped.
 pub fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}@{host}{path}")
+    let rest = match rest.rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            format!("{user}@{}", &rest[at + 1..])
         }
-        None => url.to_string(),
-    }
+        None => rest.to_string(),
+    };
+    let rest = match rest.split_once('?') {
+        Some((base, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|p| {
+                    let key = p.split('=').next().unwrap_or_default();
+                    !key.eq_ignore_ascii_case("password")
+                        && !key.eq_ignore_ascii_case("sslpassword")
+                })
+                .collect();
+            if kept.is_empty() {
+                base.to_string()
+            } else {
+                format!("{base}?{}", kept.join("&"))
+            }
+        }
+        None => rest,
+    };
+    format!("{scheme}://{rest}")
 }
 
 /// A program to run: argv plus extra environment.
@@ -313,8 +333,8 @@ impl Receiver {
     }
 
     /// The hashes matched: deliver the held-back tail, close stdin and wait.
-    /// Returns the tail of what the program printed on stdout.
-    pub fn commit(mut self) -> Result<String> {
+    /// Returns the tails of what the program printed on stdout and stderr.
+    pub fn commit(mut self) -> Result<(String, String)> {
         let delivered = match self.stdin.take() {
             Some(stdin) => stdin.release().map(drop),
             None => Ok(()),
@@ -338,7 +358,7 @@ impl Receiver {
             Err(e) if !(self.reads_prefix_only && e.kind() == io::ErrorKind::BrokenPipe) => {
                 Err(Error::Run(format!("cannot write to `{}`: {e}", self.name)))
             }
-            _ => Ok(stdout),
+            _ => Ok((stdout, stderr)),
         }
     }
 
@@ -451,6 +471,14 @@ mod tests {
             "postgres://app@db:5432/shop?sslmode=require"
         );
         assert_eq!(without_password("mysql://root@h/db"), "mysql://root@h/db");
+        assert_eq!(
+            without_password("postgres://app:ab/cd+ef@db/shop"),
+            "postgres://app@db/shop"
+        );
+        assert_eq!(
+            without_password("postgres://app@db/shop?sslmode=require&password=x"),
+            "postgres://app@db/shop?sslmode=require"
+        );
         assert_eq!(redact("pw=hunter2 x", &["hunter2".into()]), "pw=*** x");
     }
 

@@ -71,10 +71,9 @@ pub fn password_from_env(job: &str, var: Option<&str>) -> Result<Option<String>>
     match var {
         None => Ok(None),
         Some(var) => std::env::var(var).map(Some).map_err(|_| {
-            crate::Error::source(
-                job,
-                format!("the password variable `{var}` (source.password_env) is not set in the environment"),
-            )
+            crate::Error::Usage(format!(
+                "job `{job}`: the password variable `{var}` (source.password_env) is not set in the environment"
+            ))
         }),
     }
 }

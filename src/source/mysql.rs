@@ -93,6 +93,12 @@ impl MyConn {
     pub fn defaults_file(&self) -> Result<SecretFile> {
         let mut text = String::from("[client]\n");
         if let Some(pw) = &self.password {
+            if pw.contains(['\n', '\r']) {
+                return Err(Error::Usage(
+                    "the MySQL password contains a line break, which a defaults file cannot hold"
+                        .into(),
+                ));
+            }
             text.push_str(&format!(
                 "password=\"{}\"\n",
                 pw.replace('\\', "\\\\").replace('"', "\\\"")

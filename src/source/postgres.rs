@@ -330,7 +330,20 @@ impl ServerRestore for PgRestore {
     fn prepare(&self, force: bool, clean: bool, dry_run: bool) -> Result<Prepared> {
         let mut prepared = Prepared::default();
         if self.scope == PgScope::Server {
-            self.maintenance().query("SELECT 1")?;
+            let databases: u64 = self
+                .maintenance()
+                .query("SELECT count(*) FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'")?
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            if databases > 0 && !force {
+                return Err(Error::Target {
+                    path: self.maintenance().display().into(),
+                    message: format!(
+                        "the server already holds {databases} database(s); a pg_dumpall script is meant for an empty server: pass --force to replay it anyway"
+                    ),
+                });
+            }
             prepared.actions.push(format!(
                 "would replay the pg_dumpall script on {}",
                 self.maintenance().display()
@@ -426,6 +439,31 @@ impl ServerRestore for PgRestore {
     fn listing_program(&self) -> Option<Program> {
         (self.scope == PgScope::Database && self.format == PgFormat::Custom)
             .then(|| Program::new(["pg_restore", "--list"]))
+    }
+
+    /// psql goes on after errors in a pg_dumpall script (its roles and databases
+    /// may exist already); anything but "already exists" fails the restore.
+    fn check_messages(&self, stderr: &str) -> Result<()> {
+        if self.scope != PgScope::Server {
+            return Ok(());
+        }
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("ERROR:") && !l.contains("already exists"))
+            .collect();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Run(format!(
+            "the pg_dumpall script ran with {} error(s), e.g. {}",
+            errors.len(),
+            errors
+                .iter()
+                .take(3)
+                .map(|l| l.trim())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        )))
     }
 
     fn drop_created(&self) {

@@ -24,4 +24,9 @@ pub trait ServerRestore {
     fn listing_program(&self) -> Option<Program>;
     /// Drops a database that `prepare` created, after a failed restore.
     fn drop_created(&self);
+    /// Judges what the client printed on stderr after it exited successfully.
+    fn check_messages(&self, stderr: &str) -> Result<()> {
+        let _ = stderr;
+        Ok(())
+    }
 }

@@ -80,7 +80,10 @@ fn this_host() -> String {
 /// Whether a process with this id runs on this host.
 pub fn process_alive(pid: i32) -> bool {
     // SAFETY: kill with signal 0 only checks whether the process exists.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    // EPERM means it exists but belongs to someone else: alive.
+    pid > 0
+        && (unsafe { libc::kill(pid, 0) } == 0
+            || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
 }
 
 /// Removes uploads left by processes of this host that died (killed backups).

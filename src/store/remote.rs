@@ -240,6 +240,7 @@ impl RemoteDestination {
                     prefix,
                     user.clone(),
                     password,
+                    Duration::from_secs(transfer.timeout_secs),
                 )?);
                 let location = format!(
                     "{}/{}",

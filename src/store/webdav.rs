@@ -18,6 +18,8 @@ const QUEUE: usize = 8;
 #[derive(Clone)]
 pub struct WebdavStreamer {
     client: reqwest::Client,
+    /// How long a chunk may wait for the server to take it.
+    timeout: std::time::Duration,
     /// Endpoint plus prefix, ending in `/`.
     base: String,
     user: Option<String>,
@@ -30,8 +32,11 @@ impl WebdavStreamer {
         prefix: &str,
         user: Option<String>,
         password: Option<String>,
+        timeout: std::time::Duration,
     ) -> Result<Self> {
         let client = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .read_timeout(timeout)
             .build()
             .map_err(|e| Error::Run(format!("cannot build the HTTP client: {e}")))?;
         let mut base = url.trim_end_matches('/').to_string();
@@ -42,6 +47,7 @@ impl WebdavStreamer {
         base.push('/');
         Ok(WebdavStreamer {
             client,
+            timeout,
             base,
             user,
             password,
@@ -83,6 +89,7 @@ impl WebdavStreamer {
             }
         });
         Box::new(WebdavUpload {
+            timeout: self.timeout,
             tx: Some(tx),
             task: Some(task),
             runtime: runtime.handle().clone(),
@@ -106,6 +113,7 @@ fn encode_segment(segment: &str) -> String {
 }
 
 struct WebdavUpload {
+    timeout: std::time::Duration,
     tx: Option<mpsc::Sender<Bytes>>,
     task: Option<tokio::task::JoinHandle<std::result::Result<(), String>>>,
     runtime: tokio::runtime::Handle,
@@ -129,14 +137,34 @@ impl WebdavUpload {
     }
 }
 
+impl WebdavUpload {
+    fn abort_task(&mut self) {
+        self.tx = None;
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
 impl Write for WebdavUpload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let sent = match &self.tx {
-            Some(tx) => tx.blocking_send(Bytes::copy_from_slice(buf)).is_ok(),
-            None => false,
+            Some(tx) => self.runtime.block_on(tokio::time::timeout(
+                self.timeout,
+                tx.send(Bytes::copy_from_slice(buf)),
+            )),
+            None => Ok(Err(mpsc::error::SendError(Bytes::new()))),
         };
-        if sent {
-            return Ok(buf.len());
+        match sent {
+            Ok(Ok(())) => return Ok(buf.len()),
+            Err(_) => {
+                self.abort_task();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the WebDAV server took no data for {:?}", self.timeout),
+                ));
+            }
+            Ok(Err(_)) => {}
         }
         let error = self
             .finish_task()
@@ -157,10 +185,7 @@ impl Upload for WebdavUpload {
     }
 
     fn abort(mut self: Box<Self>) {
-        self.tx = None;
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.abort_task();
     }
 }
 

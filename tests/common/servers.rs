@@ -179,7 +179,8 @@ pub fn postgres() -> &'static Postgres {
     SERVER.get_or_init(start_postgres)
 }
 
-fn start_postgres() -> Postgres {
+/// A new server of its own (for restores that need an empty one).
+pub fn start_postgres() -> Postgres {
     let bin = newest_pg_bin();
     let dir = tempfile::Builder::new()
         .prefix("cairn-pg-")
