@@ -137,12 +137,9 @@ pub fn tool_major(version_line: &str) -> Option<u32> {
         .ok()
 }
 
+/// `server_version_num` → major (150018 → 15; 90624, of 9.6, → 9).
 fn server_major(num: u32) -> u32 {
-    if num >= 100_000 {
-        num / 10_000
-    } else {
-        num / 100
-    }
+    num / 10_000
 }
 
 pub struct PostgresSource {

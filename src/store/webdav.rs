@@ -149,10 +149,13 @@ impl WebdavUpload {
 impl Write for WebdavUpload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let sent = match &self.tx {
-            Some(tx) => self.runtime.block_on(tokio::time::timeout(
-                self.timeout,
-                tx.send(Bytes::copy_from_slice(buf)),
-            )),
+            Some(tx) => {
+                let chunk = Bytes::copy_from_slice(buf);
+                let timeout = self.timeout;
+                // The timer must be created inside the runtime.
+                self.runtime
+                    .block_on(async { tokio::time::timeout(timeout, tx.send(chunk)).await })
+            }
             None => Ok(Err(mpsc::error::SendError(Bytes::new()))),
         };
         match sent {
