@@ -169,7 +169,7 @@ fn run(
 
         let streamed: std::result::Result<(), String> = match chain {
             Err(e) => Err(format!("cannot start the pipeline: {e}")),
-            Ok(mut chain) => match io::copy(&mut pipe_reader, &mut chain) {
+            Ok(mut chain) => match pipeline::copy(&mut pipe_reader, &mut chain) {
                 Ok(_) => chain.finish().map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             },

@@ -89,6 +89,26 @@ pub fn decoder(
         .map_err(|e| crate::Error::Run(format!("cannot start decompression: {e}")))
 }
 
+/// Copies `reader` into `writer` in `CHUNK`-sized pieces (`io::copy` uses 8 KiB,
+/// which multiplies system calls and wake-ups between the pipeline's threads).
+pub fn copy(
+    reader: &mut (impl Read + ?Sized),
+    writer: &mut (impl Write + ?Sized),
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        writer.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
 /// Buffers small writes into large ones before the stage below.
 pub struct Buffered(io::BufWriter<Box<dyn Sink>>);
 

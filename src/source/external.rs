@@ -163,7 +163,7 @@ impl Program {
     pub fn stream_to(&self, out: &mut dyn Write) -> Result<String> {
         let (mut child, tail) = self.spawn(Stdio::null(), Stdio::piped())?;
         let copied = match child.stdout.take() {
-            Some(mut stdout) => io::copy(&mut stdout, out).map(|_| ()),
+            Some(mut stdout) => crate::pipeline::copy(&mut stdout, out).map(|_| ()),
             None => Ok(()),
         };
         if copied.is_err() {
