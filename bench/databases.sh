@@ -21,6 +21,8 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH_DIR")
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 WORK=${BENCH_WORK:-$BENCH_DIR/work}
 ENGINES=${BENCH_ENGINES:-postgres mariadb}
 PG_SCALE=${PG_SCALE:-50}
@@ -33,8 +35,6 @@ GNU_TIME=/usr/bin/time
 DB_PASSWORD=bench-Pw-4711
 export BENCH_DB_PASSWORD=$DB_PASSWORD
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 want() { case " $ENGINES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 IS_ROOT=0
 [ "$(id -u)" -eq 0 ] && IS_ROOT=1
@@ -56,27 +56,9 @@ ensure_tools() {
         # initdb, pg_ctl and pgbench live in the server package, outside PATH.
         ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || missing+=(postgresql)
     fi
-    [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing missing packages: ${missing[*]}"
-    local sudo=()
-    if [ "$IS_ROOT" -ne 1 ]; then
-        command -v sudo >/dev/null 2>&1 || die "missing ${missing[*]} and not root (no sudo): install them first"
-        sudo=(sudo)
-    fi
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt_install "${missing[@]}"
 }
 
-build_cairn() {
-    if [ -n "${CAIRN_BIN:-}" ]; then
-        [ -x "$CAIRN_BIN" ] || die "CAIRN_BIN=$CAIRN_BIN is not executable"
-        return 0
-    fi
-    local target=${CARGO_TARGET_DIR:-$REPO/target}
-    log "building cairn (release, target dir $target)"
-    (cd "$REPO" && CARGO_TARGET_DIR=$target cargo build --release --quiet) >&2
-    CAIRN_BIN=$target/release/cairn
-}
 
 ensure_tools
 build_cairn

