@@ -108,27 +108,6 @@ fn describe(node: &Node) -> String {
     }
 }
 
-/// Sets a path's atime and mtime to whole seconds, not following symlinks.
-fn set_mtime(path: &Path, secs: i64) {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    let t = libc::timespec {
-        tv_sec: secs,
-        tv_nsec: 0,
-    };
-    let times = [t, t];
-    // SAFETY: valid NUL-terminated path and a two-element timespec array.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    assert_eq!(rc, 0, "utimensat {}", path.display());
-}
-
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
@@ -246,7 +225,7 @@ fn build_tree(env: &Env) -> PathBuf {
     let mut t = 1_500_000_000i64;
     for rel in snapshot(&root).keys() {
         t += 86_399;
-        set_mtime(&root.join(rel), t);
+        common::set_mtime(&root.join(rel), t);
     }
     root
 }

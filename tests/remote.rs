@@ -143,17 +143,7 @@ fn large_artifact_streams_through_s3_with_bounded_memory() {
     let bucket = unique_name("big");
     objstores::s3().create_bucket(&bucket);
     let env = Env::new();
-    let data = env.path("data");
-    std::fs::create_dir(&data).unwrap();
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "head -c 200000000 /dev/urandom > '{}/blob.bin'",
-            data.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let data = common::random_data_folder(&env, 200_000_000);
     // age to a recipient: a passphrase would add scrypt's fixed ~256 MiB+ key
     // derivation, which says nothing about streaming.
     let (_, recipient) = env.keygen("identity.txt");
@@ -239,17 +229,7 @@ fn one_failing_destination_leaves_the_others_committed() {
 #[test]
 fn killed_upload_is_never_listed_and_gc_removes_it() {
     let env = Env::new();
-    let data = env.path("data");
-    std::fs::create_dir(&data).unwrap();
-    let status = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "head -c 150000000 /dev/urandom > '{}/blob.bin'",
-            data.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    common::random_data_folder(&env, 150_000_000);
     let prefix = unique_name("kill");
     env.write_config(&format!(
         "{}\n[jobs.app]\nsource = {{ kind = \"files\", path = \"data\" }}\ndestinations = [\"remote\"]\ncompression = \"none\"\nencryption = {{ kind = \"none\" }}\n",

@@ -437,27 +437,6 @@ fn hex_sha256(bytes: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap()[..64].to_string()
 }
 
-/// Sets a path's atime and mtime to whole seconds, not following symlinks.
-fn set_mtime(path: &Path, secs: i64) {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    let t = libc::timespec {
-        tv_sec: secs,
-        tv_nsec: 0,
-    };
-    let times = [t, t];
-    // SAFETY: valid NUL-terminated path and a two-element timespec array.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    assert_eq!(rc, 0, "utimensat {}", path.display());
-}
-
 #[test]
 fn files_job_extracts_with_zstd_and_tar() {
     common::require_tool("zstd");
@@ -481,7 +460,7 @@ fn files_job_extracts_with_zstd_and_tar() {
     let mut t = 1_600_000_000;
     for (rel, _) in snapshot(&root) {
         t += 3601;
-        set_mtime(&root.join(rel), t);
+        common::set_mtime(&root.join(rel), t);
     }
     env.write_config(&format!(
         "{}compression = \"zstd\"\n",

@@ -65,6 +65,14 @@ pub fn without_password(url: &str) -> String {
     format!("{scheme}://{rest}")
 }
 
+/// Decodes a percent-encoded URL component (`%40` → `@`; `+` stays `+`).
+pub fn url_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
 /// A program to run: argv plus extra environment.
 #[derive(Clone)]
 pub struct Program {

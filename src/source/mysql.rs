@@ -8,7 +8,7 @@ use std::io::Write;
 use serde_json::json;
 
 use super::Dump;
-use super::external::{Program, SecretFile, find_tool, without_password};
+use super::external::{Program, SecretFile, find_tool, url_decode, without_password};
 use super::server::{Prepared, ServerRestore};
 use crate::{Error, Result};
 
@@ -36,18 +36,12 @@ impl MyConn {
                 without_password(url)
             )));
         }
-        let decode = |s: &str| {
-            url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        };
         Ok(MyConn {
             host: parsed.host_str().unwrap_or("127.0.0.1").to_string(),
             port: parsed.port().unwrap_or(3306),
-            user: decode(parsed.username()),
-            password: parsed.password().map(decode).or(password),
-            database: decode(parsed.path().trim_start_matches('/')),
+            user: url_decode(parsed.username()),
+            password: parsed.password().map(url_decode).or(password),
+            database: url_decode(parsed.path().trim_start_matches('/')),
             display: without_password(url),
         })
     }

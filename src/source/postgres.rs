@@ -11,7 +11,7 @@ use std::io::Write;
 use serde_json::json;
 
 use super::Dump;
-use super::external::{Program, find_tool, without_password};
+use super::external::{Program, find_tool, url_decode, without_password};
 use super::server::{Prepared, ServerRestore};
 use crate::config::{PgFormat, PgScope};
 use crate::{Error, Result};
@@ -37,7 +37,7 @@ impl PgConn {
                 without_password(url)
             )));
         }
-        let in_url = parsed.password().map(percent_decode);
+        let in_url = parsed.password().map(url_decode);
         let _ = parsed.set_password(None);
         Ok(PgConn {
             url: parsed,
@@ -46,7 +46,7 @@ impl PgConn {
     }
 
     pub fn database(&self) -> String {
-        percent_decode(self.url.path().trim_start_matches('/'))
+        url_decode(self.url.path().trim_start_matches('/'))
     }
 
     /// The same server, another database.
@@ -107,13 +107,6 @@ impl PgConn {
             .parse()
             .map_err(|_| Error::Run(format!("unexpected server_version_num {:?}", text.trim())))
     }
-}
-
-fn percent_decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
 }
 
 /// `"name"` with embedded quotes doubled.

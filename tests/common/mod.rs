@@ -196,3 +196,53 @@ pub fn require_tool(name: &str) {
         "`{name}` is not installed: run .ci/install-deps (or `scripts/test`)"
     );
 }
+
+/// Sets a path's mtime (and atime) without following symlinks.
+pub fn set_mtime(path: &Path, secs: i64) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let t = libc::timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: valid NUL-terminated path and a two-element timespec array.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(rc, 0, "utimensat {}", path.display());
+}
+
+/// A folder `data` in the env holding one file `blob.bin` of `bytes` random bytes.
+pub fn random_data_folder(env: &Env, bytes: u64) -> PathBuf {
+    let data = env.path("data");
+    std::fs::create_dir(&data).expect("data folder");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "head -c {bytes} /dev/urandom > '{}/blob.bin'",
+            data.display()
+        ))
+        .status()
+        .expect("head");
+    assert!(status.success());
+    data
+}
+
+/// Asserts that a restored copy holds orders and their lines from one snapshot:
+/// the writer of the snapshot tests adds each order with exactly 3 lines.
+pub fn assert_one_snapshot(count_rows: impl Fn(&str) -> i64) {
+    let orders = count_rows("orders");
+    let lines = count_rows("order_lines");
+    assert!(orders > 0);
+    assert_eq!(
+        lines,
+        orders * 3,
+        "orders and their lines come from one snapshot"
+    );
+}
