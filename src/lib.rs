@@ -5,6 +5,7 @@
 //! list). The command-line interface in `cli` is a thin layer on top; the engine
 //! never depends on it.
 
+pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod engine;
@@ -13,7 +14,9 @@ pub mod keys;
 pub mod pipeline;
 pub mod progress;
 pub mod retention;
+pub mod schedule;
 pub mod source;
+pub mod state;
 pub mod store;
 pub mod time;
 

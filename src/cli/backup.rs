@@ -1,7 +1,9 @@
 use crate::Result;
 use crate::engine::backup::{self, BackupOptions};
+use crate::engine::{prune, runs};
+use crate::state::{RunKind, StateStore};
 
-use super::{Context, output};
+use super::{Context, TriggerArg, output};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -13,46 +15,58 @@ pub struct Args {
     /// A tag recorded in the manifest (e.g. daily, pre-upgrade)
     #[arg(long)]
     tag: Option<String>,
+    /// Apply the job's retention policy after a successful backup
+    #[arg(long)]
+    prune: bool,
+    #[command(flatten)]
+    trigger: TriggerArg,
 }
 
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
     let jobs = super::select_jobs(&config, &args.jobs, args.all)?;
-    let options = BackupOptions { tag: args.tag };
+    let store = crate::state::open_or_warn(&config);
+    let store = store.as_deref();
+    let cancel = super::cancel_on_signals();
+    let options = BackupOptions {
+        tag: args.tag,
+        cancel,
+    };
+    let trigger = args.trigger.trigger();
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for job in jobs {
-        match backup::backup(&config, job, &options, output::progress(context.progress)) {
+        let _claim = match super::claim_job(store, &job.name) {
+            Ok(claim) => claim,
+            Err(e) => {
+                output::print_error(&e, context.json);
+                failures.push(job.name.clone());
+                reports.push(serde_json::json!({ "job": job.name, "error": e.to_string() }));
+                continue;
+            }
+        };
+        let result = runs::recorded(store, &job.name, RunKind::Backup, trigger, || {
+            backup::backup(&config, job, &options, output::progress(context.progress))
+        });
+        match result {
             Ok(report) => {
                 if !context.json {
-                    println!(
-                        "{}: backed up {} as {} ({} → {} stored) in {:.1}s",
-                        job.name,
-                        output::bytes(report.manifest.plaintext.size),
-                        report.id,
-                        output::bytes(report.manifest.plaintext.size),
-                        output::bytes(report.manifest.data.size),
-                        report.duration.as_secs_f64()
-                    );
-                    for d in &report.destinations {
-                        match &d.error {
-                            None => println!(
-                                "  {}: committed {}",
-                                d.destination, report.manifest.data.key
-                            ),
-                            Some(e) => println!("  {}: FAILED: {e}", d.destination),
-                        }
-                    }
+                    print_report(&report);
                 }
-                for e in &report.hook_errors {
-                    if !context.json {
-                        println!("  hook FAILED: {e}");
-                    }
-                }
+                let mut value = serde_json::to_value(&report).unwrap_or_default();
                 if report.failed() {
                     failures.push(job.name.clone());
+                } else if args.prune {
+                    let pruned = prune_after(&config, job, store, trigger);
+                    if pruned.destinations.iter().any(prune::PruneReport::failed) {
+                        failures.push(job.name.clone());
+                    }
+                    if !context.json {
+                        super::prune::print(&pruned);
+                    }
+                    value["prune"] = serde_json::to_value(&pruned).unwrap_or_default();
                 }
-                reports.push(serde_json::to_value(&report).unwrap_or_default());
+                reports.push(value);
             }
             Err(e) if e.exit_code() == 2 => return Err(e),
             Err(e) => {
@@ -66,4 +80,43 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         output::print_json(&reports);
     }
     Ok(if failures.is_empty() { 0 } else { 1 })
+}
+
+fn prune_after(
+    config: &crate::config::Config,
+    job: &crate::config::Job,
+    store: Option<&dyn StateStore>,
+    trigger: crate::state::Trigger,
+) -> prune::JobPrune {
+    let result = runs::recorded(store, &job.name, RunKind::Prune, trigger, || {
+        Ok(prune::prune(config, job, store, false))
+    });
+    // `prune` reports its failures inside; it never returns an error.
+    result.unwrap_or_else(|_| prune::JobPrune {
+        job: job.name.clone(),
+        destinations: Vec::new(),
+    })
+}
+
+fn print_report(report: &backup::BackupReport) {
+    println!(
+        "{}: backed up {} as {} ({} stored) in {:.1}s",
+        report.job,
+        output::bytes(report.manifest.plaintext.size),
+        report.id,
+        output::bytes(report.manifest.data.size),
+        report.duration.as_secs_f64()
+    );
+    for d in &report.destinations {
+        match &d.error {
+            None => println!(
+                "  {}: committed {}",
+                d.destination, report.manifest.data.key
+            ),
+            Some(e) => println!("  {}: FAILED: {e}", d.destination),
+        }
+    }
+    for e in &report.hook_errors {
+        println!("  hook FAILED: {e}");
+    }
 }

@@ -3,19 +3,26 @@
 
 mod backup;
 mod check;
+mod daemon;
 mod gc;
+mod history;
 mod init;
 mod keygen;
 mod list;
 mod output;
+mod prune;
 mod quickstart;
 mod read;
+mod status;
+mod systemd;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::prelude::*;
 
 use crate::config::{Config, DEFAULT_FILE};
 use crate::{Error, Result};
@@ -78,8 +85,24 @@ enum Command {
     Restore(read::RestoreArgs),
     /// Check the config and this host: sources, destinations, keys
     Check(check::Args),
+    /// Delete artifacts the retention policy does not keep (shows keep/delete and why)
+    Prune(prune::Args),
     /// Remove leftovers of interrupted backups (data without manifest, unfinished uploads)
     Gc(gc::Args),
+    /// Run every job on its schedules until stopped (SIGHUP reloads, SIGTERM stops)
+    Daemon(daemon::Args),
+    /// Tell the running daemon to reload its config (checked first)
+    Reload(daemon::ReloadArgs),
+    /// Each job: schedules, next run, last run, newest good artifact, stored size
+    Status(status::Args),
+    /// Recorded runs, newest first (backup, prune, verify, restore, drill, check)
+    History(history::Args),
+    /// Stop scheduling a job until `cairn resume`
+    Pause(status::PauseArgs),
+    /// Schedule a paused job again
+    Resume(status::PauseArgs),
+    /// Print systemd units for the daemon (or timers for each job)
+    Systemd(systemd::Args),
     /// Write a commented example config
     Init(init::Args),
     /// Create an age identity file and print its recipient
@@ -93,6 +116,7 @@ pub struct Context {
     config_path: PathBuf,
     json: bool,
     progress: bool,
+    log_format: LogFormat,
 }
 
 impl Context {
@@ -117,6 +141,7 @@ pub fn main() -> ExitCode {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_FILE)),
         json: cli.json,
         progress: !cli.quiet && std::io::stderr().is_terminal(),
+        log_format: cli.log_format,
     };
     let result = match cli.command {
         Command::Backup(args) => backup::run(&context, args),
@@ -125,7 +150,15 @@ pub fn main() -> ExitCode {
         Command::Cat(args) => read::cat(&context, args),
         Command::Restore(args) => read::restore(&context, args),
         Command::Check(args) => check::run(&context, args),
+        Command::Prune(args) => prune::run(&context, args),
         Command::Gc(args) => gc::run(&context, args),
+        Command::Daemon(args) => daemon::run(&context, args),
+        Command::Reload(args) => daemon::reload(&context, args),
+        Command::Status(args) => status::run(&context, args),
+        Command::History(args) => history::run(&context, args),
+        Command::Pause(args) => status::pause(&context, args, true),
+        Command::Resume(args) => status::pause(&context, args, false),
+        Command::Systemd(args) => systemd::run(&context, args),
         Command::Init(args) => init::run(&context, args),
         Command::Keygen(args) => keygen::run(&context, args),
         Command::Quickstart(args) => quickstart::run(&context, args),
@@ -154,17 +187,92 @@ fn init_logging(cli: &Cli) {
         }
     };
     let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
-    let _ = match cli.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder
+    // The daemon is read in journals, which stamp lines themselves; one-shot
+    // commands on a terminal stay short.
+    let output = match cli.log_format {
+        LogFormat::Json => output.json().with_filter(filter).boxed(),
+        LogFormat::Text => output
             .with_ansi(std::io::stderr().is_terminal())
             .without_time()
-            .try_init(),
+            .with_filter(filter)
+            .boxed(),
     };
+    // Run histories keep info lines whatever is shown on stderr.
+    let capture = crate::state::runlog::CaptureLayer.with_filter(LevelFilter::INFO);
+    let _ = tracing_subscriber::registry()
+        .with(output)
+        .with(capture)
+        .try_init();
+}
+
+/// The hidden `--trigger` flag: the daemon says why it started a run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TriggerArg {
+    #[arg(long, hide = true, value_parser = ["manual", "schedule", "catch-up"], default_value = "manual")]
+    trigger: String,
+}
+
+impl TriggerArg {
+    pub fn trigger(&self) -> crate::state::Trigger {
+        self.trigger
+            .parse()
+            .unwrap_or(crate::state::Trigger::Manual)
+    }
+}
+
+/// SIGTERM or SIGINT make the running work stop cleanly (nothing is committed);
+/// a second one ends the process at once.
+fn cancel_on_signals() -> crate::cancel::Cancel {
+    let cancel = crate::cancel::Cancel::new();
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        let flag = cancel.flag();
+        // The conditional shutdown must be registered first: it exits only if
+        // the flag was already set by an earlier signal.
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone());
+        let _ = signal_hook::flag::register(signal, flag);
+    }
+    cancel
+}
+
+/// The exclusive claim on a job for this process, released when dropped.
+pub struct JobClaim<'a> {
+    store: Option<&'a dyn crate::state::StateStore>,
+    name: String,
+    holder: String,
+}
+
+impl Drop for JobClaim<'_> {
+    fn drop(&mut self) {
+        if let Some(store) = self.store {
+            let _ = store.release(&self.name, &self.holder);
+        }
+    }
+}
+
+/// Claims `job` so that no other cairn process (CLI or daemon) runs it at the
+/// same time. Without a state store there is nothing to claim against.
+fn claim_job<'a>(
+    store: Option<&'a dyn crate::state::StateStore>,
+    job: &str,
+) -> Result<JobClaim<'a>> {
+    const LEASE_SECS: u64 = 24 * 3600;
+    let name = format!("job:{job}");
+    let holder = crate::state::sqlite::holder();
+    if let Some(s) = store
+        && !s.claim(&name, &holder, LEASE_SECS)?
+    {
+        return Err(Error::Run(format!(
+            "job `{job}` is already running in another cairn process; try again when it has finished (`cairn history {job}`)"
+        )));
+    }
+    Ok(JobClaim {
+        store,
+        name,
+        holder,
+    })
 }
 
 /// The named jobs, or every job when none is named.

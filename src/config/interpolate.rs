@@ -92,6 +92,15 @@ pub fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::E
     opt_string(d).map(|p| p.map(PathBuf::from))
 }
 
+/// A duration such as `90s`, `30m`, `24h`, `7d`, `2w` or `1h30m`.
+pub fn opt_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
+    opt_string(d)?
+        .map(|text| crate::time::parse_duration(&text).map_err(D::Error::custom))
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::substitute;

@@ -15,9 +15,15 @@ use indexmap::IndexMap;
 
 pub use interpolate::substitute;
 pub use schema::{
-    CompressionKind, DestinationConfig, EncryptionConfig, Hooks, JobConfig, PassphraseSource,
-    PgFormat, PgScope, Secret, SourceConfig, Transfer,
+    CatchUp, CompressionKind, DaemonConfig, DestinationConfig, EncryptionConfig, Hooks, JobConfig,
+    PassphraseSource, PgFormat, PgScope, RetentionConfig, Secret, SourceConfig, Transfer,
 };
+
+use crate::retention::Policy;
+use crate::schedule::cron::{self, Schedule};
+
+/// The state store's file name when `[state] path` is not set.
+pub const DEFAULT_STATE_FILE: &str = "cairn-state.db";
 
 /// The name of the config file looked for in the current directory.
 pub const DEFAULT_FILE: &str = "cairn.toml";
@@ -54,8 +60,20 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug, Clone)]
 pub struct Config {
     pub file: PathBuf,
+    /// The state store (history, pauses, schedule marks).
+    pub state_path: PathBuf,
+    pub daemon: Daemon,
     pub destinations: IndexMap<String, DestinationConfig>,
     pub jobs: IndexMap<String, Job>,
+}
+
+/// `[daemon]`, validated.
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    pub timezone_name: String,
+    pub max_concurrent_runs: usize,
+    pub shutdown_grace: std::time::Duration,
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// One job, with its references checked and its paths made absolute.
@@ -67,6 +85,24 @@ pub struct Job {
     pub compression: Compression,
     pub encryption: EncryptionConfig,
     pub hooks: Hooks,
+    pub schedules: Vec<Schedule>,
+    /// Time zone of retention periods (the job's, else the daemon's).
+    pub timezone: jiff::tz::TimeZone,
+    pub catch_up: CatchUp,
+    pub jitter: Option<std::time::Duration>,
+    pub retention: Policy,
+    /// Policies that replace `retention` in particular destinations.
+    pub destination_retention: IndexMap<String, Policy>,
+    pub prune_on_failure: bool,
+}
+
+impl Job {
+    /// The retention policy that applies in `destination`.
+    pub fn retention_for(&self, destination: &str) -> &Policy {
+        self.destination_retention
+            .get(destination)
+            .unwrap_or(&self.retention)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,14 +162,22 @@ impl Config {
             destinations.insert(name, dest);
         }
 
+        let daemon = validate_daemon(&located, raw.daemon)?;
         let mut jobs = IndexMap::new();
         for (name, job) in raw.jobs {
             check_name(&located, "jobs", &name)?;
-            let job = validate_job(&located, &base, &destinations, name.clone(), job)?;
+            let job = validate_job(&located, &base, &destinations, &daemon, name.clone(), job)?;
             jobs.insert(name, job);
         }
+        let state_path = base.join(
+            raw.state
+                .path
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_FILE)),
+        );
         Ok(Config {
             file: path.to_path_buf(),
+            state_path,
+            daemon,
             destinations,
             jobs,
         })
@@ -209,10 +253,49 @@ fn check_name(located: &Locator, table: &str, name: &str) -> Result<(), ConfigEr
     Err(err)
 }
 
+fn validate_daemon(located: &Locator, raw: DaemonConfig) -> Result<Daemon, ConfigError> {
+    let fail = |needle: &str, key: &str, message: String| {
+        let mut err = located.error(located.find(needle).or(located.find("daemon")), message);
+        err.key = Some(format!("daemon.{key}"));
+        err
+    };
+    let timezone_name = raw.timezone.unwrap_or_else(|| "UTC".to_string());
+    cron::timezone(&timezone_name).map_err(|e| fail(&timezone_name, "timezone", e))?;
+    let max_concurrent_runs = raw.max_concurrent_runs.unwrap_or(2) as usize;
+    if max_concurrent_runs == 0 {
+        return Err(fail(
+            "max_concurrent_runs",
+            "max_concurrent_runs",
+            "must be at least 1".into(),
+        ));
+    }
+    let listen = raw
+        .listen
+        .map(|text| {
+            text.parse::<std::net::SocketAddr>().map_err(|e| {
+                fail(
+                    &text,
+                    "listen",
+                    format!("`{text}` is not an address such as 127.0.0.1:9464 ({e})"),
+                )
+            })
+        })
+        .transpose()?;
+    Ok(Daemon {
+        timezone_name,
+        max_concurrent_runs,
+        shutdown_grace: raw
+            .shutdown_grace
+            .unwrap_or(std::time::Duration::from_secs(60)),
+        listen,
+    })
+}
+
 fn validate_job(
     located: &Locator,
     base: &Path,
     destinations: &IndexMap<String, DestinationConfig>,
+    daemon: &Daemon,
     name: String,
     job: JobConfig,
 ) -> Result<Job, ConfigError> {
@@ -401,6 +484,46 @@ fn validate_job(
         EncryptionConfig::None {} => EncryptionConfig::None {},
     };
 
+    let job_timezone = job
+        .timezone
+        .clone()
+        .unwrap_or_else(|| daemon.timezone_name.clone());
+    let timezone = cron::timezone(&job_timezone)
+        .map_err(|e| fail(located.find(&job_timezone).or(header), "timezone", e))?;
+    let mut schedules = Vec::new();
+    for spanned in &job.schedules {
+        let s = spanned.get_ref();
+        let zone = s.timezone.clone().unwrap_or_else(|| job_timezone.clone());
+        let schedule = Schedule::parse(&s.cron, s.tag.clone(), &zone)
+            .map_err(|e| fail(Some(spanned.span().start), "schedules", e))?;
+        if let Some(tag) = &s.tag
+            && !tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(fail(
+                Some(spanned.span().start),
+                "schedules.tag",
+                format!("the tag `{tag}` is not allowed: use letters, digits, `_`, `-` and `.`"),
+            ));
+        }
+        schedules.push(schedule);
+    }
+    let mut destination_retention = IndexMap::new();
+    for (dest, policy) in &job.destination_retention {
+        if !dest_names.contains(dest) {
+            return Err(fail(
+                located.find_key_in_job(&name, "destination_retention"),
+                "destination_retention",
+                format!(
+                    "`{dest}` is not one of the job's destinations ({})",
+                    dest_names.join(", ")
+                ),
+            ));
+        }
+        destination_retention.insert(dest.clone(), policy.policy());
+    }
+
     Ok(Job {
         name,
         source,
@@ -412,6 +535,17 @@ fn validate_job(
         },
         encryption,
         hooks: job.hooks,
+        schedules,
+        timezone,
+        catch_up: job.catch_up,
+        jitter: job.jitter,
+        retention: job
+            .retention
+            .as_ref()
+            .map(RetentionConfig::policy)
+            .unwrap_or_default(),
+        destination_retention,
+        prune_on_failure: job.prune_on_failure,
     })
 }
 

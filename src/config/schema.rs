@@ -13,6 +13,10 @@ use super::interpolate as interp;
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    #[serde(default)]
     pub destinations: IndexMap<String, DestinationConfig>,
     #[serde(default)]
     pub jobs: IndexMap<String, JobConfig>,
@@ -196,6 +200,107 @@ pub struct JobConfig {
     pub encryption: EncryptionConfig,
     #[serde(default)]
     pub hooks: Hooks,
+    /// When the daemon backs the job up; each schedule may tag its artifacts.
+    #[serde(default)]
+    pub schedules: Vec<Spanned<ScheduleConfig>>,
+    /// Time zone of the job's schedules and retention periods (default: the daemon's).
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub timezone: Option<String>,
+    /// What the daemon does at start about fires it missed while it was down.
+    #[serde(default)]
+    pub catch_up: CatchUp,
+    /// Up to this much random delay before each scheduled run (e.g. `5m`).
+    #[serde(default, deserialize_with = "interp::opt_duration")]
+    pub jitter: Option<std::time::Duration>,
+    #[serde(default)]
+    pub retention: Option<RetentionConfig>,
+    /// Per destination: a policy that replaces `retention` there.
+    #[serde(default)]
+    pub destination_retention: IndexMap<String, RetentionConfig>,
+    /// Prune even when the job's latest backup failed.
+    #[serde(default)]
+    pub prune_on_failure: bool,
+}
+
+/// `[state]`: where the history, pauses and schedule marks are kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// A SQLite file (default: `cairn-state.db` beside the config file).
+    #[serde(default, deserialize_with = "interp::opt_path")]
+    pub path: Option<PathBuf>,
+}
+
+/// `[daemon]`: how `cairn daemon` runs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Default time zone of schedules (default: UTC).
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub timezone: Option<String>,
+    /// Runs at once; further fires wait in a queue (default: 2).
+    pub max_concurrent_runs: Option<u32>,
+    /// How long running jobs may finish after SIGTERM before they are aborted (default: 60s).
+    #[serde(default, deserialize_with = "interp::opt_duration")]
+    pub shutdown_grace: Option<std::time::Duration>,
+    /// Address of the HTTP server (`/metrics`, `/healthz`), e.g. `127.0.0.1:9464`.
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub listen: Option<String>,
+}
+
+/// One schedule of a job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// 5 fields, 6 with seconds first, or `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
+    #[serde(deserialize_with = "interp::string")]
+    pub cron: String,
+    /// Recorded in the artifact's manifest; retention can count by it.
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub tag: Option<String>,
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    /// Run once at start if any fire was missed (like systemd's Persistent=true).
+    #[default]
+    Once,
+    Skip,
+}
+
+/// restic-style keep rules.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub keep_last: Option<u32>,
+    #[serde(default, deserialize_with = "interp::opt_duration")]
+    pub keep_within: Option<std::time::Duration>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    /// Per tag: keep the newest N carrying it, e.g. `{ weekly = 4 }`.
+    #[serde(default)]
+    pub keep_tags: std::collections::BTreeMap<String, u32>,
+}
+
+impl RetentionConfig {
+    pub fn policy(&self) -> crate::retention::Policy {
+        crate::retention::Policy {
+            keep_last: self.keep_last,
+            keep_within: self.keep_within,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_tags: self.keep_tags.clone(),
+        }
+    }
 }
 
 /// Shell commands (`sh -c`) run around each backup. They see CAIRN_JOB,

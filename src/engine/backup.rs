@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::hooks;
+use crate::cancel::{CANCELLED, Cancel, CancellableWriter};
 use crate::config::{Config, Job};
 use crate::keys::{self, EncryptKey};
 use crate::pipeline::{self, Buffered, Digest, EncryptionKind, HashingWriter, Sink, pipe};
@@ -29,6 +30,8 @@ const SOURCE_QUEUE: usize = 8;
 #[derive(Debug, Clone, Default)]
 pub struct BackupOptions {
     pub tag: Option<String>,
+    /// Set by the daemon at shutdown: the run stops and commits nothing.
+    pub cancel: Cancel,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +57,28 @@ pub struct BackupReport {
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+impl crate::engine::runs::Summary for BackupReport {
+    fn run_end(&self) -> crate::state::RunEnd {
+        let errors: Vec<String> = self
+            .destinations
+            .iter()
+            .filter_map(|d| d.error.as_ref().map(|e| format!("{}: {e}", d.destination)))
+            .chain(self.hook_errors.iter().cloned())
+            .collect();
+        crate::state::RunEnd {
+            success: !self.failed(),
+            bytes: Some(self.manifest.data.size),
+            artifact_id: Some(self.id.clone()),
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
+            details: Some(serde_json::json!({
+                "plaintext_bytes": self.manifest.plaintext.size,
+                "tag": self.manifest.tag,
+                "destinations": self.destinations,
+            })),
+        }
+    }
 }
 
 impl BackupReport {
@@ -153,15 +178,19 @@ fn run(
         let (pipe_writer, mut pipe_reader) = pipe::pipe(SOURCE_QUEUE);
         let source_ref = source.as_ref();
         let source_progress = progress.clone();
+        let cancel = options.cancel.clone();
         let producer = scope.spawn(move || -> Result<(serde_json::Value, Digest)> {
             let counting = CountingWriter {
-                inner: pipe_writer,
+                inner: CancellableWriter {
+                    inner: pipe_writer,
+                    cancel,
+                },
                 progress: source_progress,
             };
             let (mut hashing, _) = HashingWriter::new(counting);
             let facts = source_ref.dump(&mut hashing)?;
             let (counting, digest) = hashing.into_parts();
-            counting.inner.close().map_err(|e| {
+            counting.inner.inner.close().map_err(|e| {
                 Error::source(source_ref.kind(), format!("stream interrupted: {e}"))
             })?;
             Ok((facts, digest))
@@ -218,6 +247,13 @@ fn run(
         (Ok(()), Ok(_), None) => Err(Error::Run("the pipeline ended without a result".into())),
         (Ok(()), Ok(produced), Some(stored)) if !complete.is_empty() => Ok((produced, stored)),
         _ => Err(all_failed(&job.name, &outcomes)),
+    };
+    let outcome = match outcome {
+        Ok(_) if options.cancel.is_cancelled() => Err(Error::Run(format!(
+            "backup of job `{}` {CANCELLED}; nothing was committed",
+            job.name
+        ))),
+        other => other,
     };
     let ((facts, plaintext), stored) = match outcome {
         Ok(done) => done,

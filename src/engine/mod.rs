@@ -6,9 +6,12 @@ pub mod check;
 pub mod gc;
 pub mod hooks;
 pub mod list;
+pub mod prune;
 pub mod read;
 pub mod restore;
 pub mod restore_server;
+pub mod runs;
+pub mod status;
 pub mod verify;
 
 use crate::config::{Config, Job};

@@ -1,0 +1,164 @@
+use std::sync::mpsc::channel;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::schedule::daemon::{
+    self, DAEMON_NAMESPACE, Daemon, Event, PROCESS_KEY, ProcessRunner, RELOAD_KEY, ReloadResult,
+    SystemClock,
+};
+use crate::{Error, Result, state};
+
+use super::{Context, LogFormat, output};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+#[derive(Debug, clap::Args)]
+pub struct ReloadArgs {
+    /// How long to wait for the daemon to answer
+    #[arg(long, default_value = "10s")]
+    timeout: String,
+}
+
+pub fn run(context: &Context, _args: Args) -> Result<u8> {
+    let config = context.load()?;
+    let store = state::open(&config)?;
+    if let Some(other) = daemon::running_daemon(store.as_ref())
+        && other.pid != std::process::id()
+    {
+        return Err(Error::Usage(format!(
+            "a cairn daemon (pid {}) already runs with this state store ({}); stop it first",
+            other.pid,
+            store.location()
+        )));
+    }
+    let mut info = daemon::publish_process(store.as_ref(), &config)?;
+    let (tx, rx) = channel();
+
+    let signals_tx = tx.clone();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| Error::Run(format!("cannot listen for signals: {e}")))?;
+    let signals_handle = signals.handle();
+    let signal_thread = std::thread::spawn(move || {
+        for signal in signals.forever() {
+            let event = if signal == signal_hook::consts::SIGHUP {
+                Event::Reload
+            } else {
+                Event::Shutdown
+            };
+            if signals_tx.send(event).is_err() {
+                break;
+            }
+        }
+    });
+
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Run(format!("cannot find the cairn program itself: {e}")))?;
+    let config_path =
+        std::path::absolute(&context.config_path).unwrap_or_else(|_| context.config_path.clone());
+    let runner = ProcessRunner {
+        exe,
+        config: config_path.clone(),
+        global_args: match context.log_format {
+            LogFormat::Json => vec!["--log-format".into(), "json".into()],
+            LogFormat::Text => Vec::new(),
+        },
+    };
+    let watchdog = sd_notify::watchdog_enabled();
+    let last_ping = std::cell::Cell::new(Instant::now());
+    let summary = Daemon {
+        config,
+        load: Box::new(move || Ok(Config::load(&config_path)?)),
+        store: store.as_ref(),
+        clock: &SystemClock,
+        runner: &runner,
+        events: rx,
+        sender: tx,
+        on_ready: Box::new(|| {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        }),
+        on_wake: Box::new(|| {
+            if let Some(interval) = watchdog
+                && last_ping.get().elapsed() >= interval / 2
+            {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                last_ping.set(Instant::now());
+            }
+        }),
+    }
+    .run();
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    signals_handle.close();
+    let _ = signal_thread.join();
+    info.stopped_at = Some(jiff::Timestamp::now());
+    let _ = store.put_value(
+        DAEMON_NAMESPACE,
+        PROCESS_KEY,
+        &serde_json::to_value(&info).unwrap_or_default(),
+    );
+    let summary = summary?;
+    if summary.aborted > 0 {
+        tracing::warn!(
+            runs = summary.aborted,
+            "runs were aborted at shutdown; nothing of them was committed"
+        );
+    }
+    Ok(0)
+}
+
+pub fn reload(context: &Context, args: ReloadArgs) -> Result<u8> {
+    let timeout = crate::time::parse_duration(&args.timeout)
+        .map_err(|e| Error::Usage(format!("--timeout {e}")))?;
+    // Refuse a config the daemon would refuse too, with the same message.
+    let config = context.load()?;
+    let store = state::open(&config)?;
+    let Some(info) = daemon::running_daemon(store.as_ref()) else {
+        return Err(Error::Run(format!(
+            "no cairn daemon is running with the state store {} (start one with `cairn daemon`)",
+            store.location()
+        )));
+    };
+    let sent = jiff::Timestamp::now();
+    // SAFETY: sends SIGHUP to the daemon's recorded pid, checked alive above.
+    if unsafe { libc::kill(info.pid as libc::pid_t, libc::SIGHUP) } != 0 {
+        return Err(Error::Run(format!(
+            "cannot signal the daemon (pid {}): {}",
+            info.pid,
+            std::io::Error::last_os_error()
+        )));
+    }
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let answer = store
+            .get_value(DAEMON_NAMESPACE, RELOAD_KEY)?
+            .and_then(|v| serde_json::from_value::<ReloadResult>(v).ok())
+            .filter(|r| r.at >= sent);
+        if let Some(answer) = answer {
+            if context.json {
+                output::print_json(&answer);
+            } else if answer.accepted {
+                println!(
+                    "daemon (pid {}) reloaded {}",
+                    info.pid,
+                    config.file.display()
+                );
+            } else {
+                println!(
+                    "daemon (pid {}) refused the new config and keeps the old one: {}",
+                    info.pid,
+                    answer.error.as_deref().unwrap_or("")
+                );
+            }
+            return Ok(u8::from(!answer.accepted));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(Error::Run(format!(
+        "the daemon (pid {}) did not answer the reload within {}",
+        info.pid, args.timeout
+    )))
+}

@@ -1,0 +1,87 @@
+use crate::Result;
+use crate::engine::{prune, runs};
+use crate::state::RunKind;
+
+use super::{Context, TriggerArg, output};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Jobs to prune [default: all]
+    jobs: Vec<String>,
+    /// Show what would be kept and deleted, delete nothing
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    trigger: TriggerArg,
+}
+
+pub fn run(context: &Context, args: Args) -> Result<u8> {
+    let config = context.load()?;
+    let jobs = super::named_or_all_jobs(&config, &args.jobs)?;
+    let store = crate::state::open_or_warn(&config);
+    let store = store.as_deref();
+    let mut results = Vec::new();
+    for job in jobs {
+        let pruned = if args.dry_run {
+            prune::prune(&config, job, store, true)
+        } else {
+            let _claim = super::claim_job(store, &job.name)?;
+            runs::recorded(
+                store,
+                &job.name,
+                RunKind::Prune,
+                args.trigger.trigger(),
+                || Ok(prune::prune(&config, job, store, false)),
+            )?
+        };
+        if !context.json {
+            print(&pruned);
+        }
+        results.push(pruned);
+    }
+    if context.json {
+        output::print_json(&results);
+    }
+    let failed = results
+        .iter()
+        .flat_map(|r| &r.destinations)
+        .any(prune::PruneReport::failed);
+    Ok(u8::from(failed))
+}
+
+/// Keep/delete with the reason for each artifact, per destination.
+pub fn print(pruned: &prune::JobPrune) {
+    for r in &pruned.destinations {
+        let verb = if r.dry_run { "would delete" } else { "deleted" };
+        if let Some(e) = &r.error {
+            println!("{} in `{}`: FAILED: {e}", r.job, r.destination);
+            continue;
+        }
+        let bytes: u64 = r.delete.iter().map(|d| d.bytes).sum();
+        match &r.skipped {
+            Some(why) => println!("{} in `{}`: nothing deleted: {why}", r.job, r.destination),
+            None => println!(
+                "{} in `{}`: keep {}, {verb} {} ({})",
+                r.job,
+                r.destination,
+                r.keep.len(),
+                r.delete.len(),
+                output::bytes(bytes)
+            ),
+        }
+        for k in &r.keep {
+            println!("  keep    {}  {}", k.id, k.reasons.join(", "));
+        }
+        for d in &r.delete {
+            let status = match (&d.error, &r.skipped, r.dry_run) {
+                (Some(e), _, _) => format!("  FAILED: {e}"),
+                (None, Some(_), _) => "  (not deleted)".into(),
+                _ => String::new(),
+            };
+            println!("  delete  {}  {}{status}", d.id, d.reason);
+        }
+        for u in &r.untouched {
+            println!("  left alone (unreadable manifest): {u}");
+        }
+    }
+}

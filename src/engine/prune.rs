@@ -1,0 +1,267 @@
+//! `prune`: applies a job's retention policy to what each destination lists.
+//!
+//! The policy (`retention.rs`) is pure; this module gathers the candidates from
+//! the catalog (plus the "bad" marks of the state store), refuses to act when
+//! the job's latest backup failed, and deletes what the policy does not keep:
+//! the manifest first (which un-commits the artifact), then the data object.
+
+use serde::Serialize;
+
+use crate::Result;
+use crate::config::{Config, Job};
+use crate::retention::{self, Candidate, Decision};
+use crate::state::{RunFilter, RunKind, RunStatus, StateStore};
+use crate::store::naming::job_prefix;
+use crate::store::{self, ArtifactState, catalog};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Kept {
+    pub id: String,
+    pub created_at: jiff::Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deleted {
+    pub id: String,
+    pub created_at: jiff::Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    pub reason: String,
+    pub bytes: u64,
+    /// Set when the deletion itself failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    pub job: String,
+    pub destination: String,
+    pub dry_run: bool,
+    pub keep: Vec<Kept>,
+    pub delete: Vec<Deleted>,
+    /// Why nothing was deleted, when the safety rules stopped the prune.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// Manifests that could not be read are never touched.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub untouched: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl PruneReport {
+    pub fn failed(&self) -> bool {
+        self.error.is_some() || self.delete.iter().any(|d| d.error.is_some())
+    }
+}
+
+/// All destinations of one job, as one history entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobPrune {
+    pub job: String,
+    pub destinations: Vec<PruneReport>,
+}
+
+impl crate::engine::runs::Summary for JobPrune {
+    fn run_end(&self) -> crate::state::RunEnd {
+        let errors: Vec<String> = self
+            .destinations
+            .iter()
+            .flat_map(|d| {
+                d.error
+                    .iter()
+                    .map(move |e| format!("{}: {e}", d.destination))
+                    .chain(d.delete.iter().filter_map(|x| x.error.clone()))
+            })
+            .collect();
+        let deleted: u64 = self
+            .destinations
+            .iter()
+            .flat_map(|d| d.delete.iter().filter(|x| x.error.is_none()))
+            .map(|x| x.bytes)
+            .sum();
+        crate::state::RunEnd {
+            success: errors.is_empty(),
+            bytes: Some(deleted),
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
+            details: serde_json::to_value(self).ok(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Why the latest backup run forbids pruning, if it does.
+fn latest_backup_failed(store: Option<&dyn StateStore>, job: &Job) -> Option<String> {
+    if job.prune_on_failure {
+        return None;
+    }
+    let runs = store?
+        .runs(&RunFilter {
+            job: Some(job.name.clone()),
+            kind: Some(RunKind::Backup),
+            limit: Some(5),
+            ..RunFilter::default()
+        })
+        .ok()?;
+    let latest = runs.iter().find(|r| r.status != RunStatus::Running)?;
+    (latest.status != RunStatus::Success).then(|| {
+        format!(
+            "the latest backup (run {} at {}) did not succeed: nothing is deleted until a backup succeeds (set prune_on_failure = true to prune anyway)",
+            latest.id, latest.started_at
+        )
+    })
+}
+
+pub fn prune(
+    config: &Config,
+    job: &Job,
+    store: Option<&dyn StateStore>,
+    dry_run: bool,
+) -> JobPrune {
+    let blocked = latest_backup_failed(store, job);
+    let marks = store
+        .and_then(|s| s.artifact_marks(&job.name).ok())
+        .unwrap_or_default();
+    let now = jiff::Timestamp::now();
+    let destinations = job
+        .destinations
+        .iter()
+        .map(|name| {
+            let mut report = PruneReport {
+                job: job.name.clone(),
+                destination: name.clone(),
+                dry_run,
+                keep: Vec::new(),
+                delete: Vec::new(),
+                skipped: blocked.clone(),
+                untouched: Vec::new(),
+                error: None,
+            };
+            if let Err(e) = prune_destination(config, job, name, &marks, now, &mut report) {
+                report.error = Some(e.to_string());
+            }
+            report
+        })
+        .collect();
+    JobPrune {
+        job: job.name.clone(),
+        destinations,
+    }
+}
+
+fn prune_destination(
+    config: &Config,
+    job: &Job,
+    name: &str,
+    marks: &std::collections::BTreeMap<String, crate::state::ArtifactMark>,
+    now: jiff::Timestamp,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let dest = store::open(config, name)?;
+    let listing = catalog::list_job(dest.as_ref(), &job.name)?;
+    report.untouched = listing
+        .unreadable
+        .iter()
+        .map(|u| format!("{}: {}", u.key, u.problem))
+        .collect();
+    let prefix = job_prefix(&job.name);
+    // Artifacts whose manifest names another job's data are never ours to delete.
+    let ours: Vec<&catalog::Artifact> = listing
+        .artifacts
+        .iter()
+        .filter(|a| a.manifest.job == job.name && a.manifest.data.key.starts_with(&prefix))
+        .collect();
+    let candidates: Vec<Candidate> = ours
+        .iter()
+        .map(|a| Candidate {
+            id: a.manifest.id.clone(),
+            created_at: a.manifest.created_at,
+            tag: a.manifest.tag.clone(),
+            good: a.state == ArtifactState::Ok && !marks.get(&a.manifest.id).is_some_and(|m| m.bad),
+        })
+        .collect();
+    let decisions = retention::apply(job.retention_for(name), &candidates, now, &job.timezone);
+    for (artifact, (_, decision)) in ours.iter().zip(decisions) {
+        let m = &artifact.manifest;
+        match decision {
+            Decision::Keep(reasons) => report.keep.push(Kept {
+                id: m.id.clone(),
+                created_at: m.created_at,
+                tag: m.tag.clone(),
+                reasons: reasons.iter().map(ToString::to_string).collect(),
+            }),
+            Decision::Delete => {
+                let reason = match (&artifact.state, marks.get(&m.id)) {
+                    (ArtifactState::Broken(problem), _) => format!("broken: {problem}"),
+                    (_, Some(mark)) if mark.bad => format!("marked bad: {}", mark.reason),
+                    _ => "no rule keeps it".to_string(),
+                };
+                report.delete.push(Deleted {
+                    id: m.id.clone(),
+                    created_at: m.created_at,
+                    tag: m.tag.clone(),
+                    reason,
+                    bytes: m.data.size,
+                    error: None,
+                });
+            }
+        }
+    }
+    if report.dry_run || report.skipped.is_some() {
+        return Ok(());
+    }
+    for (deleted, artifact) in report.delete.iter_mut().filter_map(|d| {
+        let a = ours.iter().find(|a| a.manifest.id == d.id)?;
+        Some((d, a))
+    }) {
+        let result = dest
+            .delete(&artifact.manifest_key)
+            .and_then(|()| match dest.delete(&artifact.manifest.data.key) {
+                // The manifest is gone, so the artifact is; a data object left
+                // behind is garbage that `gc` removes.
+                Err(e) => {
+                    tracing::warn!(job = %job.name, destination = %name, error = %e, "data object left for gc");
+                    Ok(())
+                }
+                ok => ok,
+            });
+        match result {
+            Ok(()) => {
+                tracing::info!(job = %job.name, destination = %name, id = %deleted.id, reason = %deleted.reason, "pruned")
+            }
+            Err(e) => deleted.error = Some(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// The policy in force in `destination`, in words.
+pub fn describe_policy(job: &Job, destination: &str) -> String {
+    let p = job.retention_for(destination);
+    if p.is_empty() {
+        return "no retention policy: every good artifact is kept".into();
+    }
+    let mut parts = Vec::new();
+    let mut add = |name: &str, v: Option<u32>| {
+        if let Some(n) = v.filter(|&n| n > 0) {
+            parts.push(format!("{name} {n}"));
+        }
+    };
+    add("last", p.keep_last);
+    add("hourly", p.keep_hourly);
+    add("daily", p.keep_daily);
+    add("weekly", p.keep_weekly);
+    add("monthly", p.keep_monthly);
+    add("yearly", p.keep_yearly);
+    if let Some(w) = p.keep_within.filter(|w| !w.is_zero()) {
+        parts.push(format!("within {}s", w.as_secs()));
+    }
+    for (tag, n) in &p.keep_tags {
+        parts.push(format!("tag {tag} {n}"));
+    }
+    parts.join(", ")
+}

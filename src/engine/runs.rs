@@ -1,0 +1,54 @@
+//! Recording runs in the history: the same wrapper for the CLI and the daemon.
+
+use crate::Result;
+use crate::state::runlog::Capture;
+use crate::state::{NewRun, RunEnd, RunKind, StateStore, Trigger};
+
+/// What a finished operation tells the history about itself.
+pub trait Summary {
+    fn run_end(&self) -> RunEnd;
+}
+
+/// Runs `operation` as one recorded run of `job`: its start, its end and the log
+/// lines logged for the job meanwhile go to `store`. Without a store the
+/// operation just runs. A store that fails to record is logged, never fatal.
+pub fn recorded<T: Summary>(
+    store: Option<&dyn StateStore>,
+    job: &str,
+    kind: RunKind,
+    trigger: Trigger,
+    operation: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let Some(store) = store else {
+        return operation();
+    };
+    let capture = Capture::start(job);
+    let run_id = store
+        .start_run(&NewRun {
+            job: job.to_string(),
+            kind,
+            trigger,
+            started_at: jiff::Timestamp::now(),
+        })
+        .map_err(|e| tracing::warn!(job = %job, error = %e, "run not recorded"))
+        .ok();
+    capture.line("INFO", &format!("{kind} of `{job}` started ({trigger})"));
+    let result = operation();
+    let end = match &result {
+        Ok(value) => value.run_end(),
+        Err(e) => RunEnd {
+            success: false,
+            error: Some(e.to_string()),
+            ..RunEnd::default()
+        },
+    };
+    if let Some(error) = &end.error {
+        capture.line("ERROR", error);
+    }
+    if let Some(id) = run_id
+        && let Err(e) = store.finish_run(id, &end, &capture.text())
+    {
+        tracing::warn!(job = %job, error = %e, "run end not recorded");
+    }
+    result
+}

@@ -1,0 +1,154 @@
+//! The state of each job, from the config, the state store and the catalog:
+//! what `cairn status` prints, and what metrics and the web UI show.
+
+use serde::Serialize;
+
+use crate::config::{Config, Job};
+use crate::state::{RunFilter, RunKind, RunRecord, RunStatus, StateStore};
+use crate::store::{self, ArtifactState, catalog};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScheduleStatus {
+    pub cron: String,
+    pub timezone: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<jiff::Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationStatus {
+    pub destination: String,
+    /// Usable artifacts.
+    pub artifacts: usize,
+    pub stored_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest: Option<jiff::Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NewestGood {
+    pub id: String,
+    pub created_at: jiff::Timestamp,
+    pub age_seconds: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    pub job: String,
+    pub paused: bool,
+    pub schedules: Vec<ScheduleStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<jiff::Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<RunRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<jiff::Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_good: Option<NewestGood>,
+    pub stored_bytes: u64,
+    pub destinations: Vec<DestinationStatus>,
+}
+
+fn latest(
+    store: Option<&dyn StateStore>,
+    job: &str,
+    status: Option<RunStatus>,
+) -> Option<RunRecord> {
+    store?
+        .runs(&RunFilter {
+            job: Some(job.to_string()),
+            kind: Some(RunKind::Backup),
+            status,
+            limit: Some(1),
+            with_log: false,
+        })
+        .ok()?
+        .into_iter()
+        .next()
+}
+
+pub fn job_status(
+    config: &Config,
+    job: &Job,
+    store: Option<&dyn StateStore>,
+    now: jiff::Timestamp,
+) -> JobStatus {
+    let paused = store
+        .and_then(|s| s.paused_jobs().ok())
+        .is_some_and(|p| p.contains(&job.name));
+    let schedules: Vec<ScheduleStatus> = job
+        .schedules
+        .iter()
+        .map(|s| ScheduleStatus {
+            cron: s.expression.clone(),
+            timezone: s.timezone_name.clone(),
+            tag: s.tag.clone(),
+            next_run: s.next_after(now),
+        })
+        .collect();
+    let marks = store
+        .and_then(|s| s.artifact_marks(&job.name).ok())
+        .unwrap_or_default();
+    let mut destinations = Vec::new();
+    let mut newest_good: Option<(jiff::Timestamp, String)> = None;
+    for name in &job.destinations {
+        let listed =
+            store::open(config, name).and_then(|d| catalog::list_job(d.as_ref(), &job.name));
+        destinations.push(match listed {
+            Ok(listing) => {
+                let good: Vec<_> = listing
+                    .artifacts
+                    .iter()
+                    .filter(|a| a.state == ArtifactState::Ok)
+                    .collect();
+                for a in &good {
+                    let bad = marks.get(&a.manifest.id).is_some_and(|m| m.bad);
+                    if !bad
+                        && newest_good
+                            .as_ref()
+                            .is_none_or(|(t, _)| a.manifest.created_at > *t)
+                    {
+                        newest_good = Some((a.manifest.created_at, a.manifest.id.clone()));
+                    }
+                }
+                DestinationStatus {
+                    destination: name.clone(),
+                    artifacts: good.len(),
+                    stored_bytes: good.iter().map(|a| a.manifest.data.size).sum(),
+                    newest: good.last().map(|a| a.manifest.created_at),
+                    error: None,
+                }
+            }
+            Err(e) => DestinationStatus {
+                destination: name.clone(),
+                artifacts: 0,
+                stored_bytes: 0,
+                newest: None,
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    JobStatus {
+        job: job.name.clone(),
+        paused,
+        next_run: if paused {
+            None
+        } else {
+            schedules.iter().filter_map(|s| s.next_run).min()
+        },
+        schedules,
+        last_run: latest(store, &job.name, None),
+        last_success: latest(store, &job.name, Some(RunStatus::Success)).map(|r| r.started_at),
+        newest_good: newest_good.map(|(created_at, id)| NewestGood {
+            age_seconds: now.as_second() - created_at.as_second(),
+            id,
+            created_at,
+        }),
+        stored_bytes: destinations.iter().map(|d| d.stored_bytes).sum(),
+        destinations,
+    }
+}

@@ -1,0 +1,810 @@
+//! The daemon: sleeps until the next fire, runs each due task as a `cairn`
+//! child process, and handles reloads and shutdown.
+//!
+//! Each run is a child process in its own process group (`cairn backup JOB
+//! --trigger schedule …`), so a run cannot take the daemon down, its memory is
+//! returned when it ends, and stopping it reaches the dump tools it started. The
+//! child records itself in the history exactly like a manual run.
+//!
+//! Time: every wait is capped (`MAX_SLEEP`) and the plan is re-read against the
+//! wall clock after each wake, so suspend and clock steps are noticed within
+//! that cap. The clock is injected ([`Clock`]) so tests drive time by hand.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::plan::{Fire, Plan};
+use crate::config::Config;
+use crate::state::{StateStore, Trigger};
+use crate::{Error, Result};
+
+/// The longest single sleep: wall-clock jumps are noticed within this.
+pub const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// After the grace period, children get SIGTERM; this long after, SIGKILL.
+const KILL_AFTER: Duration = Duration::from_secs(10);
+
+pub const DAEMON_NAMESPACE: &str = "daemon";
+pub const PROCESS_KEY: &str = "process";
+pub const RELOAD_KEY: &str = "reload";
+
+/// What wakes the daemon besides its timer.
+#[derive(Debug)]
+pub enum Event {
+    /// Time moved (test clocks send it after advancing).
+    Tick,
+    Reload,
+    /// Stop scheduling and let runs finish; a second one aborts them at once.
+    Shutdown,
+    Finished {
+        subject: String,
+        key: String,
+        success: bool,
+    },
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+    /// Waits for an event, at most `max`; `None` when the time ran out.
+    fn wait(&self, events: &Receiver<Event>, max: Duration) -> Option<Event>;
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+
+    fn wait(&self, events: &Receiver<Event>, max: Duration) -> Option<Event> {
+        match events.recv_timeout(max) {
+            Ok(event) => Some(event),
+            Err(RecvTimeoutError::Timeout) => None,
+            // Nobody can send any more; sleep out the wait.
+            Err(RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(max);
+                None
+            }
+        }
+    }
+}
+
+/// A run in progress, as the daemon controls it.
+pub trait RunHandle: Send {
+    /// Ask it to stop cleanly (SIGTERM to its process group).
+    fn terminate(&mut self);
+    /// Stop it now (SIGKILL to its process group).
+    fn kill(&mut self);
+}
+
+/// Starts runs; reports each end as [`Event::Finished`] on `done`.
+pub trait Runner: Send + Sync {
+    fn start(&self, fire: &Fire, done: Sender<Event>) -> Result<Box<dyn RunHandle>>;
+}
+
+/// Facts the daemon publishes in the state store for `cairn status` and `reload`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub host: String,
+    pub started_at: Timestamp,
+    pub config: PathBuf,
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReloadResult {
+    pub at: Timestamp,
+    pub accepted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+struct Running {
+    handle: Box<dyn RunHandle>,
+}
+
+pub struct Daemon<'a> {
+    pub config: Config,
+    /// Reads the config again on reload.
+    pub load: Box<dyn Fn() -> Result<Config> + 'a>,
+    pub store: &'a dyn StateStore,
+    pub clock: &'a dyn Clock,
+    pub runner: &'a dyn Runner,
+    pub events: Receiver<Event>,
+    /// Where runs report their end; clones go to each run.
+    pub sender: Sender<Event>,
+    /// Called after start-up and after each reload (systemd readiness).
+    pub on_ready: Box<dyn Fn() + 'a>,
+    /// Called at every wake (systemd watchdog).
+    pub on_wake: Box<dyn Fn() + 'a>,
+}
+
+/// What a daemon session did, for tests and the exit log.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub started: Vec<Fire>,
+    pub skipped: Vec<(Fire, String)>,
+    pub aborted: usize,
+}
+
+impl Daemon<'_> {
+    pub fn run(self) -> Result<Summary> {
+        let Daemon {
+            config,
+            load,
+            store,
+            clock,
+            runner,
+            events,
+            sender,
+            on_ready,
+            on_wake,
+        } = self;
+        let orphans = store.interrupt_orphaned_runs()?;
+        if orphans > 0 {
+            tracing::warn!(
+                runs = orphans,
+                "runs of processes that ended without finishing are marked interrupted"
+            );
+        }
+        let mut summary = Summary::default();
+        let mut running: HashMap<String, Running> = HashMap::new();
+        let mut queue: VecDeque<Fire> = VecDeque::new();
+        let (mut plan, catch_up) = new_plan(&config, store, clock.now())?;
+        tracing::info!(
+            tasks = plan.len(),
+            jobs = config.jobs.len(),
+            "daemon started"
+        );
+        let mut ctx = Dispatch {
+            store,
+            runner,
+            sender: &sender,
+            max: config.daemon.max_concurrent_runs,
+            summary: &mut summary,
+        };
+        for fire in catch_up {
+            ctx.offer(fire, clock.now(), &mut running, &mut queue);
+        }
+        on_ready();
+
+        let mut stopping: Option<Instant> = None;
+        let mut terminated: Option<Instant> = None;
+        let mut grace = config.daemon.shutdown_grace;
+        loop {
+            on_wake();
+            let now = clock.now();
+            if stopping.is_none() {
+                for fire in plan.due(now) {
+                    ctx.offer(fire, now, &mut running, &mut queue);
+                }
+            }
+            if let Some(since) = stopping {
+                if running.is_empty() {
+                    break;
+                }
+                if terminated.is_none() && since.elapsed() >= grace {
+                    tracing::warn!(
+                        runs = running.len(),
+                        "shutdown grace period over: aborting the runs still going"
+                    );
+                    for run in running.values_mut() {
+                        run.handle.terminate();
+                    }
+                    ctx.summary.aborted += running.len();
+                    terminated = Some(Instant::now());
+                }
+                if terminated.is_some_and(|t| t.elapsed() >= KILL_AFTER) {
+                    for run in running.values_mut() {
+                        run.handle.kill();
+                    }
+                }
+            }
+            let wait = match stopping {
+                Some(_) => Duration::from_millis(200),
+                None => plan
+                    .next_wake()
+                    .map(|wake| {
+                        let ms = wake.as_millisecond() - now.as_millisecond();
+                        Duration::from_millis(ms.max(0) as u64)
+                    })
+                    .unwrap_or(MAX_SLEEP)
+                    .min(MAX_SLEEP),
+            };
+            match clock.wait(&events, wait) {
+                None | Some(Event::Tick) => {}
+                Some(Event::Finished {
+                    subject,
+                    key,
+                    success,
+                }) => {
+                    running.remove(&subject);
+                    tracing::info!(job = %subject, task = %key, success, "run finished");
+                    if stopping.is_none() {
+                        ctx.start_queued(clock.now(), &mut running, &mut queue);
+                    }
+                }
+                Some(Event::Reload) => {
+                    let now = clock.now();
+                    let result = (load)().and_then(|new| {
+                        let (new_plan, _) = new_plan(&new, store, now)?;
+                        Ok((new, new_plan))
+                    });
+                    let record = match result {
+                        Ok((new, new_plan)) => {
+                            tracing::info!(
+                                tasks = new_plan.len(),
+                                "configuration reloaded; running jobs continue"
+                            );
+                            plan = new_plan;
+                            ctx.max = new.daemon.max_concurrent_runs;
+                            grace = new.daemon.shutdown_grace;
+                            ReloadResult {
+                                at: Timestamp::now(),
+                                accepted: true,
+                                error: None,
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "the new configuration is invalid; the old one stays in force");
+                            ReloadResult {
+                                at: Timestamp::now(),
+                                accepted: false,
+                                error: Some(e.to_string()),
+                            }
+                        }
+                    };
+                    if let Ok(value) = serde_json::to_value(&record) {
+                        let _ = store.put_value(DAEMON_NAMESPACE, RELOAD_KEY, &value);
+                    }
+                    on_ready();
+                }
+                Some(Event::Shutdown) => {
+                    if stopping.is_some() {
+                        tracing::warn!("second stop request: aborting the runs now");
+                        grace = Duration::ZERO;
+                    } else {
+                        tracing::info!(
+                            runs = running.len(),
+                            grace_secs = grace.as_secs(),
+                            "stopping: no new runs; waiting for the running ones"
+                        );
+                        for fire in queue.drain(..) {
+                            ctx.summary
+                                .skipped
+                                .push((fire, "the daemon is stopping".into()));
+                        }
+                        stopping = Some(Instant::now());
+                    }
+                }
+            }
+        }
+        tracing::info!("daemon stopped");
+        Ok(summary)
+    }
+}
+
+/// A plan for `config` at `now`; marks new entries as seen now so that the next
+/// start can tell what it missed.
+fn new_plan(config: &Config, store: &dyn StateStore, now: Timestamp) -> Result<(Plan, Vec<Fire>)> {
+    let entries = super::entries(config);
+    let marks = store.schedule_marks()?;
+    for entry in &entries {
+        if !marks.contains_key(&entry.key) {
+            store.set_schedule_mark(&entry.key, now)?;
+        }
+    }
+    Ok(Plan::new(entries, &marks, now))
+}
+
+struct Dispatch<'a, 'b> {
+    store: &'a dyn StateStore,
+    runner: &'a dyn Runner,
+    sender: &'a Sender<Event>,
+    max: usize,
+    summary: &'b mut Summary,
+}
+
+impl Dispatch<'_, '_> {
+    fn skip(&mut self, fire: Fire, why: String) {
+        tracing::warn!(job = %fire.subject, task = %fire.key, scheduled_at = %fire.scheduled_at, "fire skipped: {why}");
+        self.summary.skipped.push((fire, why));
+    }
+
+    /// A fire became due: run it, queue it, or skip it.
+    fn offer(
+        &mut self,
+        fire: Fire,
+        now: Timestamp,
+        running: &mut HashMap<String, Running>,
+        queue: &mut VecDeque<Fire>,
+    ) {
+        if let Err(e) = self.store.set_schedule_mark(&fire.key, fire.scheduled_at) {
+            tracing::warn!(error = %e, "schedule mark not saved");
+        }
+        let paused: BTreeSet<String> = self.store.paused_jobs().unwrap_or_default();
+        if paused.contains(&fire.subject) {
+            return self.skip(fire, "the job is paused (`cairn resume` to resume)".into());
+        }
+        if running.contains_key(&fire.subject) {
+            return self.skip(fire, "its previous run is still going".into());
+        }
+        if queue.iter().any(|f| f.subject == fire.subject) {
+            return self.skip(fire, "a run of it is already queued".into());
+        }
+        if running.len() >= self.max {
+            tracing::info!(job = %fire.subject, running = running.len(), "queued: max_concurrent_runs reached");
+            queue.push_back(fire);
+            return;
+        }
+        self.start(fire, now, running);
+    }
+
+    fn start_queued(
+        &mut self,
+        now: Timestamp,
+        running: &mut HashMap<String, Running>,
+        queue: &mut VecDeque<Fire>,
+    ) {
+        while running.len() < self.max {
+            let Some(position) = queue.iter().position(|f| !running.contains_key(&f.subject))
+            else {
+                break;
+            };
+            if let Some(fire) = queue.remove(position) {
+                self.start(fire, now, running);
+            }
+        }
+    }
+
+    fn start(&mut self, fire: Fire, now: Timestamp, running: &mut HashMap<String, Running>) {
+        let lateness_ms = now.as_millisecond() - fire.due_at.as_millisecond();
+        match self.runner.start(&fire, self.sender.clone()) {
+            Ok(handle) => {
+                tracing::info!(
+                    job = %fire.subject,
+                    task = %fire.key,
+                    trigger = %fire.trigger,
+                    scheduled_at = %fire.scheduled_at,
+                    lateness_ms,
+                    "run started"
+                );
+                running.insert(fire.subject.clone(), Running { handle });
+                self.summary.started.push(fire);
+            }
+            Err(e) => self.skip(fire, format!("cannot start: {e}")),
+        }
+    }
+}
+
+/// Runs each fire as `cairn --config FILE ARGS… --trigger T` in its own process group.
+pub struct ProcessRunner {
+    pub exe: PathBuf,
+    pub config: PathBuf,
+    /// Extra global flags passed on (log format).
+    pub global_args: Vec<String>,
+}
+
+struct ChildHandle {
+    pid: i32,
+}
+
+fn signal_group(pid: i32, signal: libc::c_int) {
+    // SAFETY: signalling a process group we created; a stale id fails harmlessly.
+    unsafe {
+        libc::kill(-pid, signal);
+    }
+}
+
+impl RunHandle for ChildHandle {
+    fn terminate(&mut self) {
+        signal_group(self.pid, libc::SIGTERM);
+    }
+
+    fn kill(&mut self) {
+        signal_group(self.pid, libc::SIGKILL);
+    }
+}
+
+impl Runner for ProcessRunner {
+    fn start(&self, fire: &Fire, done: Sender<Event>) -> Result<Box<dyn RunHandle>> {
+        use std::os::unix::process::CommandExt;
+        let trigger = match fire.trigger {
+            Trigger::CatchUp => "catch-up",
+            _ => "schedule",
+        };
+        let mut command = std::process::Command::new(&self.exe);
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .args(&self.global_args)
+            .args(&fire.args)
+            .args(["--trigger", trigger])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .process_group(0);
+        let mut child = command
+            .spawn()
+            .map_err(|e| Error::Run(format!("cannot start {}: {e}", self.exe.display())))?;
+        let pid = child.id() as i32;
+        let subject = fire.subject.clone();
+        let key = fire.key.clone();
+        std::thread::spawn(move || {
+            let success = child.wait().is_ok_and(|s| s.success());
+            let _ = done.send(Event::Finished {
+                subject,
+                key,
+                success,
+            });
+        });
+        Ok(Box::new(ChildHandle { pid }))
+    }
+}
+
+/// Publishes this daemon process in the state store; returns what to call at exit.
+pub fn publish_process(store: &dyn StateStore, config: &Config) -> Result<ProcessInfo> {
+    let info = ProcessInfo {
+        pid: std::process::id(),
+        host: crate::state::host(),
+        started_at: Timestamp::now(),
+        config: std::path::absolute(&config.file).unwrap_or_else(|_| config.file.clone()),
+        version: crate::VERSION.to_string(),
+        stopped_at: None,
+    };
+    store.put_value(
+        DAEMON_NAMESPACE,
+        PROCESS_KEY,
+        &serde_json::to_value(&info).unwrap_or_default(),
+    )?;
+    Ok(info)
+}
+
+/// The daemon recorded in the store, if its process is alive on this host.
+pub fn running_daemon(store: &dyn StateStore) -> Option<ProcessInfo> {
+    let value = store.get_value(DAEMON_NAMESPACE, PROCESS_KEY).ok()??;
+    let info: ProcessInfo = serde_json::from_value(value).ok()?;
+    if info.stopped_at.is_some() || info.host != crate::state::host() {
+        return None;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = unsafe { libc::kill(info.pid as libc::pid_t, 0) } == 0;
+    alive.then_some(info)
+}
+
+/// Waits on a channel fed by the test: time only moves when the test says so.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+    use std::sync::Mutex;
+
+    pub struct ManualClock {
+        pub now: Mutex<Timestamp>,
+    }
+
+    impl ManualClock {
+        pub fn at(text: &str) -> ManualClock {
+            ManualClock {
+                now: Mutex::new(text.parse().unwrap()),
+            }
+        }
+        pub fn advance(&self, seconds: i64) {
+            let mut now = self.now.lock().unwrap();
+            *now = now
+                .checked_add(jiff::SignedDuration::from_secs(seconds))
+                .unwrap();
+        }
+    }
+
+    impl Clock for ManualClock {
+        fn now(&self) -> Timestamp {
+            *self.now.lock().unwrap()
+        }
+        fn wait(&self, events: &Receiver<Event>, max: Duration) -> Option<Event> {
+            // Real waits stay short: only the test moves this clock.
+            events.recv_timeout(max.min(Duration::from_millis(50))).ok()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::ManualClock;
+    use super::*;
+    use crate::state::sqlite::SqliteState;
+    use std::sync::mpsc::channel;
+    use std::sync::{Arc, Mutex};
+
+    /// Records starts; each run lasts until the test finishes it.
+    #[derive(Default)]
+    struct FakeRunner {
+        started: Mutex<Vec<(String, Trigger)>>,
+        senders: Mutex<HashMap<String, Sender<Event>>>,
+        terminated: Arc<Mutex<Vec<String>>>,
+    }
+
+    struct FakeHandle {
+        subject: String,
+        terminated: Arc<Mutex<Vec<String>>>,
+        done: Sender<Event>,
+    }
+
+    impl RunHandle for FakeHandle {
+        fn terminate(&mut self) {
+            self.terminated.lock().unwrap().push(self.subject.clone());
+            let _ = self.done.send(Event::Finished {
+                subject: self.subject.clone(),
+                key: String::new(),
+                success: false,
+            });
+        }
+        fn kill(&mut self) {}
+    }
+
+    impl Runner for FakeRunner {
+        fn start(&self, fire: &Fire, done: Sender<Event>) -> Result<Box<dyn RunHandle>> {
+            self.started
+                .lock()
+                .unwrap()
+                .push((fire.subject.clone(), fire.trigger));
+            self.senders
+                .lock()
+                .unwrap()
+                .insert(fire.subject.clone(), done.clone());
+            Ok(Box::new(FakeHandle {
+                subject: fire.subject.clone(),
+                terminated: self.terminated.clone(),
+                done,
+            }))
+        }
+    }
+
+    impl FakeRunner {
+        fn finish(&self, subject: &str) {
+            let sender = self.senders.lock().unwrap().remove(subject).unwrap();
+            sender
+                .send(Event::Finished {
+                    subject: subject.into(),
+                    key: String::new(),
+                    success: true,
+                })
+                .unwrap();
+        }
+        fn started(&self) -> Vec<(String, Trigger)> {
+            self.started.lock().unwrap().clone()
+        }
+    }
+
+    fn config(dir: &std::path::Path, body: &str) -> Config {
+        let text = format!("[destinations.local]\nkind = \"fs\"\npath = \"b\"\n{body}");
+        let path = dir.join("cairn.toml");
+        std::fs::write(&path, &text).unwrap();
+        Config::load(&path).unwrap()
+    }
+
+    fn job(name: &str, cron: &str) -> String {
+        format!(
+            "[jobs.{name}]\nsource = {{ kind = \"sqlite\", path = \"{name}.db\" }}\ndestinations = [\"local\"]\nencryption = {{ kind = \"none\" }}\nschedules = [{{ cron = \"{cron}\" }}]\n"
+        )
+    }
+
+    /// Runs a daemon on its own thread; the closure drives it through `tx`.
+    fn with_daemon(
+        config: Config,
+        store: &SqliteState,
+        clock: &ManualClock,
+        runner: &FakeRunner,
+        drive: impl FnOnce(&Sender<Event>),
+    ) -> Summary {
+        let (tx, rx) = channel();
+        let (ready_tx, ready_rx) = channel();
+        let path = config.file.clone();
+        std::thread::scope(|s| {
+            let sender = tx.clone();
+            let handle = s.spawn(move || {
+                Daemon {
+                    config,
+                    load: Box::new(move || Ok(Config::load(&path)?)),
+                    store,
+                    clock,
+                    runner,
+                    events: rx,
+                    sender,
+                    on_ready: Box::new(move || {
+                        let _ = ready_tx.send(());
+                    }),
+                    on_wake: Box::new(|| {}),
+                }
+                .run()
+                .unwrap()
+            });
+            // The plan is made at start-up: move the clock only after that.
+            ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            drive(&tx);
+            handle.join().unwrap()
+        })
+    }
+
+    fn settle() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    #[test]
+    fn catches_up_after_downtime_then_runs_on_schedule() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteState::open(&dir.path().join("s.db")).unwrap();
+        let cfg = config(dir.path(), &job("app", "0 2 * * *"));
+        let key = super::super::entries(&cfg)[0].key.clone();
+        store
+            .set_schedule_mark(&key, "2026-11-28T02:00:00Z".parse().unwrap())
+            .unwrap();
+        let clock = ManualClock::at("2026-12-01T09:00:00Z");
+        let runner = FakeRunner::default();
+        with_daemon(cfg, &store, &clock, &runner, |tx| {
+            settle();
+            assert_eq!(runner.started(), vec![("app".into(), Trigger::CatchUp)]);
+            runner.finish("app");
+            clock.advance(17 * 3600);
+            tx.send(Event::Tick).unwrap();
+            settle();
+            assert_eq!(runner.started().len(), 2);
+            assert_eq!(runner.started()[1].1, Trigger::Schedule);
+            runner.finish("app");
+            settle();
+            tx.send(Event::Shutdown).unwrap();
+        });
+        // The mark is the last handled fire, so a restart now misses nothing.
+        assert_eq!(
+            store.schedule_marks().unwrap()[&key],
+            "2026-12-02T02:00:00Z".parse::<Timestamp>().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_fire_during_a_run_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteState::open(&dir.path().join("s.db")).unwrap();
+        let cfg = config(dir.path(), &job("app", "* * * * *"));
+        let clock = ManualClock::at("2026-12-01T09:00:30Z");
+        let runner = FakeRunner::default();
+        let summary = with_daemon(cfg, &store, &clock, &runner, |tx| {
+            clock.advance(60);
+            tx.send(Event::Tick).unwrap();
+            settle();
+            clock.advance(60);
+            tx.send(Event::Tick).unwrap();
+            settle();
+            assert_eq!(runner.started().len(), 1);
+            runner.finish("app");
+            settle();
+            tx.send(Event::Shutdown).unwrap();
+        });
+        assert_eq!(summary.skipped.len(), 1);
+        assert!(summary.skipped[0].1.contains("still going"));
+    }
+
+    #[test]
+    fn max_concurrent_runs_queues_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteState::open(&dir.path().join("s.db")).unwrap();
+        let body = format!(
+            "[daemon]\nmax_concurrent_runs = 1\n{}{}{}",
+            job("a", "0 * * * *"),
+            job("b", "0 * * * *"),
+            job("c", "0 * * * *")
+        );
+        let cfg = config(dir.path(), &body);
+        let clock = ManualClock::at("2026-12-01T09:59:00Z");
+        let runner = FakeRunner::default();
+        with_daemon(cfg, &store, &clock, &runner, |tx| {
+            clock.advance(60);
+            tx.send(Event::Tick).unwrap();
+            settle();
+            assert_eq!(runner.started().len(), 1);
+            for _ in 0..2 {
+                let last = runner.started().last().unwrap().0.clone();
+                runner.finish(&last);
+                settle();
+            }
+            let names: Vec<String> = runner.started().into_iter().map(|s| s.0).collect();
+            assert_eq!(names, ["a", "b", "c"]);
+            runner.finish("c");
+            settle();
+            tx.send(Event::Shutdown).unwrap();
+        });
+    }
+
+    #[test]
+    fn paused_jobs_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteState::open(&dir.path().join("s.db")).unwrap();
+        store.set_paused("app", true).unwrap();
+        let cfg = config(dir.path(), &job("app", "* * * * *"));
+        let clock = ManualClock::at("2026-12-01T09:00:30Z");
+        let runner = FakeRunner::default();
+        let summary = with_daemon(cfg, &store, &clock, &runner, |tx| {
+            clock.advance(60);
+            tx.send(Event::Tick).unwrap();
+            settle();
+            tx.send(Event::Shutdown).unwrap();
+        });
+        assert!(runner.started().is_empty());
+        assert!(summary.skipped[0].1.contains("paused"));
+    }
+
+    #[test]
+    fn a_bad_reload_keeps_the_old_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteState::open(&dir.path().join("s.db")).unwrap();
+        let cfg = config(dir.path(), &job("app", "* * * * *"));
+        let clock = ManualClock::at("2026-12-01T09:00:30Z");
+        let runner = FakeRunner::default();
+        with_daemon(cfg, &store, &clock, &runner, |tx| {
+            std::fs::write(dir.path().join("cairn.toml"), "[jobs.app]\nbogus = 1\n").unwrap();
+            tx.send(Event::Reload).unwrap();
+            settle();
+            let reload: ReloadResult = serde_json::from_value(
+                store
+                    .get_value(DAEMON_NAMESPACE, RELOAD_KEY)
+                    .unwrap()
+                    .unwrap(),
+            )
+            .unwrap();
+            assert!(!reload.accepted);
+            assert!(reload.error.unwrap().contains("bogus"));
+            // The old schedule still fires.
+            clock.advance(60);
+            tx.send(Event::Tick).unwrap();
+            settle();
+            assert_eq!(runner.started().len(), 1);
+            runner.finish("app");
+            // A good config replaces it: now a job that never fires this minute.
+            let good = format!(
+                "[destinations.local]\nkind = \"fs\"\npath = \"b\"\n{}",
+                job("other", "0 0 1 1 *")
+            );
+            std::fs::write(dir.path().join("cairn.toml"), good).unwrap();
+            tx.send(Event::Reload).unwrap();
+            settle();
+            clock.advance(60);
+            tx.send(Event::Tick).unwrap();
+            settle();
+            assert_eq!(runner.started().len(), 1);
+            tx.send(Event::Shutdown).unwrap();
+        });
+    }
+
+    #[test]
+    fn shutdown_waits_for_the_grace_period_then_aborts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteState::open(&dir.path().join("s.db")).unwrap();
+        let body = format!(
+            "[daemon]\nshutdown_grace = \"1s\"\n{}",
+            job("app", "* * * * *")
+        );
+        let cfg = config(dir.path(), &body);
+        let clock = ManualClock::at("2026-12-01T09:00:30Z");
+        let runner = FakeRunner::default();
+        let started = Instant::now();
+        let summary = with_daemon(cfg, &store, &clock, &runner, |tx| {
+            clock.advance(60);
+            tx.send(Event::Tick).unwrap();
+            settle();
+            tx.send(Event::Shutdown).unwrap();
+            // No new runs while stopping.
+            clock.advance(60);
+            tx.send(Event::Tick).unwrap();
+        });
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        assert_eq!(summary.aborted, 1);
+        assert_eq!(runner.started().len(), 1);
+        assert_eq!(*runner.terminated.lock().unwrap(), ["app"]);
+    }
+}

@@ -1,0 +1,32 @@
+//! Scheduling: cron expressions (`cron`), the pure plan of what fires when
+//! (`plan`), and the daemon that sleeps until then and runs it (`daemon`).
+
+pub mod cron;
+pub mod daemon;
+pub mod plan;
+pub mod systemd;
+
+use crate::config::Config;
+use plan::{Entry, When};
+
+/// Every task the daemon schedules for `config`, with stable keys.
+pub fn entries(config: &Config) -> Vec<Entry> {
+    let mut entries = Vec::new();
+    for job in config.jobs.values() {
+        for (i, schedule) in job.schedules.iter().enumerate() {
+            let mut args = vec!["backup".to_string(), job.name.clone(), "--prune".into()];
+            if let Some(tag) = &schedule.tag {
+                args.extend(["--tag".to_string(), tag.clone()]);
+            }
+            entries.push(Entry {
+                key: format!("backup:{}#{i}:{}", job.name, schedule.expression),
+                subject: job.name.clone(),
+                args,
+                when: When::Cron(schedule.clone()),
+                catch_up: job.catch_up,
+                jitter: job.jitter,
+            });
+        }
+    }
+    entries
+}

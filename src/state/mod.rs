@@ -1,0 +1,244 @@
+//! The state store: run history, paused jobs, schedule marks, artifact marks,
+//! job claims and small named values (alert states, daemon facts).
+//!
+//! Everything here is *history*: losing the store loses no backup and no
+//! listing, because the catalog is read from the destinations. The store sits
+//! behind [`StateStore`]; `sqlite.rs` is the embedded implementation and nothing
+//! else in the code speaks SQL to it.
+
+pub mod runlog;
+pub mod sqlite;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::{Error, Result};
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Backup,
+    Verify,
+    Prune,
+    Restore,
+    Drill,
+    Validate,
+    Check,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    Schedule,
+    CatchUp,
+    Manual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Success,
+    Failure,
+    /// The process that ran it died, or the daemon aborted it at shutdown.
+    Interrupted,
+}
+
+macro_rules! text_enum {
+    ($ty:ty { $($variant:ident = $text:literal),* $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),* }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(text: &str) -> std::result::Result<Self, String> {
+                match text {
+                    $($text => Ok(Self::$variant),)*
+                    other => Err(format!(
+                        "`{other}` is not one of {}",
+                        [$($text),*].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(RunKind {
+    Backup = "backup",
+    Verify = "verify",
+    Prune = "prune",
+    Restore = "restore",
+    Drill = "drill",
+    Validate = "validate",
+    Check = "check",
+});
+text_enum!(Trigger {
+    Schedule = "schedule",
+    CatchUp = "catch-up",
+    Manual = "manual",
+});
+text_enum!(RunStatus {
+    Running = "running",
+    Success = "success",
+    Failure = "failure",
+    Interrupted = "interrupted",
+});
+
+/// A run as it starts.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The job, or for `check` runs the check's name.
+    pub job: String,
+    pub kind: RunKind,
+    pub trigger: Trigger,
+    pub started_at: Timestamp,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Default)]
+pub struct RunEnd {
+    pub success: bool,
+    pub bytes: Option<u64>,
+    pub artifact_id: Option<String>,
+    pub error: Option<String>,
+    /// Kind-specific results (a drill's checks, a prune's decisions, …).
+    pub details: Option<serde_json::Value>,
+}
+
+/// One run in the history.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub job: String,
+    pub kind: RunKind,
+    pub trigger: Trigger,
+    pub status: RunStatus,
+    pub started_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+    pub host: String,
+    pub pid: u32,
+    /// The run's log lines; left out of listings unless asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+impl RunRecord {
+    pub fn duration_secs(&self) -> Option<f64> {
+        self.finished_at
+            .map(|end| (end.as_millisecond() - self.started_at.as_millisecond()) as f64 / 1000.0)
+    }
+}
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub job: Option<String>,
+    pub kind: Option<RunKind>,
+    pub status: Option<RunStatus>,
+    pub limit: Option<usize>,
+    pub with_log: bool,
+}
+
+/// A later fact about an artifact: verification or a drill found it bad.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactMark {
+    pub bad: bool,
+    pub reason: String,
+    pub at: Timestamp,
+}
+
+/// The persistent side of the daemon, the history and the alert states.
+pub trait StateStore: Send + Sync {
+    /// Where it is, for messages.
+    fn location(&self) -> String;
+
+    /// Records a run as running and returns its id.
+    fn start_run(&self, run: &NewRun) -> Result<i64>;
+    /// Records how run `id` ended, with its log.
+    fn finish_run(&self, id: i64, end: &RunEnd, log: &str) -> Result<()>;
+    /// Marks runs of processes on this host that are gone as interrupted;
+    /// returns how many.
+    fn interrupt_orphaned_runs(&self) -> Result<usize>;
+    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+    fn run(&self, id: i64) -> Result<Option<RunRecord>>;
+
+    fn set_paused(&self, job: &str, paused: bool) -> Result<()>;
+    fn paused_jobs(&self) -> Result<BTreeSet<String>>;
+
+    /// The last time a schedule was handled (fired or deliberately skipped).
+    fn schedule_marks(&self) -> Result<BTreeMap<String, Timestamp>>;
+    fn set_schedule_mark(&self, schedule: &str, at: Timestamp) -> Result<()>;
+
+    fn mark_artifact(&self, job: &str, id: &str, mark: &ArtifactMark) -> Result<()>;
+    fn artifact_marks(&self, job: &str) -> Result<BTreeMap<String, ArtifactMark>>;
+
+    /// Takes the exclusive claim on `name` (e.g. `backup:app`) for `holder` until
+    /// `lease_secs` from now. Returns false when another live holder has it.
+    fn claim(&self, name: &str, holder: &str, lease_secs: u64) -> Result<bool>;
+    fn release(&self, name: &str, holder: &str) -> Result<()>;
+
+    /// Small named JSON values in a namespace (alert states, daemon facts).
+    fn get_value(&self, namespace: &str, key: &str) -> Result<Option<serde_json::Value>>;
+    fn put_value(&self, namespace: &str, key: &str, value: &serde_json::Value) -> Result<()>;
+    fn values(&self, namespace: &str) -> Result<BTreeMap<String, serde_json::Value>>;
+}
+
+/// Opens the store the config names (default: `cairn-state.db` beside the config).
+pub fn open(config: &Config) -> Result<Box<dyn StateStore>> {
+    open_path(&config.state_path)
+}
+
+pub fn open_path(path: &Path) -> Result<Box<dyn StateStore>> {
+    Ok(Box::new(sqlite::SqliteState::open(path)?))
+}
+
+/// Opens the store, or logs why it cannot and returns `None`: a manual backup
+/// must not fail because its history cannot be written.
+pub fn open_or_warn(config: &Config) -> Option<Box<dyn StateStore>> {
+    match open(config) {
+        Ok(store) => Some(store),
+        Err(e) => {
+            tracing::warn!(error = %e, "the state store cannot be opened; this run is not recorded in the history");
+            None
+        }
+    }
+}
+
+pub(crate) fn state_error(path: &Path, what: &str, e: impl fmt::Display) -> Error {
+    Error::Run(format!(
+        "state store {}: {what}: {e} (history only: backups and their listing do not depend on it)",
+        path.display()
+    ))
+}
+
+/// The host name recorded with runs and claims.
+pub fn host() -> String {
+    hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,607 @@
+//! The embedded state store: one SQLite file in WAL mode, so the daemon and CLI
+//! commands can use it at the same time. Schema changes are numbered migrations
+//! recorded in `PRAGMA user_version`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    ArtifactMark, NewRun, RunEnd, RunFilter, RunRecord, RunStatus, StateStore, host, state_error,
+};
+use crate::{Error, Result};
+
+/// Migrations in order; entry `n` brings the schema from version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        status TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        bytes INTEGER,
+        artifact_id TEXT,
+        error TEXT,
+        details TEXT,
+        log TEXT,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL
+     );
+     CREATE INDEX runs_by_job ON runs (job, kind, id);
+     CREATE TABLE paused (job TEXT PRIMARY KEY, since INTEGER NOT NULL);
+     CREATE TABLE schedule_marks (schedule TEXT PRIMARY KEY, at INTEGER NOT NULL);
+     CREATE TABLE artifact_marks (
+        job TEXT NOT NULL, id TEXT NOT NULL, bad INTEGER NOT NULL,
+        reason TEXT NOT NULL, at INTEGER NOT NULL,
+        PRIMARY KEY (job, id)
+     );
+     CREATE TABLE claims (
+        name TEXT PRIMARY KEY, holder TEXT NOT NULL, until INTEGER NOT NULL
+     );
+     CREATE TABLE kv (
+        namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (namespace, key)
+     );"];
+
+/// Logs longer than this keep their head and tail.
+const LOG_LIMIT: usize = 256 * 1024;
+
+pub struct SqliteState {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+fn millis(ts: Timestamp) -> i64 {
+    ts.as_millisecond()
+}
+
+fn from_millis(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+impl SqliteState {
+    pub fn open(path: &Path) -> Result<SqliteState> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.exists()
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| state_error(path, "cannot create its folder", e))?;
+            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
+        }
+        let new = !path.exists();
+        let conn = Connection::open(path).map_err(|e| state_error(path, "cannot open", e))?;
+        if new {
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(|e| state_error(path, "cannot configure", e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+            .map_err(|e| state_error(path, "cannot configure", e))?;
+        let store = SqliteState {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.error("cannot start the migration", e))?;
+        let version: usize = tx
+            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| self.error("cannot read the schema version", e))?
+            .try_into()
+            .unwrap_or(0);
+        if version > MIGRATIONS.len() {
+            return Err(Error::Run(format!(
+                "state store {} has schema version {version}, newer than this cairn knows ({}); upgrade cairn",
+                self.path.display(),
+                MIGRATIONS.len()
+            )));
+        }
+        for (n, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            tx.execute_batch(sql)
+                .and_then(|()| tx.pragma_update(None, "user_version", (n + 1) as i64))
+                .map_err(|e| self.error(&format!("migration {} failed", n + 1), e))?;
+        }
+        tx.commit().map_err(|e| self.error("cannot commit", e))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn error(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        state_error(&self.path, what, e)
+    }
+
+    fn record(row: &rusqlite::Row, with_log: bool) -> rusqlite::Result<RunRecord> {
+        fn parse<T: std::str::FromStr<Err = String>>(
+            i: usize,
+            text: String,
+        ) -> rusqlite::Result<T> {
+            text.parse().map_err(|e: String| {
+                rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+            })
+        }
+        Ok(RunRecord {
+            id: row.get(0)?,
+            job: row.get(1)?,
+            kind: parse(2, row.get(2)?)?,
+            trigger: parse(3, row.get(3)?)?,
+            status: parse(4, row.get(4)?)?,
+            started_at: from_millis(row.get(5)?),
+            finished_at: row.get::<_, Option<i64>>(6)?.map(from_millis),
+            bytes: row.get::<_, Option<i64>>(7)?.map(|b| b.max(0) as u64),
+            artifact_id: row.get(8)?,
+            error: row.get(9)?,
+            details: row
+                .get::<_, Option<String>>(10)?
+                .and_then(|d| serde_json::from_str(&d).ok()),
+            log: if with_log { row.get(11)? } else { None },
+            host: row.get(12)?,
+            pid: row.get::<_, i64>(13)?.max(0) as u32,
+        })
+    }
+}
+
+const RUN_COLUMNS: &str = "id, job, kind, trigger, status, started_at, finished_at, bytes, \
+     artifact_id, error, details, log, host, pid";
+
+fn truncate_log(log: &str) -> String {
+    if log.len() <= LOG_LIMIT {
+        return log.to_string();
+    }
+    let mut head = LOG_LIMIT / 4;
+    while !log.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = log.len() - (LOG_LIMIT - head);
+    while !log.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{}\n… {} bytes left out …\n{}",
+        &log[..head],
+        tail - head,
+        &log[tail..]
+    )
+}
+
+fn process_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+impl StateStore for SqliteState {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn start_run(&self, run: &NewRun) -> Result<i64> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO runs (job, kind, trigger, status, started_at, host, pid)
+             VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)",
+            params![
+                run.job,
+                run.kind.as_str(),
+                run.trigger.as_str(),
+                millis(run.started_at),
+                host(),
+                std::process::id() as i64
+            ],
+        )
+        .map_err(|e| self.error("cannot record the run", e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn finish_run(&self, id: i64, end: &RunEnd, log: &str) -> Result<()> {
+        let status = if end.success {
+            RunStatus::Success
+        } else {
+            RunStatus::Failure
+        };
+        self.lock()
+            .execute(
+                "UPDATE runs SET status = ?2, finished_at = ?3, bytes = ?4, artifact_id = ?5,
+                 error = ?6, details = ?7, log = ?8 WHERE id = ?1",
+                params![
+                    id,
+                    status.as_str(),
+                    millis(Timestamp::now()),
+                    end.bytes.map(|b| b as i64),
+                    end.artifact_id,
+                    end.error,
+                    end.details.as_ref().map(ToString::to_string),
+                    truncate_log(log),
+                ],
+            )
+            .map_err(|e| self.error("cannot record the end of the run", e))?;
+        Ok(())
+    }
+
+    fn interrupt_orphaned_runs(&self) -> Result<usize> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?1")
+            .map_err(|e| self.error("cannot read runs", e))?;
+        let running: Vec<(i64, i64)> = stmt
+            .query_map([host()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error("cannot read runs", e))?;
+        let mut count = 0;
+        for (id, pid) in running {
+            if pid as u32 != std::process::id() && !process_alive(pid as u32) {
+                conn.execute(
+                    "UPDATE runs SET status = 'interrupted', finished_at = ?2,
+                     error = coalesce(error, 'the process running it ended before it finished')
+                     WHERE id = ?1",
+                    params![id, millis(Timestamp::now())],
+                )
+                .map_err(|e| self.error("cannot update runs", e))?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        if let Some(job) = &filter.job {
+            args.push(job.clone());
+            sql.push_str(&format!(" AND job = ?{}", args.len()));
+        }
+        if let Some(kind) = filter.kind {
+            args.push(kind.as_str().to_string());
+            sql.push_str(&format!(" AND kind = ?{}", args.len()));
+        }
+        if let Some(status) = filter.status {
+            args.push(status.as_str().to_string());
+            sql.push_str(&format!(" AND status = ?{}", args.len()));
+        }
+        sql.push_str(" ORDER BY id DESC");
+        if let Some(limit) = filter.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&sql)
+            .map_err(|e| self.error("cannot read runs", e))?;
+        stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            Self::record(r, filter.with_log)
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.error("cannot read runs", e))
+    }
+
+    fn run(&self, id: i64) -> Result<Option<RunRecord>> {
+        self.lock()
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+                [id],
+                |r| Self::record(r, true),
+            )
+            .optional()
+            .map_err(|e| self.error("cannot read the run", e))
+    }
+
+    fn set_paused(&self, job: &str, paused: bool) -> Result<()> {
+        let conn = self.lock();
+        let result = if paused {
+            conn.execute(
+                "INSERT OR IGNORE INTO paused (job, since) VALUES (?1, ?2)",
+                params![job, millis(Timestamp::now())],
+            )
+        } else {
+            conn.execute("DELETE FROM paused WHERE job = ?1", [job])
+        };
+        result
+            .map(|_| ())
+            .map_err(|e| self.error("cannot change the paused jobs", e))
+    }
+
+    fn paused_jobs(&self) -> Result<BTreeSet<String>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT job FROM paused")
+            .map_err(|e| self.error("cannot read the paused jobs", e))?;
+        stmt.query_map([], |r| r.get(0))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error("cannot read the paused jobs", e))
+    }
+
+    fn schedule_marks(&self) -> Result<BTreeMap<String, Timestamp>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT schedule, at FROM schedule_marks")
+            .map_err(|e| self.error("cannot read schedule marks", e))?;
+        stmt.query_map([], |r| Ok((r.get(0)?, from_millis(r.get(1)?))))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error("cannot read schedule marks", e))
+    }
+
+    fn set_schedule_mark(&self, schedule: &str, at: Timestamp) -> Result<()> {
+        self.lock()
+            .execute(
+                "INSERT INTO schedule_marks (schedule, at) VALUES (?1, ?2)
+                 ON CONFLICT (schedule) DO UPDATE SET at = excluded.at",
+                params![schedule, millis(at)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error("cannot write a schedule mark", e))
+    }
+
+    fn mark_artifact(&self, job: &str, id: &str, mark: &ArtifactMark) -> Result<()> {
+        self.lock()
+            .execute(
+                "INSERT INTO artifact_marks (job, id, bad, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (job, id) DO UPDATE SET bad = excluded.bad,
+                 reason = excluded.reason, at = excluded.at",
+                params![job, id, mark.bad, mark.reason, millis(mark.at)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error("cannot mark the artifact", e))
+    }
+
+    fn artifact_marks(&self, job: &str) -> Result<BTreeMap<String, ArtifactMark>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT id, bad, reason, at FROM artifact_marks WHERE job = ?1")
+            .map_err(|e| self.error("cannot read artifact marks", e))?;
+        stmt.query_map([job], |r| {
+            Ok((
+                r.get(0)?,
+                ArtifactMark {
+                    bad: r.get(1)?,
+                    reason: r.get(2)?,
+                    at: from_millis(r.get(3)?),
+                },
+            ))
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.error("cannot read artifact marks", e))
+    }
+
+    fn claim(&self, name: &str, holder: &str, lease_secs: u64) -> Result<bool> {
+        let now = millis(Timestamp::now());
+        let until = now.saturating_add((lease_secs as i64).saturating_mul(1000));
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.error("cannot claim", e))?;
+        let current: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT holder, until FROM claims WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.error("cannot claim", e))?;
+        let free = match &current {
+            None => true,
+            Some((h, _)) if h == holder => true,
+            Some((h, until)) => *until < now || holder_dead(h),
+        };
+        if free {
+            tx.execute(
+                "INSERT INTO claims (name, holder, until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until",
+                params![name, holder, until],
+            )
+            .map_err(|e| self.error("cannot claim", e))?;
+        }
+        tx.commit().map_err(|e| self.error("cannot claim", e))?;
+        Ok(free)
+    }
+
+    fn release(&self, name: &str, holder: &str) -> Result<()> {
+        self.lock()
+            .execute(
+                "DELETE FROM claims WHERE name = ?1 AND holder = ?2",
+                params![name, holder],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error("cannot release a claim", e))
+    }
+
+    fn get_value(&self, namespace: &str, key: &str) -> Result<Option<serde_json::Value>> {
+        let text: Option<String> = self
+            .lock()
+            .query_row(
+                "SELECT value FROM kv WHERE namespace = ?1 AND key = ?2",
+                params![namespace, key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.error("cannot read a value", e))?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    fn put_value(&self, namespace: &str, key: &str, value: &serde_json::Value) -> Result<()> {
+        self.lock()
+            .execute(
+                "INSERT INTO kv (namespace, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value,
+                 updated_at = excluded.updated_at",
+                params![namespace, key, value.to_string(), millis(Timestamp::now())],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error("cannot write a value", e))
+    }
+
+    fn values(&self, namespace: &str) -> Result<BTreeMap<String, serde_json::Value>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT key, value FROM kv WHERE namespace = ?1")
+            .map_err(|e| self.error("cannot read values", e))?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([namespace], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error("cannot read values", e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, serde_json::from_str(&v).ok()?)))
+            .collect())
+    }
+}
+
+/// Holders are `host:pid[:…]`; a holder on this host whose process is gone
+/// holds nothing.
+fn holder_dead(holder: &str) -> bool {
+    let mut parts = holder.split(':');
+    let (Some(h), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    h == host() && pid.parse::<u32>().is_ok_and(|pid| !process_alive(pid))
+}
+
+/// The claim holder name of this process.
+pub fn holder() -> String {
+    format!("{}:{}", host(), std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{RunKind, Trigger};
+
+    fn store() -> (tempfile::TempDir, SqliteState) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteState::open(&dir.path().join("state.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn runs_round_trip_newest_first() {
+        let (_dir, store) = store();
+        let started_at = Timestamp::now();
+        let a = store
+            .start_run(&NewRun {
+                job: "app".into(),
+                kind: RunKind::Backup,
+                trigger: Trigger::Schedule,
+                started_at,
+            })
+            .unwrap();
+        let b = store
+            .start_run(&NewRun {
+                job: "app".into(),
+                kind: RunKind::Prune,
+                trigger: Trigger::Manual,
+                started_at,
+            })
+            .unwrap();
+        store
+            .finish_run(
+                a,
+                &RunEnd {
+                    success: true,
+                    bytes: Some(42),
+                    artifact_id: Some("x".into()),
+                    ..RunEnd::default()
+                },
+                "line one\n",
+            )
+            .unwrap();
+        let runs = store.runs(&RunFilter::default()).unwrap();
+        assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![b, a]);
+        assert_eq!(runs[1].status, RunStatus::Success);
+        assert_eq!(runs[1].bytes, Some(42));
+        assert_eq!(runs[1].log, None);
+        assert_eq!(
+            store.run(a).unwrap().unwrap().log.as_deref(),
+            Some("line one\n")
+        );
+        let backups = store
+            .runs(&RunFilter {
+                kind: Some(RunKind::Backup),
+                ..RunFilter::default()
+            })
+            .unwrap();
+        assert_eq!(backups.len(), 1);
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        SqliteState::open(&path)
+            .unwrap()
+            .set_paused("app", true)
+            .unwrap();
+        let again = SqliteState::open(&path).unwrap();
+        assert!(again.paused_jobs().unwrap().contains("app"));
+        again.set_paused("app", false).unwrap();
+        assert!(again.paused_jobs().unwrap().is_empty());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn claims_are_exclusive_until_released() {
+        let (_dir, store) = store();
+        assert!(store.claim("backup:app", "h:1:a", 60).unwrap());
+        // A live holder (this test's own pid) blocks another.
+        let me = holder();
+        assert!(store.claim("backup:b", &me, 60).unwrap());
+        assert!(!store.claim("backup:b", "other:2", 60).unwrap());
+        store.release("backup:b", &me).unwrap();
+        assert!(store.claim("backup:b", "other:2", 60).unwrap());
+    }
+
+    #[test]
+    fn claims_of_dead_processes_and_expired_leases_are_taken_over() {
+        let (_dir, store) = store();
+        let dead = format!("{}:{}", host(), 999_999_999u32);
+        assert!(store.claim("backup:app", &dead, 600).unwrap());
+        assert!(store.claim("backup:app", &holder(), 60).unwrap());
+        assert!(store.claim("x", "elsewhere:1", 0).unwrap());
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(store.claim("x", "elsewhere:2", 60).unwrap());
+    }
+
+    #[test]
+    fn long_logs_keep_head_and_tail() {
+        let log = format!("{}{}", "a".repeat(LOG_LIMIT), "END");
+        let cut = truncate_log(&log);
+        assert!(cut.len() <= LOG_LIMIT + 64);
+        assert!(cut.starts_with('a') && cut.ends_with("END"));
+    }
+
+    #[test]
+    fn values_and_marks() {
+        let (_dir, store) = store();
+        store
+            .put_value("alerts", "check:api", &serde_json::json!({"failing": true}))
+            .unwrap();
+        assert_eq!(
+            store.get_value("alerts", "check:api").unwrap(),
+            Some(serde_json::json!({"failing": true}))
+        );
+        assert_eq!(store.values("alerts").unwrap().len(), 1);
+        let mark = ArtifactMark {
+            bad: true,
+            reason: "sha256 mismatch".into(),
+            at: Timestamp::from_millisecond(1_800_000_000_123).unwrap(),
+        };
+        store.mark_artifact("app", "id1", &mark).unwrap();
+        assert_eq!(store.artifact_marks("app").unwrap()["id1"], mark);
+        let at = Timestamp::from_second(1_800_000_000).unwrap();
+        store.set_schedule_mark("app#0", at).unwrap();
+        assert_eq!(store.schedule_marks().unwrap()["app#0"], at);
+    }
+}
