@@ -28,6 +28,30 @@ encryption = { kind = "none" }
 # encryption = { kind = "age-passphrase", passphrase_env = "CAIRN_PASSPHRASE" }
 # encryption = { kind = "openpgp", passphrase_file = "/etc/cairn/passphrase" }   # gpg --decrypt reads it
 
+# When `cairn daemon` backs it up (cron: minute hour day month weekday; 6 fields
+# with seconds first; @hourly @daily @weekly @monthly). Each schedule may tag
+# its artifacts, and retention can count by tag.
+schedules = [
+  { cron = "0 2 * * *", tag = "daily" },
+  # { cron = "0 3 * * 0", tag = "weekly", timezone = "Europe/Berlin" },
+]
+# timezone = "UTC"              # of schedules and retention days (default: [daemon] timezone)
+# catch_up = "once"             # run once at start if a fire was missed while down; or "skip"
+# jitter = "5m"                 # random delay before each scheduled run
+
+# Which artifacts `cairn prune` (and the daemon, after each backup) keeps, per
+# destination, restic-style. The newest good artifact is always kept, and
+# nothing is deleted while the latest backup failed (prune_on_failure = true).
+retention = { keep_last = 3, keep_daily = 7, keep_weekly = 4, keep_monthly = 12 }
+# destination_retention = { local = { keep_last = 10 } }   # replaces it there
+
+# [daemon]
+# timezone = "UTC"
+# max_concurrent_runs = 2
+# shutdown_grace = "60s"        # SIGTERM: running jobs may finish this long, then abort
+# [state]
+# path = "./cairn-state.db"     # run history, pauses (default: beside this file)
+
 # [jobs.uploads]
 # source = { kind = "files", path = "./uploads", exclude = ["*.tmp", "thumbnails/**"] }
 # destinations = ["local"]

@@ -22,7 +22,7 @@ pub fn entries(config: &Config) -> Vec<Entry> {
                 key: format!("backup:{}#{i}:{}", job.name, schedule.expression),
                 subject: job.name.clone(),
                 args,
-                when: When::Cron(schedule.clone()),
+                when: When::Cron(Box::new(schedule.clone())),
                 catch_up: job.catch_up,
                 jitter: job.jitter,
             });
