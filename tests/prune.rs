@@ -381,6 +381,21 @@ fn manual_runs_are_recorded_and_a_running_job_is_not_run_twice() {
     assert_eq!(runs[0]["trigger"], "manual");
     assert_eq!(runs[0]["status"], "success");
     assert!(runs[0]["bytes"].as_u64().unwrap() > 0);
+    // Restores are recorded too, with the artifact they used.
+    let out = env
+        .cairn()
+        .args(["restore", "app", "--to", "restored.db"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env
+        .cairn()
+        .args(["history", "app", "--kind", "restore", "--json"])
+        .output()
+        .unwrap();
+    let restores: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(restores[0]["status"], "success");
+    assert_eq!(restores[0]["artifact_id"], runs[0]["artifact_id"]);
     // The state store is private.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(env.path("cairn-state.db"))

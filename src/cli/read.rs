@@ -131,10 +131,44 @@ pub fn cat(context: &Context, args: CatArgs) -> Result<u8> {
 pub fn restore(context: &Context, args: RestoreArgs) -> Result<u8> {
     let config = context.load()?;
     let job = config.job(&args.which.job)?;
-    let located = engine::locate(&config, job, &args.which.selector()?)?;
-    let progress = output::progress(context.progress);
+    // Restores are recorded in the history; dry runs change nothing and are not.
+    let store = if args.dry_run {
+        None
+    } else {
+        crate::state::open_or_warn(&config)
+    };
+    let report = crate::engine::runs::recorded(
+        store.as_deref(),
+        &job.name,
+        crate::state::RunKind::Restore,
+        crate::state::Trigger::Manual,
+        || restore_located(&config, job, args, output::progress(context.progress)),
+    )?;
+    if context.json {
+        output::print_json(&report);
+    } else {
+        if report.dry_run {
+            println!("dry run: nothing was written");
+        }
+        for action in &report.actions {
+            println!("- {action}");
+        }
+        if let Some(safety) = &report.safety_copy {
+            println!("previous content kept at {}", safety.display());
+        }
+    }
+    Ok(0)
+}
+
+fn restore_located(
+    config: &crate::config::Config,
+    job: &crate::config::Job,
+    args: RestoreArgs,
+    progress: std::sync::Arc<dyn crate::progress::Progress>,
+) -> Result<restore::RestoreReport> {
+    let located = engine::locate(config, job, &args.which.selector()?)?;
     let kind = located.manifest.source.kind.clone();
-    let report = match (kind.as_str(), args.to) {
+    Ok(match (kind.as_str(), args.to) {
         ("command", None) => {
             restore_server::restore_to_command(job, &located, args.dry_run, progress)?
         }
@@ -178,19 +212,5 @@ pub fn restore(context: &Context, args: RestoreArgs) -> Result<u8> {
             };
             restore::restore(job, &located, &options, progress)?
         }
-    };
-    if context.json {
-        output::print_json(&report);
-    } else {
-        if report.dry_run {
-            println!("dry run: nothing was written");
-        }
-        for action in &report.actions {
-            println!("- {action}");
-        }
-        if let Some(safety) = &report.safety_copy {
-            println!("previous content kept at {}", safety.display());
-        }
-    }
-    Ok(0)
+    })
 }

@@ -46,6 +46,18 @@ pub struct RestoreReport {
     pub actions: Vec<String>,
 }
 
+impl crate::engine::runs::Summary for RestoreReport {
+    fn run_end(&self) -> crate::state::RunEnd {
+        crate::state::RunEnd {
+            success: true,
+            bytes: Some(self.plaintext_bytes),
+            artifact_id: Some(self.id.clone()),
+            error: None,
+            details: serde_json::to_value(self).ok(),
+        }
+    }
+}
+
 pub fn restore(
     job: &Job,
     located: &Located,
