@@ -14,6 +14,10 @@ use croner::parser::{CronParser, Seconds, Year};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
+/// A validated schedule. It keeps the expression, not croner's parsed form:
+/// a parsed `Cron` holds a bitfield for every year up to 9999 (about 10 KB),
+/// which a daemon with a thousand schedules would keep resident for nothing.
+/// Parsing again costs microseconds, once per fire.
 #[derive(Clone)]
 pub struct Schedule {
     /// The expression as written.
@@ -22,7 +26,14 @@ pub struct Schedule {
     /// The time zone's name (`UTC`, `Europe/Berlin`).
     pub timezone_name: String,
     timezone: TimeZone,
-    cron: Cron,
+}
+
+fn parse_cron(expression: &str) -> Result<Cron, croner::errors::CronError> {
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build()
+        .parse(expression)
 }
 
 impl fmt::Debug for Schedule {
@@ -48,12 +59,7 @@ impl Schedule {
         timezone_name: &str,
     ) -> Result<Schedule, String> {
         let tz = timezone(timezone_name)?;
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .year(Year::Disallowed)
-            .build()
-            .parse(expression.trim())
-            .map_err(|e| {
+        parse_cron(expression.trim()).map_err(|e| {
                 format!(
                     "`{expression}` is not a cron expression ({e}): use 5 fields `minute hour day month weekday` (e.g. `0 2 * * *`), 6 with seconds first, or @hourly/@daily/@weekly/@monthly"
                 )
@@ -63,7 +69,6 @@ impl Schedule {
             tag,
             timezone_name: timezone_name.to_string(),
             timezone: tz,
-            cron,
         })
     }
 
@@ -75,7 +80,8 @@ impl Schedule {
     /// pattern such as `0 0 31 2 *` never matches).
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
         let zoned = after.to_zoned(self.timezone.clone());
-        self.cron
+        parse_cron(&self.expression)
+            .ok()?
             .find_next_occurrence(&zoned, false)
             .ok()
             .map(|z| z.timestamp())
