@@ -636,11 +636,24 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    #[test]
-    fn catches_up_after_downtime_then_runs_on_schedule() {
+    /// A temp folder with a state store and the config `body`.
+    fn fixture(body: &str) -> (tempfile::TempDir, SqliteState, Config) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteState::open(&dir.path().join("s.db")).unwrap();
-        let cfg = config(dir.path(), &job("app", "0 2 * * *"));
+        let cfg = config(dir.path(), body);
+        (dir, store, cfg)
+    }
+
+    /// Moves the clock and lets the daemon act on it.
+    fn tick(clock: &ManualClock, tx: &Sender<Event>, seconds: i64) {
+        clock.advance(seconds);
+        tx.send(Event::Tick).unwrap();
+        settle();
+    }
+
+    #[test]
+    fn catches_up_after_downtime_then_runs_on_schedule() {
+        let (_dir, store, cfg) = fixture(&job("app", "0 2 * * *"));
         let key = super::super::entries(&cfg)[0].key.clone();
         store
             .set_schedule_mark(&key, "2026-11-28T02:00:00Z".parse().unwrap())
@@ -669,18 +682,12 @@ mod tests {
 
     #[test]
     fn a_fire_during_a_run_is_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteState::open(&dir.path().join("s.db")).unwrap();
-        let cfg = config(dir.path(), &job("app", "* * * * *"));
+        let (_dir, store, cfg) = fixture(&job("app", "* * * * *"));
         let clock = ManualClock::at("2026-12-01T09:00:30Z");
         let runner = FakeRunner::default();
         let summary = with_daemon(cfg, &store, &clock, &runner, |tx| {
-            clock.advance(60);
-            tx.send(Event::Tick).unwrap();
-            settle();
-            clock.advance(60);
-            tx.send(Event::Tick).unwrap();
-            settle();
+            tick(&clock, tx, 60);
+            tick(&clock, tx, 60);
             assert_eq!(runner.started().len(), 1);
             runner.finish("app");
             settle();
@@ -692,21 +699,17 @@ mod tests {
 
     #[test]
     fn max_concurrent_runs_queues_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteState::open(&dir.path().join("s.db")).unwrap();
         let body = format!(
             "[daemon]\nmax_concurrent_runs = 1\n{}{}{}",
             job("a", "0 * * * *"),
             job("b", "0 * * * *"),
             job("c", "0 * * * *")
         );
-        let cfg = config(dir.path(), &body);
+        let (_dir, store, cfg) = fixture(&body);
         let clock = ManualClock::at("2026-12-01T09:59:00Z");
         let runner = FakeRunner::default();
         with_daemon(cfg, &store, &clock, &runner, |tx| {
-            clock.advance(60);
-            tx.send(Event::Tick).unwrap();
-            settle();
+            tick(&clock, tx, 60);
             assert_eq!(runner.started().len(), 1);
             for _ in 0..2 {
                 let last = runner.started().last().unwrap().0.clone();
@@ -723,16 +726,12 @@ mod tests {
 
     #[test]
     fn paused_jobs_are_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteState::open(&dir.path().join("s.db")).unwrap();
+        let (_dir, store, cfg) = fixture(&job("app", "* * * * *"));
         store.set_paused("app", true).unwrap();
-        let cfg = config(dir.path(), &job("app", "* * * * *"));
         let clock = ManualClock::at("2026-12-01T09:00:30Z");
         let runner = FakeRunner::default();
         let summary = with_daemon(cfg, &store, &clock, &runner, |tx| {
-            clock.advance(60);
-            tx.send(Event::Tick).unwrap();
-            settle();
+            tick(&clock, tx, 60);
             tx.send(Event::Shutdown).unwrap();
         });
         assert!(runner.started().is_empty());
@@ -741,9 +740,7 @@ mod tests {
 
     #[test]
     fn a_bad_reload_keeps_the_old_config() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteState::open(&dir.path().join("s.db")).unwrap();
-        let cfg = config(dir.path(), &job("app", "* * * * *"));
+        let (dir, store, cfg) = fixture(&job("app", "* * * * *"));
         let clock = ManualClock::at("2026-12-01T09:00:30Z");
         let runner = FakeRunner::default();
         with_daemon(cfg, &store, &clock, &runner, |tx| {
@@ -760,9 +757,7 @@ mod tests {
             assert!(!reload.accepted);
             assert!(reload.error.unwrap().contains("bogus"));
             // The old schedule still fires.
-            clock.advance(60);
-            tx.send(Event::Tick).unwrap();
-            settle();
+            tick(&clock, tx, 60);
             assert_eq!(runner.started().len(), 1);
             runner.finish("app");
             // A good config replaces it: now a job that never fires this minute.
@@ -773,9 +768,7 @@ mod tests {
             std::fs::write(dir.path().join("cairn.toml"), good).unwrap();
             tx.send(Event::Reload).unwrap();
             settle();
-            clock.advance(60);
-            tx.send(Event::Tick).unwrap();
-            settle();
+            tick(&clock, tx, 60);
             assert_eq!(runner.started().len(), 1);
             tx.send(Event::Shutdown).unwrap();
         });
@@ -783,20 +776,16 @@ mod tests {
 
     #[test]
     fn shutdown_waits_for_the_grace_period_then_aborts() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteState::open(&dir.path().join("s.db")).unwrap();
         let body = format!(
             "[daemon]\nshutdown_grace = \"1s\"\n{}",
             job("app", "* * * * *")
         );
-        let cfg = config(dir.path(), &body);
+        let (_dir, store, cfg) = fixture(&body);
         let clock = ManualClock::at("2026-12-01T09:00:30Z");
         let runner = FakeRunner::default();
         let started = Instant::now();
         let summary = with_daemon(cfg, &store, &clock, &runner, |tx| {
-            clock.advance(60);
-            tx.send(Event::Tick).unwrap();
-            settle();
+            tick(&clock, tx, 60);
             tx.send(Event::Shutdown).unwrap();
             // No new runs while stopping.
             clock.advance(60);
