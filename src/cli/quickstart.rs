@@ -7,7 +7,8 @@ use rusqlite::Connection;
 use sha2::Digest as _;
 
 use crate::config::Config;
-use crate::engine::{self, Selector, backup, restore, verify};
+use crate::engine::{self, Selector, backup, restore, runs, verify};
+use crate::state::{RunKind, Trigger};
 use crate::{Error, Result, keys};
 
 use super::{Context, output};
@@ -69,12 +70,16 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
 
     let config = Config::load(&config_path)?;
     let job = config.job("inventory")?;
-    let report = backup::backup(
-        &config,
-        job,
-        &backup::BackupOptions::default(),
-        output::progress(context.progress),
-    )?;
+    let store = crate::state::open_or_warn(&config);
+    let store = store.as_deref();
+    let report = runs::recorded(store, &job.name, RunKind::Backup, Trigger::Manual, || {
+        backup::backup(
+            &config,
+            job,
+            &backup::BackupOptions::default(),
+            output::progress(context.progress),
+        )
+    })?;
     say(format!(
         "4. backed up {} → {} ({} stored, zstd + age) in {:.2}s",
         output::bytes(report.manifest.plaintext.size),
@@ -103,16 +108,18 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
     crate::store::fs::ensure_dir(&restored_dir)
         .map_err(|e| run_err("cannot create the restore folder", e))?;
     let target = restored_dir.join(format!("inventory-{}.db", report.id));
-    restore::restore(
-        job,
-        &located,
-        &restore::RestoreOptions {
-            target: target.clone(),
-            dry_run: false,
-            force: false,
-        },
-        output::progress(context.progress),
-    )?;
+    runs::recorded(store, &job.name, RunKind::Restore, Trigger::Manual, || {
+        restore::restore(
+            job,
+            &located,
+            &restore::RestoreOptions {
+                target: target.clone(),
+                dry_run: false,
+                force: false,
+            },
+            output::progress(context.progress),
+        )
+    })?;
     let original = fingerprint(&db).map_err(|e| run_err("cannot read the original", e))?;
     let copy = fingerprint(&target).map_err(|e| run_err("cannot read the restored copy", e))?;
     if original != copy {
@@ -133,7 +140,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
             .display()
     ));
     say(format!(
-        "Try: cairn --config {} list",
+        "Try: cairn --config {0} list | status | history | prune --dry-run | daemon",
         config_path.display()
     ));
     if context.json {
@@ -159,6 +166,9 @@ source = {{ kind = "sqlite", path = "inventory.db" }}
 destinations = ["local"]
 compression = "zstd"
 encryption = {{ kind = "age", recipients = ["{recipient}"], identity_file = "identity.txt" }}
+# `cairn daemon` backs it up at 02:00 UTC and keeps 7 daily, 4 weekly, 12 monthly.
+schedules = [{{ cron = "0 2 * * *", tag = "daily" }}]
+retention = {{ keep_daily = 7, keep_weekly = 4, keep_monthly = 12 }}
 "#
     )
 }
