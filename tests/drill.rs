@@ -799,3 +799,27 @@ fn mariadb_drill_killed_with_sigkill_leaves_a_scratch_database_that_the_next_dri
     );
     assert!(!my_exists(&left[0]));
 }
+
+#[test]
+fn postgres_drill_stopped_with_sigterm_drops_its_scratch_database_before_it_exits() {
+    let (env, _db) = pg_env(r#", assert = ["SELECT pg_sleep(${DRILL_SLEEP:-0}) IS NOT NULL"]"#);
+    backup(&env);
+    let pg = servers::postgres();
+    let mut child = spawn_drill(&env, "60");
+    let pid = child.id();
+    wait_for(60, "the drill did not reach its assertion", || {
+        pg.sql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND datname LIKE '%\\_{pid}\\_%'"),
+        ) != "0"
+    });
+    // SAFETY: signalling the child we started.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let left = pg.sql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname LIKE 'cairn\\_drill\\_app\\_%\\_{pid}\\_%'"),
+    );
+    assert_eq!(left, "0", "the stopped drill removed its scratch database");
+}

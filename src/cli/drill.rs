@@ -34,6 +34,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         from: args.from.clone(),
         allow_bad: args.force,
     };
+    remove_scratch_on_signals();
     let progress = output::progress(context.progress);
     let report = runs::recorded(
         store,
@@ -94,4 +95,20 @@ fn print(r: &DrillReport) {
             r.target
         );
     }
+}
+
+/// SIGTERM, SIGINT and SIGHUP (the daemon stopping, Ctrl-C, a closed terminal)
+/// remove the scratch target before the process exits.
+fn remove_scratch_on_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tracing::warn!("drill stopped by signal {signal}: removing its scratch target");
+            drill::run_cleanups();
+            std::process::exit(128 + signal);
+        }
+    });
 }

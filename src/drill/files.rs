@@ -15,6 +15,7 @@ use crate::{Error, Result};
 pub struct FilesScratch {
     path: PathBuf,
     facts: serde_json::Value,
+    cleanup: u64,
 }
 
 impl FilesScratch {
@@ -23,9 +24,15 @@ impl FilesScratch {
             path: dir.to_path_buf(),
             message: format!("cannot use it as the drill's scratch folder: {e}"),
         })?;
+        let path = super::scratch_path(dir, "");
+        let target = path.clone();
+        let cleanup = super::register_cleanup(Box::new(move || {
+            let _ = super::remove_path(&target);
+        }));
         Ok(FilesScratch {
-            path: super::scratch_path(dir, ""),
+            path,
             facts: facts.clone(),
+            cleanup,
         })
     }
 }
@@ -151,6 +158,7 @@ fn differences(recorded: &[FileHash], restored: &[FileHash]) -> String {
 
 impl Drop for FilesScratch {
     fn drop(&mut self) {
+        super::unregister_cleanup(self.cleanup);
         let _ = super::remove_path(&self.path);
     }
 }

@@ -142,6 +142,44 @@ pub(crate) trait Scratch {
     fn removes(&mut self) -> Result<()>;
 }
 
+type Cleanup = Box<dyn Fn() + Send>;
+
+fn cleanups() -> &'static std::sync::Mutex<Vec<(u64, Cleanup)>> {
+    static CLEANUPS: std::sync::OnceLock<std::sync::Mutex<Vec<(u64, Cleanup)>>> =
+        std::sync::OnceLock::new();
+    CLEANUPS.get_or_init(Default::default)
+}
+
+/// Registers how to remove a scratch target if the process is told to stop
+/// (see [`run_cleanups`]); returns the handle for [`unregister_cleanup`].
+pub(crate) fn register_cleanup(cleanup: Cleanup) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    cleanups()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((id, cleanup));
+    id
+}
+
+pub(crate) fn unregister_cleanup(id: u64) {
+    cleanups()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|(i, _)| *i != id);
+}
+
+/// Removes every scratch target of drills running in this process. The CLI
+/// calls it when SIGTERM or SIGINT arrive, before it exits; SIGKILL leaves the
+/// target to the next drill.
+pub fn run_cleanups() {
+    let list = std::mem::take(&mut *cleanups().lock().unwrap_or_else(|p| p.into_inner()));
+    for (_, cleanup) in list {
+        cleanup();
+    }
+}
+
 /// A random suffix for scratch names.
 fn nonce() -> String {
     format!("{:06x}", rand::random::<u32>() & 0xff_ffff)

@@ -17,6 +17,7 @@ pub struct MyScratch {
     conn: MyConn,
     name: String,
     dropped: bool,
+    cleanup: u64,
 }
 
 fn literal(text: &str) -> String {
@@ -41,11 +42,16 @@ impl MyScratch {
         let name = super::scratch_db_name(&job.name);
         let url = super::postgres::with_database(&base, &name)?;
         let conn = MyConn::parse(&url, password)?;
+        let (server, scratch) = (conn.clone(), name.clone());
+        let cleanup = super::register_cleanup(Box::new(move || {
+            let _ = drop_database(&server, &scratch);
+        }));
         Ok(MyScratch {
             url,
             conn,
             name,
             dropped: false,
+            cleanup,
         })
     }
 
@@ -215,6 +221,7 @@ impl Scratch for MyScratch {
 
 impl Drop for MyScratch {
     fn drop(&mut self) {
+        super::unregister_cleanup(self.cleanup);
         if !self.dropped {
             let _ = drop_database(&self.conn, &self.name);
         }

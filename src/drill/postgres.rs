@@ -20,6 +20,7 @@ pub struct PgScratch {
     maintenance: PgConn,
     name: String,
     dropped: bool,
+    cleanup: u64,
 }
 
 /// The server a drill of `job` uses: `drill.url`, else the source's URL.
@@ -70,12 +71,17 @@ impl PgScratch {
         let url = with_database(&base, &name)?;
         let conn = PgConn::parse(&url, password)?;
         let maintenance = conn.with_database("postgres");
+        let (server, scratch) = (maintenance.clone(), name.clone());
+        let cleanup = super::register_cleanup(Box::new(move || {
+            let _ = drop_database(&server, &scratch);
+        }));
         Ok(PgScratch {
             url,
             conn,
             maintenance,
             name,
             dropped: false,
+            cleanup,
         })
     }
 
@@ -202,6 +208,7 @@ impl Scratch for PgScratch {
 
 impl Drop for PgScratch {
     fn drop(&mut self) {
+        super::unregister_cleanup(self.cleanup);
         if !self.dropped {
             let _ = drop_database(&self.maintenance, &self.name);
         }

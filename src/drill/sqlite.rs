@@ -16,6 +16,7 @@ use crate::{Error, Result};
 
 pub struct SqliteScratch {
     path: PathBuf,
+    cleanup: u64,
 }
 
 impl SqliteScratch {
@@ -24,9 +25,12 @@ impl SqliteScratch {
             path: dir.to_path_buf(),
             message: format!("cannot use it as the drill's scratch folder: {e}"),
         })?;
-        Ok(SqliteScratch {
-            path: super::scratch_path(dir, ".sqlite"),
-        })
+        let path = super::scratch_path(dir, ".sqlite");
+        let target = path.clone();
+        let cleanup = super::register_cleanup(Box::new(move || {
+            let _ = super::remove_path(&target);
+        }));
+        Ok(SqliteScratch { path, cleanup })
     }
 
     fn open(&self) -> Result<Connection> {
@@ -168,6 +172,7 @@ impl Scratch for SqliteScratch {
 
 impl Drop for SqliteScratch {
     fn drop(&mut self) {
+        super::unregister_cleanup(self.cleanup);
         let _ = super::remove_path(&self.path);
     }
 }
