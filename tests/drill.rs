@@ -522,6 +522,7 @@ fn postgres_good_artifact_passes_its_drill_and_the_scratch_database_is_dropped()
         .find(|t| t["table"] == "public.items")
         .unwrap();
     assert_eq!(items["restored"], 2000);
+    assert_eq!(items["recorded"], 2000, "the manifest counts rows exactly");
     assert!(report["restored_bytes"].as_u64().unwrap() > 100_000);
     eprintln!(
         "postgres drill: restore {:.2}s, total {:.2}s, {} bytes",
@@ -698,6 +699,16 @@ fn mariadb_good_artifact_passes_and_a_broken_assertion_fails() {
     assert_eq!(report["id"], good.as_str());
     assert_eq!(check(&report, "CHECK TABLE")["ok"], true);
     assert_eq!(check(&report, "row counts")["ok"], true, "{report}");
+    let items = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "items")
+        .unwrap();
+    assert_eq!(
+        (items["recorded"].as_i64(), items["restored"].as_i64()),
+        (Some(500), Some(500))
+    );
     let name = scratch_db(&report);
     assert!(name.starts_with("cairn_drill_app_"), "{name}");
     assert!(!my_exists(&name), "scratch database {name} was not dropped");

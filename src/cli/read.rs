@@ -90,6 +90,7 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
     )?;
     if let Some(store) = store.as_deref() {
         verify::mark_if_damaged(store, &report, "verification");
+        verify::clear_if_verified(store, &report);
     }
     if context.json {
         output::print_json(&report);

@@ -406,6 +406,19 @@ pub fn drill(
         );
         mark_bad(store, &job.name, &manifest.id, &reason);
     }
+    if report.ok
+        && let Some(store) = store
+        && store
+            .artifact_marks(&job.name)
+            .is_ok_and(|m| m.get(&manifest.id).is_some_and(|m| m.bad))
+    {
+        clear_mark(
+            store,
+            &job.name,
+            &manifest.id,
+            "a drill restored and checked it",
+        );
+    }
     if report.ok {
         tracing::info!(job = %job.name, id = %manifest.id, seconds = report.restore_seconds, "drill passed");
     } else {
@@ -425,6 +438,21 @@ pub fn mark_bad(store: &dyn StateStore, job: &str, id: &str, reason: &str) {
     match store.mark_artifact(job, id, &mark) {
         Ok(()) => tracing::warn!(job = %job, id = %id, "artifact marked bad: {reason}"),
         Err(e) => tracing::error!(job = %job, id = %id, error = %e, "cannot mark the artifact bad"),
+    }
+}
+
+/// Records that an artifact marked bad proved good again.
+pub fn clear_mark(store: &dyn StateStore, job: &str, id: &str, reason: &str) {
+    let mark = ArtifactMark {
+        bad: false,
+        reason: reason.to_string(),
+        at: jiff::Timestamp::now(),
+    };
+    match store.mark_artifact(job, id, &mark) {
+        Ok(()) => tracing::info!(job = %job, id = %id, "artifact no longer marked bad: {reason}"),
+        Err(e) => {
+            tracing::error!(job = %job, id = %id, error = %e, "cannot clear the artifact's mark")
+        }
     }
 }
 

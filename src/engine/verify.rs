@@ -263,3 +263,24 @@ pub fn mark_if_damaged(store: &dyn crate::state::StateStore, report: &VerifyRepo
         );
     }
 }
+
+/// Clears a mark that an earlier verification set, once the artifact verified
+/// fully and cleanly again (the damage was transient or repaired). Marks from
+/// drills stay: only a passing drill clears those.
+pub fn clear_if_verified(store: &dyn crate::state::StateStore, report: &VerifyReport) {
+    if !report.ok() || report.copies.iter().any(|c| c.depth != "full") {
+        return;
+    }
+    let marks = store.artifact_marks(&report.job).unwrap_or_default();
+    if let Some(mark) = marks.get(&report.id)
+        && mark.bad
+        && mark.reason.starts_with("verification")
+    {
+        crate::drill::clear_mark(
+            store,
+            &report.job,
+            &report.id,
+            "verified again: every copy matches",
+        );
+    }
+}

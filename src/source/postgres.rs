@@ -236,7 +236,10 @@ impl Dump for PostgresSource {
         };
         let (tool_version, server_version) = self.versions(dump_tool)?;
         let (tables, estimated) = if self.scope == PgScope::Database {
-            row_counts(&self.conn).unwrap_or_default()
+            row_counts(&self.conn).unwrap_or_else(|e| {
+                tracing::warn!(job = %self.job, error = %e, "cannot count rows; the manifest records none");
+                Default::default()
+            })
         } else {
             Default::default()
         };
@@ -275,7 +278,7 @@ pub fn row_counts(
     conn: &PgConn,
 ) -> Result<(serde_json::Map<String, serde_json::Value>, Vec<String>)> {
     let text = conn.query(
-        "SELECT schemaname, relname, greatest(n_live_tup, c.reltuples::bigint) FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid ORDER BY 1, 2",
+        "SELECT s.schemaname, s.relname, greatest(s.n_live_tup, c.reltuples::bigint) FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid ORDER BY 1, 2",
     )?;
     let mut counts = serde_json::Map::new();
     let mut estimated = Vec::new();
