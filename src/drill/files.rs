@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Check, Scratch};
 use crate::config::Job;
-use crate::engine::{Located, read};
+use crate::engine::Located;
 use crate::progress::Progress;
 use crate::source::Restorer;
 use crate::source::files::{FileHash, FilesRestorer, digest_folder};
@@ -48,24 +48,16 @@ impl Scratch for FilesScratch {
         located: &Located,
         progress: Arc<dyn Progress>,
     ) -> Result<(String, u64)> {
-        let key = crate::keys::decrypt_key(job)?;
-        let (dest, _) = located
-            .copies
-            .first()
-            .ok_or_else(|| Error::NotFound("no readable copy".into()))?;
-        progress.start(
-            &format!("drill {} from {}", located.manifest.id, dest.name()),
-            Some(located.manifest.data.size),
-        );
-        let outcome = read::read_artifact(
-            dest.as_ref(),
-            &located.manifest,
-            &key,
-            progress.clone(),
-            &mut |stream| FilesRestorer.write(stream, &self.path),
-        );
-        progress.finish();
-        Ok((dest.name().to_string(), outcome?.plaintext.size))
+        let path = self.path.clone();
+        super::restore_local(
+            job,
+            located,
+            progress,
+            &|stream| FilesRestorer.write(stream, &path),
+            &|| {
+                let _ = super::remove_path(&path);
+            },
+        )
     }
 
     fn integrity(&self) -> Result<Vec<Check>> {

@@ -180,6 +180,48 @@ pub fn run_cleanups() {
     }
 }
 
+/// Streams the artifact into a local scratch target with `write` (through the
+/// same read path as `cairn restore`: both hashes checked), trying the next copy
+/// when one is damaged or unreachable; `reset` removes a partial write first.
+pub(crate) fn restore_local(
+    job: &Job,
+    located: &Located,
+    progress: Arc<dyn Progress>,
+    write: &dyn Fn(&mut dyn std::io::Read) -> Result<()>,
+    reset: &dyn Fn(),
+) -> Result<(String, u64)> {
+    let key = crate::keys::decrypt_key(job)?;
+    let manifest = &located.manifest;
+    let mut last_error = None;
+    for (dest, _) in &located.copies {
+        reset();
+        progress.start(
+            &format!("drill {} from {}", manifest.id, dest.name()),
+            Some(manifest.data.size),
+        );
+        let outcome = crate::engine::read::read_artifact(
+            dest.as_ref(),
+            manifest,
+            &key,
+            progress.clone(),
+            &mut |stream| write(stream),
+        );
+        progress.finish();
+        match outcome {
+            Ok(outcome) => return Ok((dest.name().to_string(), outcome.plaintext.size)),
+            Err(e @ (Error::Integrity { .. } | Error::Destination { .. }))
+                if located.copies.len() > 1 =>
+            {
+                tracing::warn!(job = %job.name, destination = %dest.name(), error = %e, "copy unusable, trying the next destination");
+                last_error = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| Error::NotFound(format!("no copy of {} to read", manifest.id))))
+}
+
 /// A random suffix for scratch names.
 fn nonce() -> String {
     format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
@@ -521,5 +563,49 @@ fn run_checks(job: &Job, located: &Located, scratch: &dyn Scratch, report: &mut 
         report
             .checks
             .push(assert::assertion(sql, |q| scratch.query_value(q)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_database_names_carry_host_and_pid_and_fit_identifiers() {
+        let name = scratch_db_name("Shop-Orders.eu_west_with_a_very_long_name_indeed");
+        assert!(name.len() <= 63, "{name}");
+        assert!(
+            name.starts_with("cairn_drill_shop_orders_eu_west_with_"),
+            "{name}"
+        );
+        assert!(name.contains(&format!("_{}_{}_", host_tag(), std::process::id())));
+        // This process is alive: not a leftover.
+        assert!(!is_dead_scratch_db(&name));
+        // A dead pid on this host is; another host's or a foreign name is not.
+        let dead = format!("{DB_PREFIX}shop_{}_{}_abcdef", host_tag(), i32::MAX - 1);
+        assert!(is_dead_scratch_db(&dead));
+        assert!(!is_dead_scratch_db(&format!(
+            "{DB_PREFIX}shop_000000_{}_abcdef",
+            i32::MAX - 1
+        )));
+        assert!(!is_dead_scratch_db("cairn_drill_"));
+        assert!(!is_dead_scratch_db("shop"));
+    }
+
+    #[test]
+    fn dead_scratch_paths_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = scratch_path(dir.path(), ".sqlite");
+        std::fs::write(&live, b"x").unwrap();
+        let dead = dir
+            .path()
+            .join(format!("{PATH_PREFIX}{}-abcdef", i32::MAX - 1));
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join("f"), b"x").unwrap();
+        let other = dir.path().join("unrelated");
+        std::fs::write(&other, b"x").unwrap();
+        let removed = remove_dead_scratch_paths(dir.path());
+        assert_eq!(removed.len(), 1);
+        assert!(!dead.exists() && live.exists() && other.exists());
     }
 }
