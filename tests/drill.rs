@@ -834,3 +834,27 @@ fn postgres_drill_stopped_with_sigterm_drops_its_scratch_database_before_it_exit
     );
     assert_eq!(left, "0", "the stopped drill removed its scratch database");
 }
+
+#[test]
+fn two_destinations_are_verified_after_backup_and_a_drill_uses_the_good_copy() {
+    let env = Env::new();
+    common::create_sample_db(&env.path("app.db"), 120);
+    env.write_config(
+        "[destinations.one]\nkind = \"fs\"\npath = \"one\"\n\n[destinations.two]\nkind = \"fs\"\npath = \"two\"\n\n[jobs.app]\nsource = { kind = \"sqlite\", path = \"app.db\" }\ndestinations = [\"one\", \"two\"]\nencryption = { kind = \"none\" }\ndrill = { scratch_dir = \"scratch\" }\n",
+    );
+    let (code, value) = json(&env, &["backup", "app"]);
+    assert_eq!(code, 0, "{value}");
+    let copies = value[0]["verification"]["copies"].as_array().unwrap();
+    assert_eq!(copies.len(), 2, "{value}");
+    assert!(
+        copies
+            .iter()
+            .all(|c| c["ok"] == true && c["depth"] == "full")
+    );
+    let key = value[0]["manifest"]["data"]["key"].as_str().unwrap();
+    flip_byte(&env.path("one").join(key));
+    let (code, report) = json(&env, &["drill", "app"]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["destination"], "two");
+    assert!(scratch_entries(&env.path("scratch")).is_empty());
+}

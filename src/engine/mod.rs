@@ -102,6 +102,9 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
     good.sort_by(|a, b| {
         (a.manifest.created_at, &a.manifest.id).cmp(&(b.manifest.created_at, &b.manifest.id))
     });
+    // One candidate per id: the same artifact in several destinations is one
+    // artifact (an exact id would otherwise "match several").
+    good.dedup_by(|a, b| a.manifest.id == b.manifest.id);
     // Artifacts that verification or a drill found damaged are skipped unless forced.
     let mut marked_bad = Vec::new();
     if !selector.allow_bad {
@@ -136,6 +139,9 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
         Ok(a) => a.manifest.id.clone(),
         // An id that exists only as a broken copy: report why.
         Err(Error::NotFound(message)) if selector.id.is_some() => {
+            let mut all = all.clone();
+            all.sort_by(|a, b| a.manifest.id.cmp(&b.manifest.id));
+            all.dedup_by(|a, b| a.manifest.id == b.manifest.id);
             catalog::select(&all, &job.name, selector.id.as_deref(), selector.at)?;
             return Err(Error::NotFound(message));
         }
