@@ -244,6 +244,15 @@ fn post_backup_verification_follows_the_job_setting() {
         copy["note"].as_str().unwrap().contains("identity_file"),
         "{value}"
     );
+    // A drill needs the identity, and says where to run it.
+    let out = env.cairn().args(["drill", "app"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("run it on a host that holds the key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(scratch_entries(&env.path("scratch")).is_empty());
 }
 
 #[test]

@@ -381,6 +381,12 @@ pub fn drill(
 ) -> Result<DrillReport> {
     let started = Instant::now();
     let manifest = &located.manifest;
+    // A drill decrypts: fail before creating anything on a host without the key.
+    crate::keys::decrypt_key(job).map_err(|e| {
+        Error::Crypto(format!(
+            "{e}; a drill decrypts the artifact: run it on a host that holds the key (it may share this config and the storage)"
+        ))
+    })?;
     let (mut scratch, leftovers_removed) = scratch_for(job, located)?;
     for leftover in &leftovers_removed {
         tracing::warn!(job = %job.name, "removed the scratch target of an interrupted drill: {leftover}");
