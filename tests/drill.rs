@@ -105,10 +105,20 @@ fn sqlite_good_artifact_passes_its_drill_and_is_proven_restorable() {
         "never drilled: {status}"
     );
 
+    let text = stdout(&env.cairn().arg("status").output().unwrap());
+    assert!(
+        text.contains("never drilled") && text.contains("STALE"),
+        "{text}"
+    );
     let (code, report) = json(&env, &["drill", "app"]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["ok"], true);
     assert_eq!(report["id"], id.as_str());
+    let text = stdout(&env.cairn().arg("status").output().unwrap());
+    assert!(
+        text.contains("proven:      restorable") && !text.contains("STALE"),
+        "{text}"
+    );
     assert_eq!(check(&report, "integrity_check")["detail"], "ok");
     assert_eq!(check(&report, "foreign_key_check")["ok"], true);
     assert_eq!(check(&report, "row counts")["ok"], true);
@@ -866,4 +876,40 @@ fn two_destinations_are_verified_after_backup_and_a_drill_uses_the_good_copy() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["destination"], "two");
     assert!(scratch_entries(&env.path("scratch")).is_empty());
+}
+
+#[test]
+fn damage_found_right_after_the_commit_fails_the_backup_and_marks_the_artifact_bad() {
+    let env = sqlite_env("");
+    // An `after` hook runs between the commit and the verification: it flips
+    // one stored byte, as a bad disk or a faulty store would.
+    let flip = r#"f=$(ls backups/app/app-$CAIRN_ARTIFACT_ID.sqlite*); b=$(od -An -tu1 -j200 -N1 \"$f\" | tr -d ' '); printf \"\\\\$(printf %o $((b ^ 85)))\" | dd of=\"$f\" bs=1 seek=200 conv=notrunc status=none"#;
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    env.write_config(&format!("{config}hooks = {{ after = [\"{flip}\"] }}\n"));
+    let (code, value) = json(&env, &["backup", "app"]);
+    assert_eq!(code, 1, "{value}");
+    let copy = &value[0]["verification"]["copies"][0];
+    assert_eq!(copy["ok"], false, "{value}");
+    assert!(
+        copy["error"].as_str().unwrap().contains("SHA-256"),
+        "{value}"
+    );
+    let (_, status) = json(&env, &["status", "app"]);
+    assert!(status["jobs"][0].get("newest_good").is_none(), "{status}");
+    let (_, history) = json(&env, &["history", "app"]);
+    let runs: Vec<(&str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["kind"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert!(runs.contains(&("verify", "failure")), "{runs:?}");
+    assert!(runs.contains(&("backup", "failure")), "{runs:?}");
+    let out = env
+        .cairn()
+        .args(["restore", "app", "--to"])
+        .arg(env.path("out.db"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "a bad artifact is not restored");
 }
