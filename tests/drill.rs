@@ -913,3 +913,30 @@ fn damage_found_right_after_the_commit_fails_the_backup_and_marks_the_artifact_b
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "a bad artifact is not restored");
 }
+
+#[test]
+fn postgres_drill_on_another_server_leaves_the_source_server_alone() {
+    let (env, _db) = pg_env(r#", assert = ["SELECT count(*) = 2000 FROM items"]"#);
+    let other = servers::start_postgres();
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    env.write_config(&config.replace(
+        "drill = { ",
+        &format!("drill = {{ url = \"{}\", ", other.url("postgres")),
+    ));
+    backup(&env);
+    let (code, report) = json(&env, &["drill", "app"]);
+    assert_eq!(code, 0, "{report}");
+    let target = report["target"].as_str().unwrap();
+    assert!(target.contains(&format!(":{}/", other.port)), "{target}");
+    assert!(
+        !target.contains(PASSWORD) && !target.contains("s3cret"),
+        "{target}"
+    );
+    let name = scratch_db(&report);
+    let on_other = other.sql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+    );
+    assert_eq!(on_other, "0", "dropped on the drill server");
+    assert!(!pg_exists(&name));
+}
