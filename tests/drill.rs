@@ -473,6 +473,11 @@ fn drill_settings_are_checked_with_their_position() {
         .find(|e| e.key.starts_with("drill:app:"))
         .expect("a scheduled drill");
     assert_eq!(drill.args, ["drill", "app"]);
+    let (code, status) = json(&env, &["status", "app"]);
+    assert_eq!(code, 0);
+    let schedule = &status["jobs"][0]["drill_schedule"];
+    assert_eq!(schedule["cron"], "0 5 * * *", "{status}");
+    assert!(schedule["next_run"].as_str().unwrap().ends_with("05:00:00Z"), "{status}");
 }
 
 // ---------------------------------------------------------------- PostgreSQL

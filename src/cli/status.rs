@@ -100,6 +100,17 @@ fn print_job(s: &JobStatus, now: jiff::Timestamp) {
         ),
         None => println!("  newest good: none"),
     }
+    if let Some(d) = &s.drill_schedule {
+        println!(
+            "  drills:      {} {}{}",
+            d.cron,
+            d.timezone,
+            d.next_run
+                .as_ref()
+                .map(|t| format!(", next {}", when(t)))
+                .unwrap_or_default()
+        );
+    }
     let stale = if s.drill_stale {
         "  STALE (older than drill.max_age)"
     } else {

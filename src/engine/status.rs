@@ -56,6 +56,9 @@ pub struct JobStatus {
     pub proven: Option<Proven>,
     /// `drill.max_age` is set and no drill passed within it.
     pub drill_stale: bool,
+    /// `drill.cron`, when the daemon drills the job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill_schedule: Option<ScheduleStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -196,6 +199,12 @@ pub fn job_status(
     JobStatus {
         proven,
         drill_stale,
+        drill_schedule: job.drill.schedule.as_ref().map(|s| ScheduleStatus {
+            cron: s.expression.clone(),
+            timezone: s.timezone_name.clone(),
+            tag: None,
+            next_run: if paused { None } else { s.next_after(now) },
+        }),
         job: job.name.clone(),
         paused,
         next_run: if paused {
