@@ -477,7 +477,13 @@ fn drill_settings_are_checked_with_their_position() {
     assert_eq!(code, 0);
     let schedule = &status["jobs"][0]["drill_schedule"];
     assert_eq!(schedule["cron"], "0 5 * * *", "{status}");
-    assert!(schedule["next_run"].as_str().unwrap().ends_with("05:00:00Z"), "{status}");
+    assert!(
+        schedule["next_run"]
+            .as_str()
+            .unwrap()
+            .ends_with("05:00:00Z"),
+        "{status}"
+    );
 }
 
 // ---------------------------------------------------------------- PostgreSQL
