@@ -338,6 +338,32 @@ fn make_writable(path: &Path) {
     }
 }
 
+/// Free bytes for an unprivileged user in the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value for the call to fill in.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c_path is NUL-terminated and `stat` outlives the call.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+/// Refuses a local drill that cannot fit: the restore needs the plaintext size.
+fn check_space(dir: &Path, needed: u64) -> Result<()> {
+    match free_bytes(dir) {
+        Some(free) if free < needed => Err(Error::Target {
+            path: dir.to_path_buf(),
+            message: format!(
+                "the drill needs {needed} bytes of scratch space and only {free} are free here; set drill.scratch_dir to a bigger folder"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The scratch target for `job`'s artifact, with leftovers of killed drills removed.
 fn scratch_for(job: &Job, located: &Located) -> Result<(Box<dyn Scratch>, Vec<String>)> {
     let manifest = &located.manifest;
@@ -345,11 +371,18 @@ fn scratch_for(job: &Job, located: &Located) -> Result<(Box<dyn Scratch>, Vec<St
         "sqlite" => {
             let dir = job.drill.scratch_dir();
             let leftovers = remove_dead_scratch_paths(&dir);
-            Ok((Box::new(sqlite::SqliteScratch::new(&dir)?), leftovers))
+            let scratch = sqlite::SqliteScratch::new(&dir)?;
+            check_space(&dir, manifest.plaintext.size)?;
+            Ok((Box::new(scratch), leftovers))
         }
         "files" => {
             let dir = job.drill.scratch_dir();
             let leftovers = remove_dead_scratch_paths(&dir);
+            crate::store::fs::ensure_dir(&dir).ok();
+            check_space(
+                &dir,
+                manifest.source.facts["file_bytes"].as_u64().unwrap_or(0),
+            )?;
             Ok((
                 Box::new(files::FilesScratch::new(&dir, &manifest.source.facts)?),
                 leftovers,
@@ -596,6 +629,15 @@ mod tests {
         )));
         assert!(!is_dead_scratch_db("cairn_drill_"));
         assert!(!is_dead_scratch_db("shop"));
+    }
+
+    #[test]
+    fn a_drill_that_cannot_fit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_bytes(dir.path()).is_some_and(|b| b > 0));
+        assert!(check_space(dir.path(), 1).is_ok());
+        let err = check_space(dir.path(), u64::MAX).unwrap_err().to_string();
+        assert!(err.contains("drill.scratch_dir"), "{err}");
     }
 
     #[test]
