@@ -420,6 +420,7 @@ fn folder_drill_checks_count_size_and_every_file_hash() {
         "{config}drill = {{ scratch_dir = \"scratch\" }}\n"
     ));
     let id = backup(&env);
+    assert_eq!(drill_finding(&env)["level"], "ok");
     let (code, report) = json(&env, &["drill", "app"]);
     assert_eq!(code, 0, "{report}");
     assert_eq!(
@@ -520,6 +521,17 @@ fn pg_exists(db: &str) -> bool {
     ) == "1"
 }
 
+fn drill_finding(env: &Env) -> Value {
+    let (_, checked) = json(env, &["check"]);
+    checked["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subject"] == "job `app` drill")
+        .cloned()
+        .unwrap_or_else(|| panic!("no drill finding: {checked}"))
+}
+
 fn scratch_db(report: &Value) -> String {
     report["target"]
         .as_str()
@@ -542,6 +554,14 @@ fn postgres_good_artifact_passes_its_drill_and_the_scratch_database_is_dropped()
     let name = scratch_db(&report);
     assert!(name.starts_with("cairn_drill_app_"), "{name}");
     assert!(!pg_exists(&name), "scratch database {name} was not dropped");
+    let finding = drill_finding(&env);
+    assert_eq!(finding["level"], "ok", "{finding}");
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains("may create scratch databases")
+    );
     assert!(!report["target"].as_str().unwrap().contains(PASSWORD));
     assert_eq!(check(&report, "indexes")["ok"], true);
     assert_eq!(check(&report, "row counts")["ok"], true, "{report}");
@@ -950,4 +970,20 @@ fn postgres_drill_on_another_server_leaves_the_source_server_alone() {
     );
     assert_eq!(on_other, "0", "dropped on the drill server");
     assert!(!pg_exists(&name));
+}
+
+#[test]
+fn check_reports_a_scratch_folder_that_cannot_be_used() {
+    let env = sqlite_env("");
+    std::fs::write(env.path("scratch"), "not a folder").unwrap();
+    let finding = drill_finding(&env);
+    assert_eq!(finding["level"], "fail", "{finding}");
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains("drill.scratch_dir")
+    );
+    let out = env.cairn().args(["drill", "app"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }

@@ -12,6 +12,8 @@ pub const DEFAULT_ROW_COUNT_TOLERANCE: f64 = 0.1;
 /// `drill = { … }`, validated.
 #[derive(Debug, Clone, Default)]
 pub struct Drill {
+    /// The job has a `drill` table.
+    pub configured: bool,
     pub schedule: Option<Schedule>,
     pub assert: Vec<String>,
     pub expect_tables: Vec<String>,
@@ -108,6 +110,7 @@ pub(super) fn drill(
         return Err(fail(at, "drill.scratch_dir", "must name a folder".into()));
     }
     Ok(Drill {
+        configured: true,
         schedule,
         assert: raw.assert,
         expect_tables: raw.expect_tables,

@@ -404,6 +404,58 @@ fn scratch_for(job: &Job, located: &Located) -> Result<(Box<dyn Scratch>, Vec<St
     }
 }
 
+/// For `cairn check`: whether a configured drill of `job` can create its
+/// scratch target on this host; `None` when the job has no `drill` table.
+pub fn readiness(job: &Job) -> Option<(bool, String)> {
+    if !job.drill.configured {
+        return None;
+    }
+    Some(match &job.source {
+        crate::config::SourceConfig::Sqlite { .. } | crate::config::SourceConfig::Files { .. } => {
+            let dir = job.drill.scratch_dir();
+            let probe = scratch_path(&dir, ".probe");
+            match crate::store::fs::ensure_dir(&dir)
+                .and_then(|()| crate::store::fs::create_private(&probe).map(drop))
+            {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&probe);
+                    let free = free_bytes(&dir).unwrap_or(0);
+                    (
+                        true,
+                        format!(
+                            "scratch folder {} is writable ({free} bytes free)",
+                            dir.display()
+                        ),
+                    )
+                }
+                Err(e) => (
+                    false,
+                    format!(
+                        "scratch folder {} cannot be written: {e} (set drill.scratch_dir)",
+                        dir.display()
+                    ),
+                ),
+            }
+        }
+        crate::config::SourceConfig::Postgres { .. } => {
+            let probe = postgres::PgScratch::can_create(job);
+            match probe {
+                Ok(server) => (true, format!("may create scratch databases on {server}")),
+                Err(e) => (false, e.to_string()),
+            }
+        }
+        crate::config::SourceConfig::Mysql { .. } => {
+            match mysql::MyScratch::new(job).and_then(|s| s.reachable()) {
+                Ok(server) => (true, format!("scratch databases go to {server}")),
+                Err(e) => (false, e.to_string()),
+            }
+        }
+        crate::config::SourceConfig::Command { .. } => {
+            (false, "command jobs cannot be drilled".to_string())
+        }
+    })
+}
+
 /// Drills the located artifact of `job`. Damage found in the artifact marks it
 /// bad in `store`; failed assertions fail the drill but leave the artifact good.
 pub fn drill(

@@ -55,6 +55,12 @@ impl MyScratch {
         })
     }
 
+    /// The drill's server answers; its URL without the scratch database.
+    pub fn reachable(&self) -> Result<String> {
+        self.conn.query(None, "SELECT 1")?;
+        Ok(self.conn.with_database("").display())
+    }
+
     pub fn remove_dead(&self) -> Vec<String> {
         let Ok(text) = self.conn.query(
             None,

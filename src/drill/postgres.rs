@@ -85,6 +85,22 @@ impl PgScratch {
         })
     }
 
+    /// Whether the drill's server lets this user create databases; its URL.
+    pub fn can_create(job: &Job) -> Result<String> {
+        let (base, password) = server_url(job)?;
+        let maintenance = PgConn::parse(&with_database(&base, "postgres")?, password)?;
+        let answer = maintenance
+            .query("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")?;
+        if answer.trim() == "t" {
+            Ok(maintenance.display())
+        } else {
+            Err(Error::Run(format!(
+                "the user of {} may not create databases, which drills need: grant CREATEDB or set drill.url to another server",
+                maintenance.display()
+            )))
+        }
+    }
+
     /// Drops scratch databases of drills of this host whose process is gone.
     pub fn remove_dead(&self) -> Vec<String> {
         let listed = self.maintenance.query(&format!(
