@@ -692,10 +692,8 @@ fn postgres_drill_killed_with_sigkill_leaves_a_scratch_database_that_the_next_dr
     );
     let (code, report) = json_with(&env, &["drill", "app"], "0");
     assert_eq!(code, 0, "{report}");
-    assert!(
-        report["leftovers_removed"].to_string().contains(&left[0]),
-        "{report}"
-    );
+    // The next drill (this one, or a parallel test's on the same server, which
+    // may get there first) drops the leftover.
     assert!(!pg_exists(&left[0]), "the leftover {} was dropped", left[0]);
     assert!(!pg_exists(&scratch_db(&report)));
 }
@@ -854,10 +852,8 @@ fn mariadb_drill_killed_with_sigkill_leaves_a_scratch_database_that_the_next_dri
     );
     let (code, report) = json_with(&env, &["drill", "app"], "0");
     assert_eq!(code, 0, "{report}");
-    assert!(
-        report["leftovers_removed"].to_string().contains(&left[0]),
-        "{report}"
-    );
+    // The next drill (this one, or a parallel test's on the same server, which
+    // may get there first) drops the leftover.
     assert!(!my_exists(&left[0]));
 }
 
