@@ -8,6 +8,7 @@
 pub mod cancel;
 pub mod cli;
 pub mod config;
+pub mod drill;
 pub mod engine;
 pub mod error;
 pub mod keys;

@@ -507,11 +507,14 @@ fn a_host_without_the_identity_verifies_stored_bytes_only_and_cannot_restore() {
     bytes[middle] ^= 0x40;
     std::fs::write(&data, &bytes).unwrap();
 
-    // With the identity the same artifact verifies fully and restores.
+    // With the identity the same artifact verifies fully and restores. The
+    // failed verification marked it bad, so it is named; verifying it cleanly
+    // clears the mark.
     env.write_config(&with_identity);
+    let id = entry["id"].as_str().unwrap();
     let out = env
         .cairn()
-        .args(["verify", "app", "--json"])
+        .args(["verify", "app", id, "--json"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

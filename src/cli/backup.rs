@@ -1,6 +1,6 @@
 use crate::Result;
 use crate::engine::backup::{self, BackupOptions};
-use crate::engine::{prune, runs};
+use crate::engine::{prune, runs, verify};
 use crate::state::{RunKind, StateStore};
 
 use super::{Context, TriggerArg, output};
@@ -46,7 +46,12 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
             }
         };
         let result = runs::recorded(store, &job.name, RunKind::Backup, trigger, || {
-            backup::backup(&config, job, &options, output::progress(context.progress))
+            crate::engine::validate::before_backup(job, store, trigger)?;
+            let progress = output::progress(context.progress);
+            let mut report = backup::backup(&config, job, &options, progress.clone())?;
+            report.verification =
+                verify::after_backup(&config, job, &report.id, store, trigger, progress);
+            Ok(report)
         });
         match result {
             Ok(report) => {
@@ -118,5 +123,15 @@ fn print_report(report: &backup::BackupReport) {
     }
     for e in &report.hook_errors {
         println!("  hook FAILED: {e}");
+    }
+    for c in report.verification.iter().flat_map(|v| &v.copies) {
+        match (&c.error, &c.note) {
+            (Some(e), _) => println!("  verify FAILED in {}: {e}", c.destination),
+            (None, Some(note)) => println!("  verified in {}: {note}", c.destination),
+            (None, None) => println!(
+                "  verified in {}: stored bytes and plaintext match",
+                c.destination
+            ),
+        }
     }
 }

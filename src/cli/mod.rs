@@ -4,6 +4,7 @@
 mod backup;
 mod check;
 mod daemon;
+mod drill;
 mod gc;
 mod history;
 mod init;
@@ -13,8 +14,10 @@ mod output;
 mod prune;
 mod quickstart;
 mod read;
+mod report;
 mod status;
 mod systemd;
+mod validate;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -87,6 +90,12 @@ enum Command {
     Check(check::Args),
     /// Delete artifacts the retention policy does not keep (shows keep/delete and why)
     Prune(prune::Args),
+    /// Restore an artifact into a scratch target and check it (integrity, row counts, assertions)
+    Drill(drill::Args),
+    /// Check live data: integrity checks and the job's validation rules
+    Validate(validate::Args),
+    /// Integrity report over all jobs: newest good artifact, last verification, drill, validation
+    Report(report::Args),
     /// Remove leftovers of interrupted backups (data without manifest, unfinished uploads)
     Gc(gc::Args),
     /// Run every job on its schedules until stopped (SIGHUP reloads, SIGTERM stops)
@@ -151,6 +160,9 @@ pub fn main() -> ExitCode {
         Command::Restore(args) => read::restore(&context, args),
         Command::Check(args) => check::run(&context, args),
         Command::Prune(args) => prune::run(&context, args),
+        Command::Drill(args) => drill::run(&context, args),
+        Command::Validate(args) => validate::run(&context, args),
+        Command::Report(args) => report::run(&context, args),
         Command::Gc(args) => gc::run(&context, args),
         Command::Daemon(args) => daemon::run(&context, args),
         Command::Reload(args) => daemon::reload(&context, args),

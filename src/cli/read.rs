@@ -23,8 +23,10 @@ pub struct Which {
 }
 
 impl Which {
-    fn selector(&self) -> Result<Selector> {
+    /// `allow_bad`: artifacts marked bad by verification or a drill may be chosen.
+    fn selector(&self, allow_bad: bool) -> Result<Selector> {
         Ok(Selector {
+            allow_bad,
             id: self.id.clone(),
             at: self
                 .at
@@ -60,7 +62,8 @@ pub struct RestoreArgs {
     /// Check everything and say what would happen, writing nothing
     #[arg(long)]
     dry_run: bool,
-    /// Replace an existing target (files: kept as a safety copy; databases: restore into a non-empty one)
+    /// Replace an existing target (files: kept as a safety copy; databases: restore into a non-empty one);
+    /// also allows an artifact that verification or a drill marked bad
     #[arg(long)]
     force: bool,
     /// Databases: drop the target's objects first (pg_restore --clean --if-exists; MySQL: re-create the database)
@@ -71,8 +74,24 @@ pub struct RestoreArgs {
 pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
     let config = context.load()?;
     let job = config.job(&args.which.job)?;
-    let located = engine::locate(&config, job, &args.which.selector()?)?;
-    let report = verify::verify(job, &located, output::progress(context.progress))?;
+    // Naming an artifact re-verifies it even when it was marked bad.
+    let allow_bad = args.which.id.is_some();
+    let store = crate::state::open_or_warn(&config);
+    let selector = args.which.selector(allow_bad)?;
+    let report = engine::runs::recorded(
+        store.as_deref(),
+        &job.name,
+        crate::state::RunKind::Verify,
+        crate::state::Trigger::Manual,
+        || {
+            let located = engine::locate(&config, job, &selector)?;
+            verify::verify(job, &located, output::progress(context.progress))
+        },
+    )?;
+    if let Some(store) = store.as_deref() {
+        verify::mark_if_damaged(store, &report, "verification");
+        verify::clear_if_verified(store, &report);
+    }
     if context.json {
         output::print_json(&report);
     } else {
@@ -99,7 +118,7 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
 pub fn cat(context: &Context, args: CatArgs) -> Result<u8> {
     let config = context.load()?;
     let job = config.job(&args.which.job)?;
-    let located = engine::locate(&config, job, &args.which.selector()?)?;
+    let located = engine::locate(&config, job, &args.which.selector(false)?)?;
     let key = crate::keys::decrypt_key(job)?;
     let (dest, _) = located
         .copies
@@ -166,7 +185,7 @@ fn restore_located(
     args: RestoreArgs,
     progress: std::sync::Arc<dyn crate::progress::Progress>,
 ) -> Result<restore::RestoreReport> {
-    let located = engine::locate(config, job, &args.which.selector()?)?;
+    let located = engine::locate(config, job, &args.which.selector(args.force)?)?;
     let kind = located.manifest.source.kind.clone();
     Ok(match (kind.as_str(), args.to) {
         ("command", None) => {

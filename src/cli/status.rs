@@ -100,6 +100,36 @@ fn print_job(s: &JobStatus, now: jiff::Timestamp) {
         ),
         None => println!("  newest good: none"),
     }
+    if let Some(d) = &s.drill_schedule {
+        println!(
+            "  drills:      {} {}{}",
+            d.cron,
+            d.timezone,
+            d.next_run
+                .as_ref()
+                .map(|t| format!(", next {}", when(t)))
+                .unwrap_or_default()
+        );
+    }
+    let stale = if s.drill_stale {
+        "  STALE (older than drill.max_age)"
+    } else {
+        ""
+    };
+    match &s.proven {
+        Some(p) => println!(
+            "  proven:      restorable {} by a drill of {}{}{stale}",
+            ago(p.age_seconds),
+            p.artifact_id.as_deref().unwrap_or("?"),
+            p.restore_seconds
+                .map(|t| format!(" (restore took {t:.1}s)"))
+                .unwrap_or_default()
+        ),
+        None => println!(
+            "  proven:      never drilled (`cairn drill {}`){stale}",
+            s.job
+        ),
+    }
     let count: usize = s.destinations.iter().map(|d| d.artifacts).sum();
     println!(
         "  stored:      {} in {} artifact copies",

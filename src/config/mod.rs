@@ -4,6 +4,7 @@
 //! resolved against the folder that holds it, so a config means the same thing
 //! whichever directory cairn is started from.
 
+mod drill;
 mod interpolate;
 mod schema;
 pub mod template;
@@ -13,10 +14,12 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
+pub use drill::{DEFAULT_ROW_COUNT_TOLERANCE, Drill, Validate};
 pub use interpolate::substitute;
 pub use schema::{
     CatchUp, CompressionKind, DaemonConfig, DestinationConfig, EncryptionConfig, Hooks, JobConfig,
-    PassphraseSource, PgFormat, PgScope, RetentionConfig, Secret, SourceConfig, Transfer,
+    PassphraseSource, PgFormat, PgScope, RetentionConfig, RuleConfig, Secret, SourceConfig,
+    Transfer, VerifyMode,
 };
 
 use crate::retention::Policy;
@@ -94,6 +97,9 @@ pub struct Job {
     /// Policies that replace `retention` in particular destinations.
     pub destination_retention: IndexMap<String, Policy>,
     pub prune_on_failure: bool,
+    pub verify: VerifyMode,
+    pub drill: Drill,
+    pub validate: Validate,
 }
 
 impl Job {
@@ -524,7 +530,26 @@ fn validate_job(
         destination_retention.insert(dest.clone(), policy.policy());
     }
 
+    let drill = drill::drill(
+        job.drill
+            .clone()
+            .map(|s| (s.get_ref().clone(), s.span().start)),
+        &source,
+        &job_timezone,
+        base,
+        &fail,
+    )?;
+    let validate = drill::validate(
+        job.validate
+            .clone()
+            .map(|s| (s.get_ref().clone(), s.span().start)),
+        &source,
+        &fail,
+    )?;
     Ok(Job {
+        verify: job.verify,
+        drill,
+        validate,
         name,
         source,
         destinations: dest_names,

@@ -220,6 +220,77 @@ pub struct JobConfig {
     /// Prune even when the job's latest backup failed.
     #[serde(default)]
     pub prune_on_failure: bool,
+    /// Read-back after each backup: `full` (default), `quick` or `off`.
+    #[serde(default)]
+    pub verify: VerifyMode,
+    /// Restore drills: scratch restores checked by integrity checks and assertions.
+    #[serde(default)]
+    pub drill: Option<Spanned<DrillConfig>>,
+    /// Live data validation rules (`cairn validate`, optionally before each backup).
+    #[serde(default)]
+    pub validate: Option<Spanned<ValidateConfig>>,
+}
+
+/// What the backup reads back after committing an artifact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// Every copy: stored SHA-256, decrypt, decompress, plaintext SHA-256.
+    #[default]
+    Full,
+    /// Every copy: size and stored SHA-256 only.
+    Quick,
+    Off,
+}
+
+/// `drill = { … }` of a job.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillConfig {
+    /// When the daemon drills the newest artifact.
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub cron: Option<String>,
+    /// SQL expressions run on the restored database; each must return true.
+    #[serde(default, deserialize_with = "interp::strings")]
+    pub assert: Vec<String>,
+    /// Tables the restored database must hold.
+    #[serde(default, deserialize_with = "interp::strings")]
+    pub expect_tables: Vec<String>,
+    /// Allowed relative difference of a table's row count from the manifest (default 0.1).
+    pub row_count_tolerance: Option<f64>,
+    /// Another server for the scratch database (default: the source's server).
+    #[serde(default)]
+    pub url: Option<Secret>,
+    /// A job whose last good drill is older than this is reported as stale.
+    #[serde(default, deserialize_with = "interp::opt_duration")]
+    pub max_age: Option<std::time::Duration>,
+    /// Folder for scratch files and folders (default: the system temp dir).
+    #[serde(default, deserialize_with = "interp::opt_path")]
+    pub scratch_dir: Option<PathBuf>,
+}
+
+/// `validate = { … }` of a job.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateConfig {
+    /// Validate before each backup; a failing blocking rule refuses the backup.
+    #[serde(default)]
+    pub before_backup: bool,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// A query that must return no rows.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    #[serde(deserialize_with = "interp::string")]
+    pub name: String,
+    #[serde(deserialize_with = "interp::string")]
+    pub sql: String,
+    /// A backup (with `before_backup`) is refused while this rule fails.
+    #[serde(default)]
+    pub blocking: bool,
 }
 
 /// `[state]`: where the history, pauses and schedule marks are kept.

@@ -53,6 +53,9 @@ pub struct BackupReport {
     /// `after` hooks that failed (the artifact itself is committed).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hook_errors: Vec<String>,
+    /// The read-back after the commit (`verify` of the job; none when `off`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<super::verify::VerifyReport>,
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -66,6 +69,16 @@ impl crate::engine::runs::Summary for BackupReport {
             .iter()
             .filter_map(|d| d.error.as_ref().map(|e| format!("{}: {e}", d.destination)))
             .chain(self.hook_errors.iter().cloned())
+            .chain(
+                self.verification
+                    .iter()
+                    .flat_map(|v| &v.copies)
+                    .filter_map(|c| {
+                        c.error
+                            .as_ref()
+                            .map(|e| format!("verification in {}: {e}", c.destination))
+                    }),
+            )
             .collect();
         crate::state::RunEnd {
             success: !self.failed(),
@@ -89,7 +102,9 @@ impl BackupReport {
 
     /// The run should be reported as failed (exit code 1).
     pub fn failed(&self) -> bool {
-        self.partially_failed() || !self.hook_errors.is_empty()
+        self.partially_failed()
+            || !self.hook_errors.is_empty()
+            || self.verification.as_ref().is_some_and(|v| !v.ok())
     }
 }
 
@@ -336,6 +351,7 @@ fn run(
         destinations: outcomes,
         duration: started.elapsed(),
         hook_errors: Vec::new(),
+        verification: None,
     })
 }
 

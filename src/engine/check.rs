@@ -49,6 +49,13 @@ pub fn check(config: &Config, jobs: &[&Job]) -> Vec<Finding> {
     for job in jobs {
         findings.push(check_source(job));
         findings.extend(check_keys(job));
+        findings.extend(crate::drill::readiness(job).map(|(ok, message)| {
+            finding(
+                format!("job `{}` drill", job.name),
+                if ok { Level::Ok } else { Level::Fail },
+                message,
+            )
+        }));
     }
     findings
 }

@@ -8,10 +8,12 @@ pub mod hooks;
 pub mod list;
 pub mod prune;
 pub mod read;
+pub mod report;
 pub mod restore;
 pub mod restore_server;
 pub mod runs;
 pub mod status;
+pub mod validate;
 pub mod verify;
 
 use crate::config::{Config, Job};
@@ -37,6 +39,8 @@ pub struct Selector {
     pub at: Option<jiff::Timestamp>,
     /// Read only from this destination.
     pub from: Option<String>,
+    /// Also choose artifacts that verification or a drill marked bad (`--force`).
+    pub allow_bad: bool,
 }
 
 /// Opens the destinations to read `job` from: `from` alone, or all of the job's.
@@ -98,10 +102,46 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
     good.sort_by(|a, b| {
         (a.manifest.created_at, &a.manifest.id).cmp(&(b.manifest.created_at, &b.manifest.id))
     });
+    // One candidate per id: the same artifact in several destinations is one
+    // artifact (an exact id would otherwise "match several").
+    good.dedup_by(|a, b| a.manifest.id == b.manifest.id);
+    // Artifacts that verification or a drill found damaged are skipped unless forced.
+    let mut marked_bad = Vec::new();
+    if !selector.allow_bad {
+        let marks = crate::state::open_or_warn(config)
+            .and_then(|store| store.artifact_marks(&job.name).ok())
+            .unwrap_or_default();
+        good.retain(|a| match marks.get(&a.manifest.id) {
+            Some(mark) if mark.bad => {
+                marked_bad.push((a.clone(), mark.clone()));
+                false
+            }
+            _ => true,
+        });
+        if let Some(id) = selector.id.as_deref()
+            && let Some((a, mark)) = marked_bad
+                .iter()
+                .find(|(a, _)| a.manifest.id == id || a.manifest.id.starts_with(id))
+            && !good.iter().any(|g| g.manifest.id.starts_with(id))
+        {
+            return Err(Error::Integrity {
+                job: job.name.clone(),
+                id: a.manifest.id.clone(),
+                message: format!(
+                    "it was marked bad on {}: {}; pass --force to use it anyway",
+                    mark.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    mark.reason
+                ),
+            });
+        }
+    }
     let chosen_id = match catalog::select(&good, &job.name, selector.id.as_deref(), selector.at) {
         Ok(a) => a.manifest.id.clone(),
         // An id that exists only as a broken copy: report why.
         Err(Error::NotFound(message)) if selector.id.is_some() => {
+            let mut all = all.clone();
+            all.sort_by(|a, b| a.manifest.id.cmp(&b.manifest.id));
+            all.dedup_by(|a, b| a.manifest.id == b.manifest.id);
             catalog::select(&all, &job.name, selector.id.as_deref(), selector.at)?;
             return Err(Error::NotFound(message));
         }
@@ -133,6 +173,25 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
                 artifact.destination.clone(),
                 format!("{what}: {} is damaged: {problem}", artifact.manifest.id),
             ));
+        }
+    }
+    if selector.id.is_none() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (artifact, mark) in &marked_bad {
+            let newer = chosen_at.is_some_and(|at| artifact.manifest.created_at > at)
+                && selector
+                    .at
+                    .is_none_or(|limit| artifact.manifest.created_at <= limit);
+            if newer && seen.insert(artifact.manifest.id.clone()) {
+                tracing::warn!(job = %job.name, "a newer artifact {} is marked bad, skipped: {}", artifact.manifest.id, mark.reason);
+                damaged.push((
+                    artifact.destination.clone(),
+                    format!(
+                        "a newer artifact, skipped: {} is marked bad: {}",
+                        artifact.manifest.id, mark.reason
+                    ),
+                ));
+            }
         }
     }
     let mut copies = Vec::new();

@@ -51,6 +51,69 @@ pub struct JobStatus {
     pub newest_good: Option<NewestGood>,
     pub stored_bytes: u64,
     pub destinations: Vec<DestinationStatus>,
+    /// The last drill that passed: when the job was last proven restorable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proven: Option<Proven>,
+    /// `drill.max_age` is set and no drill passed within it.
+    pub drill_stale: bool,
+    /// `drill.cron`, when the daemon drills the job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drill_schedule: Option<ScheduleStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Proven {
+    pub at: jiff::Timestamp,
+    pub age_seconds: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_id: Option<String>,
+    /// The measured time to restore.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_seconds: Option<f64>,
+}
+
+/// The newest run of `kind` for `job` (with `status`, when given).
+pub fn latest_run(
+    store: Option<&dyn StateStore>,
+    job: &str,
+    kind: RunKind,
+    status: Option<RunStatus>,
+) -> Option<RunRecord> {
+    store?
+        .runs(&RunFilter {
+            job: Some(job.to_string()),
+            kind: Some(kind),
+            status,
+            limit: Some(1),
+            with_log: false,
+        })
+        .ok()?
+        .into_iter()
+        .next()
+}
+
+/// When `job` was last proven restorable, and whether that is older than `drill.max_age`.
+pub fn proven(
+    job: &Job,
+    store: Option<&dyn StateStore>,
+    now: jiff::Timestamp,
+) -> (Option<Proven>, bool) {
+    let proven =
+        latest_run(store, &job.name, RunKind::Drill, Some(RunStatus::Success)).map(|r| Proven {
+            age_seconds: now.as_second() - r.started_at.as_second(),
+            at: r.started_at,
+            artifact_id: r.artifact_id.clone(),
+            restore_seconds: r
+                .details
+                .as_ref()
+                .and_then(|d| d["restore_seconds"].as_f64()),
+        });
+    let stale = job.drill.max_age.is_some_and(|max| {
+        proven
+            .as_ref()
+            .is_none_or(|p| p.age_seconds > max.as_secs() as i64)
+    });
+    (proven, stale)
 }
 
 fn latest(
@@ -132,7 +195,16 @@ pub fn job_status(
             },
         });
     }
+    let (proven, drill_stale) = proven(job, store, now);
     JobStatus {
+        proven,
+        drill_stale,
+        drill_schedule: job.drill.schedule.as_ref().map(|s| ScheduleStatus {
+            cron: s.expression.clone(),
+            timezone: s.timezone_name.clone(),
+            tag: None,
+            next_run: if paused { None } else { s.next_after(now) },
+        }),
         job: job.name.clone(),
         paused,
         next_run: if paused {

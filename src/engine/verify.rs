@@ -20,6 +20,9 @@ pub struct CopyVerdict {
     pub note: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The copy is damaged (not merely unreachable).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub damaged: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,8 +50,48 @@ fn verification_key(job: &Job) -> Result<std::result::Result<DecryptKey, String>
     }
 }
 
+impl super::runs::Summary for VerifyReport {
+    fn run_end(&self) -> crate::state::RunEnd {
+        let errors: Vec<String> = self
+            .copies
+            .iter()
+            .filter_map(|c| c.error.as_ref().map(|e| format!("{}: {e}", c.destination)))
+            .collect();
+        crate::state::RunEnd {
+            success: self.ok(),
+            bytes: None,
+            artifact_id: Some(self.id.clone()),
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
+            details: serde_json::to_value(self).ok(),
+        }
+    }
+}
+
+/// How deep a verification reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Stored bytes, then decrypt and decompress and check the plaintext (where
+    /// this host holds the key; else the stored bytes and the age header).
+    Full,
+    /// Size and SHA-256 of the stored bytes only.
+    Quick,
+}
+
 pub fn verify(job: &Job, located: &Located, progress: Arc<dyn Progress>) -> Result<VerifyReport> {
-    let key = verification_key(job)?;
+    verify_with(job, located, Depth::Full, progress)
+}
+
+pub fn verify_with(
+    job: &Job,
+    located: &Located,
+    depth: Depth,
+    progress: Arc<dyn Progress>,
+) -> Result<VerifyReport> {
+    let key = match depth {
+        Depth::Full => verification_key(job)?,
+        Depth::Quick => Err("quick: size and SHA-256 of the stored bytes only".to_string()),
+    };
+    let age_header = depth == Depth::Full;
     let manifest = &located.manifest;
     let mut copies = Vec::new();
     for (dest, _) in &located.copies {
@@ -65,7 +108,7 @@ pub fn verify(job: &Job, located: &Located, progress: Arc<dyn Progress>) -> Resu
                 &mut read::discard,
             )
             .map(|_| ("full", None)),
-            Err(note) => verify_stored(dest.as_ref(), manifest, progress.clone())
+            Err(note) => verify_stored(dest.as_ref(), manifest, age_header, progress.clone())
                 .map(|_| ("stored-only", Some(note.clone()))),
         };
         progress.finish();
@@ -76,6 +119,7 @@ pub fn verify(job: &Job, located: &Located, progress: Arc<dyn Progress>) -> Resu
                 depth,
                 note,
                 error: None,
+                damaged: false,
             },
             Err(e) => {
                 tracing::error!(job = %job.name, id = %manifest.id, destination = %dest.name(), error = %e, "verification failed");
@@ -84,18 +128,21 @@ pub fn verify(job: &Job, located: &Located, progress: Arc<dyn Progress>) -> Resu
                     ok: false,
                     depth: "full",
                     note: None,
+                    damaged: matches!(e, Error::Integrity { .. }),
                     error: Some(e.to_string()),
                 }
             }
         });
     }
-    for (name, reason) in located.unreachable.iter().chain(&located.damaged) {
+    let unreachable = located.unreachable.iter().map(|u| (u, false));
+    for ((name, reason), damaged) in unreachable.chain(located.damaged.iter().map(|d| (d, true))) {
         copies.push(CopyVerdict {
             destination: name.clone(),
             ok: false,
             depth: "full",
             note: None,
             error: Some(reason.clone()),
+            damaged: damaged && reason.starts_with("this copy"),
         });
     }
     Ok(VerifyReport {
@@ -109,6 +156,7 @@ pub fn verify(job: &Job, located: &Located, progress: Arc<dyn Progress>) -> Resu
 fn verify_stored(
     dest: &dyn crate::store::Destination,
     manifest: &crate::store::Manifest,
+    age_header: bool,
     progress: Arc<dyn Progress>,
 ) -> Result<()> {
     let stored = crate::progress::CountingReader {
@@ -132,7 +180,107 @@ fn verify_stored(
             manifest.data.key, digest.size, manifest.data.size, manifest.data.sha256
         )));
     }
-    age::Decryptor::new_buffered(std::io::BufReader::new(dest.open(&manifest.data.key)?))
-        .map_err(|e| damaged(format!("the age header cannot be read: {e}")))?;
+    if age_header && manifest.encryption.kind == crate::pipeline::EncryptionKind::Age {
+        age::Decryptor::new_buffered(std::io::BufReader::new(dest.open(&manifest.data.key)?))
+            .map_err(|e| damaged(format!("the age header cannot be read: {e}")))?;
+    }
     Ok(())
+}
+
+/// Verifies a just-committed artifact as the job's `verify` says (`off`: `None`),
+/// recorded as a verify run. A copy that fails marks the artifact bad.
+pub fn after_backup(
+    config: &crate::config::Config,
+    job: &Job,
+    id: &str,
+    store: Option<&dyn crate::state::StateStore>,
+    trigger: crate::state::Trigger,
+    progress: Arc<dyn Progress>,
+) -> Option<VerifyReport> {
+    let depth = match job.verify {
+        crate::config::VerifyMode::Off => return None,
+        crate::config::VerifyMode::Quick => Depth::Quick,
+        crate::config::VerifyMode::Full => Depth::Full,
+    };
+    let result = super::runs::recorded(
+        store,
+        &job.name,
+        crate::state::RunKind::Verify,
+        trigger,
+        || {
+            let selector = super::Selector {
+                id: Some(id.to_string()),
+                ..super::Selector::default()
+            };
+            let located = super::locate(config, job, &selector)?;
+            verify_with(job, &located, depth, progress)
+        },
+    );
+    if let Some(store) = store {
+        match &result {
+            Ok(report) => mark_if_damaged(store, report, "verification after backup"),
+            Err(e @ Error::Integrity { .. }) => crate::drill::mark_bad(
+                store,
+                &job.name,
+                id,
+                &format!("verification after backup: {e}"),
+            ),
+            Err(_) => {}
+        }
+    }
+    Some(result.unwrap_or_else(|e| {
+        tracing::error!(job = %job.name, id = %id, error = %e, "verification after backup failed");
+        VerifyReport {
+            job: job.name.clone(),
+            id: id.to_string(),
+            copies: vec![CopyVerdict {
+                destination: String::new(),
+                ok: false,
+                depth: "full",
+                note: None,
+                damaged: matches!(e, Error::Integrity { .. }),
+                error: Some(e.to_string()),
+            }],
+        }
+    }))
+}
+
+/// Marks the artifact bad when a copy was found damaged (an unreachable
+/// destination is not damage).
+pub fn mark_if_damaged(store: &dyn crate::state::StateStore, report: &VerifyReport, what: &str) {
+    let damaged: Vec<String> = report
+        .copies
+        .iter()
+        .filter(|c| c.damaged)
+        .filter_map(|c| c.error.as_ref().map(|e| format!("{}: {e}", c.destination)))
+        .collect();
+    if !damaged.is_empty() {
+        crate::drill::mark_bad(
+            store,
+            &report.job,
+            &report.id,
+            &format!("{what}: {}", damaged.join("; ")),
+        );
+    }
+}
+
+/// Clears a mark that an earlier verification set, once the artifact verified
+/// fully and cleanly again (the damage was transient or repaired). Marks from
+/// drills stay: only a passing drill clears those.
+pub fn clear_if_verified(store: &dyn crate::state::StateStore, report: &VerifyReport) {
+    if !report.ok() || report.copies.iter().any(|c| c.depth != "full") {
+        return;
+    }
+    let marks = store.artifact_marks(&report.job).unwrap_or_default();
+    if let Some(mark) = marks.get(&report.id)
+        && mark.bad
+        && mark.reason.starts_with("verification")
+    {
+        crate::drill::clear_mark(
+            store,
+            &report.job,
+            &report.id,
+            "verified again: every copy matches",
+        );
+    }
 }

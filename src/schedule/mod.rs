@@ -22,7 +22,17 @@ pub fn entries(config: &Config) -> Vec<Entry> {
                 key: format!("backup:{}#{i}:{}", job.name, schedule.expression),
                 subject: job.name.clone(),
                 args,
-                when: When::Cron(Box::new(schedule.clone())),
+                when: When::Cron(schedule.clone()),
+                catch_up: job.catch_up,
+                jitter: job.jitter,
+            });
+        }
+        if let Some(schedule) = &job.drill.schedule {
+            entries.push(Entry {
+                key: format!("drill:{}:{}", job.name, schedule.expression),
+                subject: job.name.clone(),
+                args: vec!["drill".to_string(), job.name.clone()],
+                when: When::Cron(schedule.clone()),
                 catch_up: job.catch_up,
                 jitter: job.jitter,
             });

@@ -18,7 +18,7 @@ use crate::state::Trigger;
 /// When an entry fires.
 #[derive(Debug, Clone)]
 pub enum When {
-    Cron(Box<Schedule>),
+    Cron(Schedule),
     /// Every interval, counted from the last fire (checks).
     Every(Duration),
 }
@@ -198,7 +198,7 @@ mod tests {
             key: key.into(),
             subject: key.split('#').next().unwrap().into(),
             args: vec!["backup".into(), key.into()],
-            when: When::Cron(Box::new(Schedule::parse(cron, None, "UTC").unwrap())),
+            when: When::Cron(Schedule::parse(cron, None, "UTC").unwrap()),
             catch_up,
             jitter: None,
         }
@@ -265,9 +265,7 @@ mod tests {
     #[test]
     fn berlin_dst_days_fire_once_each() {
         let mut e = entry("a#0", "30 2 * * *", CatchUp::Once);
-        e.when = When::Cron(Box::new(
-            Schedule::parse("30 2 * * *", None, "Europe/Berlin").unwrap(),
-        ));
+        e.when = When::Cron(Schedule::parse("30 2 * * *", None, "Europe/Berlin").unwrap());
         for (from, until) in [
             ("2026-03-28T12:00:00Z", "2026-03-29T12:00:00Z"),
             ("2026-10-24T12:00:00Z", "2026-10-25T12:00:00Z"),

@@ -211,6 +211,8 @@ impl Dump for MysqlSource {
                 Some((name.to_string(), json!(rows.trim().parse::<i64>().unwrap_or(0))))
             })
             .collect();
+        let (tables, estimated) =
+            exact_counts(&self.conn, tables).map_err(|e| Error::source(&self.job, e))?;
         // A dump of one database carries no CREATE DATABASE: keep its defaults for the restore.
         let defaults_row = self
             .conn
@@ -246,8 +248,48 @@ impl Dump for MysqlSource {
             "dump_tool": tool,
             "dump_tool_version": tool_version,
             "tables": tables,
+            "estimated_tables": estimated,
         }))
     }
+}
+
+/// Replaces InnoDB's row estimates by exact counts for tables up to
+/// `postgres::EXACT_COUNT_LIMIT` estimated rows; returns the names still estimated.
+fn exact_counts(
+    conn: &MyConn,
+    mut tables: serde_json::Map<String, serde_json::Value>,
+) -> Result<(serde_json::Map<String, serde_json::Value>, Vec<String>)> {
+    let limit = super::postgres::EXACT_COUNT_LIMIT;
+    let mut small = Vec::new();
+    let mut estimated = Vec::new();
+    for (name, rows) in &tables {
+        if rows.as_i64().unwrap_or(0) <= limit {
+            small.push(name.clone());
+        } else {
+            estimated.push(name.clone());
+        }
+    }
+    if !small.is_empty() {
+        let parts: Vec<String> = small
+            .iter()
+            .map(|t| {
+                format!(
+                    "SELECT '{}', COUNT(*) FROM {}",
+                    t.replace('\\', "\\\\").replace('\'', "''"),
+                    quote_ident(t)
+                )
+            })
+            .collect();
+        let text = conn.query(Some(&conn.database), &parts.join(" UNION ALL "))?;
+        for line in text.lines() {
+            if let Some((name, rows)) = line.rsplit_once('\t')
+                && let Ok(rows) = rows.trim().parse::<i64>()
+            {
+                tables.insert(name.to_string(), json!(rows));
+            }
+        }
+    }
+    Ok((tables, estimated))
 }
 
 pub struct MyRestore {

@@ -235,10 +235,13 @@ impl Dump for PostgresSource {
             PgScope::Server => "pg_dumpall",
         };
         let (tool_version, server_version) = self.versions(dump_tool)?;
-        let tables = if self.scope == PgScope::Database {
-            row_estimates(&self.conn).unwrap_or_default()
+        let (tables, estimated) = if self.scope == PgScope::Database {
+            row_counts(&self.conn).unwrap_or_else(|e| {
+                tracing::warn!(job = %self.job, error = %e, "cannot count rows; the manifest records none");
+                Default::default()
+            })
         } else {
-            serde_json::Map::new()
+            Default::default()
         };
         let dbname = self.conn.dbname_arg();
         let mut args = vec!["--no-password", dbname.as_str()];
@@ -259,8 +262,57 @@ impl Dump for PostgresSource {
             "dump_tool": dump_tool,
             "dump_tool_version": tool_version,
             "tables": tables,
+            "estimated_tables": estimated,
         }))
     }
+}
+
+/// Tables up to this many (estimated) rows are counted exactly for the
+/// manifest; bigger ones keep the statistics' estimate.
+pub const EXACT_COUNT_LIMIT: i64 = 1_000_000;
+
+/// Row count per table: exact (`count(*)`, in one statement) for tables up to
+/// [`EXACT_COUNT_LIMIT`] estimated rows, else the estimate, whose names are
+/// returned too. Restore drills compare with these.
+pub fn row_counts(
+    conn: &PgConn,
+) -> Result<(serde_json::Map<String, serde_json::Value>, Vec<String>)> {
+    let text = conn.query(
+        "SELECT s.schemaname, s.relname, greatest(s.n_live_tup, c.reltuples::bigint) FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid ORDER BY 1, 2",
+    )?;
+    let mut counts = serde_json::Map::new();
+    let mut estimated = Vec::new();
+    let mut exact = Vec::new();
+    for line in text.lines() {
+        let mut cols = line.splitn(3, '|');
+        let (Some(schema), Some(table), Some(rows)) = (cols.next(), cols.next(), cols.next())
+        else {
+            continue;
+        };
+        let rows: i64 = rows.trim().parse().unwrap_or(0);
+        let name = format!("{schema}.{table}");
+        if rows <= EXACT_COUNT_LIMIT {
+            exact.push(format!(
+                "SELECT {}, count(*) FROM {}.{}",
+                quote_literal(&name),
+                quote_ident(schema),
+                quote_ident(table)
+            ));
+        } else {
+            counts.insert(name.clone(), json!(rows));
+            estimated.push(name);
+        }
+    }
+    if !exact.is_empty() {
+        for line in conn.query(&exact.join(" UNION ALL "))?.lines() {
+            if let Some((name, rows)) = line.rsplit_once('|')
+                && let Ok(rows) = rows.trim().parse::<i64>()
+            {
+                counts.insert(name.to_string(), json!(rows));
+            }
+        }
+    }
+    Ok((counts, estimated))
 }
 
 /// Live-row estimates per table from the statistics system (cheap, not exact).

@@ -1,0 +1,114 @@
+//! `cairn drill JOB [ID]`: restore an artifact into a scratch target and check it.
+
+use crate::Result;
+use crate::drill::{self, DrillReport};
+use crate::engine::{self, Selector, runs};
+use crate::state::RunKind;
+
+use super::{Context, TriggerArg, output};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The job
+    job: String,
+    /// Artifact id or a unique prefix of it [default: the newest good one]
+    id: Option<String>,
+    /// Read from this destination only
+    #[arg(long, value_name = "DESTINATION")]
+    from: Option<String>,
+    /// Also drill an artifact that verification or a drill marked bad
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    trigger: TriggerArg,
+}
+
+pub fn run(context: &Context, args: Args) -> Result<u8> {
+    let config = context.load()?;
+    let job = config.job(&args.job)?;
+    let store = crate::state::open_or_warn(&config);
+    let store = store.as_deref();
+    let selector = Selector {
+        id: args.id.clone(),
+        at: None,
+        from: args.from.clone(),
+        allow_bad: args.force,
+    };
+    remove_scratch_on_signals();
+    let progress = output::progress(context.progress);
+    let report = runs::recorded(
+        store,
+        &job.name,
+        RunKind::Drill,
+        args.trigger.trigger(),
+        || {
+            let located = engine::locate(&config, job, &selector)?;
+            drill::drill(job, &located, store, progress)
+        },
+    )?;
+    if context.json {
+        output::print_json(&report);
+    } else {
+        print(&report);
+    }
+    Ok(if report.ok { 0 } else { 1 })
+}
+
+fn print(r: &DrillReport) {
+    println!(
+        "{}: drill of {} {} — restore took {:.2}s, {} restored, {:.2}s in all",
+        r.job,
+        r.id,
+        if r.ok { "PASSED" } else { "FAILED" },
+        r.restore_seconds,
+        output::bytes(r.restored_bytes),
+        r.total_seconds
+    );
+    println!("  scratch target: {}", r.target);
+    for c in &r.checks {
+        println!(
+            "  {} {}: {}",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+    }
+    for t in r.tables.iter().filter(|t| !t.ok) {
+        println!(
+            "  FAIL table {}: {} rows restored, {} recorded",
+            t.table,
+            t.restored.map_or("no".to_string(), |n| n.to_string()),
+            t.recorded.map_or("none".to_string(), |n| n.to_string())
+        );
+    }
+    if r.damaged {
+        println!(
+            "  the artifact is damaged and was marked bad: it is not restored without --force"
+        );
+    }
+    for l in &r.leftovers_removed {
+        println!("  removed the leftover of an interrupted drill: {l}");
+    }
+    if !r.cleaned_up {
+        println!(
+            "  the scratch target could NOT be removed: remove {} by hand",
+            r.target
+        );
+    }
+}
+
+/// SIGTERM, SIGINT and SIGHUP (the daemon stopping, Ctrl-C, a closed terminal)
+/// remove the scratch target before the process exits.
+fn remove_scratch_on_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tracing::warn!("drill stopped by signal {signal}: removing its scratch target");
+            drill::run_cleanups();
+            std::process::exit(128 + signal);
+        }
+    });
+}
