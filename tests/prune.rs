@@ -376,7 +376,11 @@ fn manual_runs_are_recorded_and_a_running_job_is_not_run_twice() {
     setup(&env, "{ keep_last = 5 }");
     env.backup("app");
     let out = env.cairn().args(["history", "--json"]).output().unwrap();
-    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The backup, then the verification of its artifact.
+    assert_eq!(all[0]["kind"], "verify");
+    assert_eq!(all[0]["status"], "success");
+    let runs = &all.as_array().unwrap()[1..];
     assert_eq!(runs[0]["kind"], "backup");
     assert_eq!(runs[0]["trigger"], "manual");
     assert_eq!(runs[0]["status"], "success");
