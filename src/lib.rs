@@ -10,7 +10,9 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod health;
 pub mod keys;
+pub mod notify;
 pub mod pipeline;
 pub mod progress;
 pub mod retention;
@@ -19,6 +21,7 @@ pub mod source;
 pub mod state;
 pub mod store;
 pub mod time;
+pub mod web;
 
 pub use error::{Error, Result};
 

@@ -45,9 +45,11 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
                 continue;
             }
         };
+        crate::notify::run_started(&config, Some(&job.name), None);
         let result = runs::recorded(store, &job.name, RunKind::Backup, trigger, || {
             backup::backup(&config, job, &options, output::progress(context.progress))
         });
+        crate::notify::run_finished(&config, store, &job.name, RunKind::Backup, &result);
         match result {
             Ok(report) => {
                 if !context.json {
@@ -76,6 +78,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
             }
         }
     }
+    super::metrics::export_configured(&config, store);
     if context.json {
         output::print_json(&reports);
     }

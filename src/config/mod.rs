@@ -5,6 +5,8 @@
 //! whichever directory cairn is started from.
 
 mod interpolate;
+pub mod notify;
+mod notify_schema;
 mod schema;
 pub mod template;
 
@@ -17,6 +19,11 @@ pub use interpolate::substitute;
 pub use schema::{
     CatchUp, CompressionKind, DaemonConfig, DestinationConfig, EncryptionConfig, Hooks, JobConfig,
     PassphraseSource, PgFormat, PgScope, RetentionConfig, Secret, SourceConfig, Transfer,
+};
+
+pub use notify::{Channel, Check, Route};
+pub use notify_schema::{
+    ChannelConfig, CheckConfig, Delivery, MetricsConfig, SmtpTls, WebhookFormat,
 };
 
 use crate::retention::Policy;
@@ -65,6 +72,12 @@ pub struct Config {
     pub daemon: Daemon,
     pub destinations: IndexMap<String, DestinationConfig>,
     pub jobs: IndexMap<String, Job>,
+    /// Notification channels, `[notify.NAME]`.
+    pub notify: IndexMap<String, Channel>,
+    /// Health checks, `[checks.NAME]`.
+    pub checks: IndexMap<String, Check>,
+    /// `[metrics]`: textfile and Pushgateway for one-shot runs.
+    pub metrics: MetricsConfig,
 }
 
 /// `[daemon]`, validated.
@@ -94,6 +107,8 @@ pub struct Job {
     /// Policies that replace `retention` in particular destinations.
     pub destination_retention: IndexMap<String, Policy>,
     pub prune_on_failure: bool,
+    /// Where the job's events are sent.
+    pub notify: Vec<Route>,
 }
 
 impl Job {
@@ -163,12 +178,25 @@ impl Config {
         }
 
         let daemon = validate_daemon(&located, raw.daemon)?;
+        let channels = notify::validate_channels(&located, raw.notify)?;
         let mut jobs = IndexMap::new();
         for (name, job) in raw.jobs {
             check_name(&located, "jobs", &name)?;
-            let job = validate_job(&located, &base, &destinations, &daemon, name.clone(), job)?;
+            let routes =
+                notify::validate_routes(&located, &format!("jobs.{name}"), &channels, &job.notify)?;
+            let mut job = validate_job(&located, &base, &destinations, &daemon, name.clone(), job)?;
+            job.notify = routes;
             jobs.insert(name, job);
         }
+        let destination_names: Vec<String> = destinations.keys().cloned().collect();
+        let checks = notify::validate_checks(
+            &located,
+            &base,
+            &jobs,
+            &destination_names,
+            &channels,
+            raw.checks,
+        )?;
         let state_path = base.join(
             raw.state
                 .path
@@ -180,6 +208,9 @@ impl Config {
             daemon,
             destinations,
             jobs,
+            notify: channels,
+            checks,
+            metrics: notify::validate_metrics(&located, &base, raw.metrics)?,
         })
     }
 
@@ -546,6 +577,7 @@ fn validate_job(
             .unwrap_or_default(),
         destination_retention,
         prune_on_failure: job.prune_on_failure,
+        notify: Vec::new(),
     })
 }
 
