@@ -402,17 +402,6 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok((number * factor) as u64)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes() {
-        assert_eq!(super::parse_size("10GiB"), Ok(10 * 1024 * 1024 * 1024));
-        assert_eq!(super::parse_size("500MB"), Ok(500_000_000));
-        assert_eq!(super::parse_size("1024"), Ok(1024));
-        assert!(super::parse_size("lots").is_err());
-    }
-}
-
 pub(super) fn validate_metrics(
     located: &Locator,
     base: &Path,
@@ -423,4 +412,15 @@ pub(super) fn validate_metrics(
     }
     raw.textfile = raw.textfile.map(|p| base.join(p));
     Ok(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("10GiB"), Ok(10 * 1024 * 1024 * 1024));
+        assert_eq!(super::parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(super::parse_size("1024"), Ok(1024));
+        assert!(super::parse_size("lots").is_err());
+    }
 }

@@ -124,7 +124,7 @@ pub enum ChannelConfig {
 /// Every channel also takes `retries` (tries after the first, default 3, with
 /// exponential backoff), `timeout` (one attempt, default 5s), `max_time` (all
 /// attempts together, default 10s: a backup never waits longer) and `repeat`
-/// (while a failure lasts, alert again this often; default 4h, "0s" = never).
+/// (while a failure lasts, alert again this often; default 4h, "0" = never).
 impl ChannelConfig {
     pub fn delivery(&self) -> Delivery {
         let (ChannelConfig::Webhook {

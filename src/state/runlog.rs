@@ -18,9 +18,10 @@ use tracing_subscriber::layer::{Context, Layer};
 const CAPTURE_LIMIT: usize = 1024 * 1024;
 
 type Buffer = Arc<Mutex<String>>;
+type Registry = Mutex<HashMap<String, Vec<(u64, Buffer)>>>;
 
-fn registry() -> &'static Mutex<HashMap<String, Vec<(u64, Buffer)>>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<String, Vec<(u64, Buffer)>>>> = OnceLock::new();
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(Default::default)
 }
 
