@@ -392,3 +392,61 @@ fn routes_to_unknown_channels_and_bad_events_are_config_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn starttls_is_required_unless_tls_is_none() {
+    // The receiver offers no STARTTLS: a `starttls` channel must refuse to send
+    // the message (and the password) in clear text.
+    let env = Env::new();
+    let smtp = SmtpReceiver::start();
+    setup(
+        &env,
+        r#"["mail"]"#,
+        &format!(
+            "[notify.mail]\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"starttls\"\nusername = \"cairn\"\npassword_env = \"SMTP_PASSWORD\"\nfrom = \"cairn@example.com\"\nto = [\"ops@example.com\"]\nmax_time = \"3s\"\n",
+            smtp.port
+        ),
+    );
+    let out = env
+        .cairn()
+        .env("SMTP_PASSWORD", "smtp-pw-9")
+        .args(["backup", "app"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let log = stderr(&out);
+    assert!(log.contains("notification not delivered") && log.contains("channel=mail"), "{log}");
+    assert!(smtp.wait_for(1, Duration::from_millis(500)).is_empty(), "nothing sent in clear");
+    assert!(!log.contains("smtp-pw-9"));
+}
+
+#[test]
+fn every_log_line_of_a_run_carries_the_job_and_run_id() {
+    let env = Env::new();
+    let hook = HttpReceiver::start();
+    hook.respond_with(&[400]);
+    setup(
+        &env,
+        r#"["ops"]"#,
+        &format!("[notify.ops]\nkind = \"webhook\"\nurl = \"{}\"\n", hook.url("/h")),
+    );
+    let out = env
+        .cairn()
+        .args(["--log-format", "json", "-v", "backup", "app"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let delivery = lines
+        .iter()
+        .find(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains("not delivered")))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(delivery["span"]["job"], "app");
+    assert!(delivery["span"]["run_id"].as_i64().unwrap() > 0, "{delivery}");
+    assert!(delivery["fields"]["message"].as_str().unwrap().contains("HTTP 400"));
+    assert_eq!(hook.requests().len(), 1, "a 400 is not retried");
+}

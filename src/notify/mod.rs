@@ -570,7 +570,14 @@ pub fn run_finished<T: crate::engine::runs::Summary>(
         event.duration_seconds = record.duration_secs();
         event.log_tail = record.log.as_deref().map(|l| log_tail(l, 8_000));
     }
-    emit(config, store, &event)
+    // The delivery log lines belong to the run, like its other lines.
+    let span = tracing::info_span!(
+        "run",
+        job = %job,
+        run_id = record.as_ref().map_or(0, |r| r.id),
+        kind = %kind
+    );
+    span.in_scope(|| emit(config, store, &event))
 }
 
 /// The event for a finished backup run (`result` as `engine::runs::recorded`
