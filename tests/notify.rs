@@ -415,8 +415,14 @@ fn starttls_is_required_unless_tls_is_none() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let log = stderr(&out);
-    assert!(log.contains("notification not delivered") && log.contains("channel=mail"), "{log}");
-    assert!(smtp.wait_for(1, Duration::from_millis(500)).is_empty(), "nothing sent in clear");
+    assert!(
+        log.contains("notification not delivered") && log.contains("channel=mail"),
+        "{log}"
+    );
+    assert!(
+        smtp.wait_for(1, Duration::from_millis(500)).is_empty(),
+        "nothing sent in clear"
+    );
     assert!(!log.contains("smtp-pw-9"));
 }
 
@@ -428,7 +434,10 @@ fn every_log_line_of_a_run_carries_the_job_and_run_id() {
     setup(
         &env,
         r#"["ops"]"#,
-        &format!("[notify.ops]\nkind = \"webhook\"\nurl = \"{}\"\n", hook.url("/h")),
+        &format!(
+            "[notify.ops]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            hook.url("/h")
+        ),
     );
     let out = env
         .cairn()
@@ -443,10 +452,85 @@ fn every_log_line_of_a_run_carries_the_job_and_run_id() {
         .collect();
     let delivery = lines
         .iter()
-        .find(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains("not delivered")))
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("not delivered"))
+        })
         .unwrap_or_else(|| panic!("{lines:#?}"));
     assert_eq!(delivery["span"]["job"], "app");
-    assert!(delivery["span"]["run_id"].as_i64().unwrap() > 0, "{delivery}");
-    assert!(delivery["fields"]["message"].as_str().unwrap().contains("HTTP 400"));
+    assert!(
+        delivery["span"]["run_id"].as_i64().unwrap() > 0,
+        "{delivery}"
+    );
+    assert!(
+        delivery["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 400")
+    );
     assert_eq!(hook.requests().len(), 1, "a 400 is not retried");
+}
+
+#[test]
+fn email_over_starttls_and_implicit_tls_verifies_the_server_certificate() {
+    use common::receivers::TlsSmtpReceiver;
+    for (mode, implicit) in [("starttls", false), ("implicit", true)] {
+        let env = Env::new();
+        let smtp = TlsSmtpReceiver::start(env.dir.path(), implicit);
+        let channel = |ca: &str| {
+            format!(
+                "[notify.mail]\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"{mode}\"\n{ca}username = \"cairn\"\npassword_env = \"SMTP_PASSWORD\"\nfrom = \"cairn@example.com\"\nto = [\"ops@example.com\", \"dba@example.com\"]\nretries = 1\nmax_time = \"4s\"\n",
+                smtp.port
+            )
+        };
+        // The self-signed certificate is not trusted by default: nothing is sent.
+        setup(&env, r#"["mail"]"#, &channel(""));
+        let out = env
+            .cairn()
+            .env("SMTP_PASSWORD", "tls-pw-7")
+            .args(["backup", "app"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let log = stderr(&out);
+        assert!(
+            log.contains("notification not delivered") && log.contains("channel=mail"),
+            "{mode}: {log}"
+        );
+        assert!(
+            smtp.wait_for(1, Duration::from_millis(300)).is_empty(),
+            "{mode}: sent to an untrusted server"
+        );
+
+        // With the CA in ca_file the message goes through TLS, with auth.
+        setup(
+            &env,
+            r#"["mail"]"#,
+            &channel(&format!("ca_file = \"{}\"\n", smtp.ca_file.display())),
+        );
+        let out = env
+            .cairn()
+            .env("SMTP_PASSWORD", "tls-pw-7")
+            .args(["backup", "app"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let mails = smtp.wait_for(1, WAIT);
+        assert_eq!(mails.len(), 1, "{mode}: {}", stderr(&out));
+        let mail = &mails[0];
+        assert_eq!(mail["tls"], true);
+        assert_eq!(mail["auth"], "cairn\u{0}tls-pw-7");
+        assert_eq!(
+            mail["recipients"],
+            serde_json::json!(["ops@example.com", "dba@example.com"])
+        );
+        let data = mail["data"].as_str().unwrap();
+        assert!(
+            data.contains("Subject: cairn: backup of `app` FAILED"),
+            "{data}"
+        );
+        assert!(data.contains("Next step:"), "{data}");
+        assert!(!stderr(&out).contains("tls-pw-7"));
+    }
 }

@@ -178,7 +178,7 @@ impl Config {
         }
 
         let daemon = validate_daemon(&located, raw.daemon)?;
-        let channels = notify::validate_channels(&located, raw.notify)?;
+        let channels = notify::validate_channels(&located, &base, raw.notify)?;
         let mut jobs = IndexMap::new();
         for (name, job) in raw.jobs {
             check_name(&located, "jobs", &name)?;

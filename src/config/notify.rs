@@ -71,10 +71,18 @@ fn error_at(located: &Locator, needle: &str, key: String, message: String) -> Co
 
 pub(super) fn validate_channels(
     located: &Locator,
+    base: &Path,
     raw: IndexMap<String, ChannelConfig>,
 ) -> Result<IndexMap<String, Channel>, ConfigError> {
     let mut channels = IndexMap::new();
-    for (name, config) in raw {
+    for (name, mut config) in raw {
+        if let ChannelConfig::Email {
+            ca_file: Some(file),
+            ..
+        } = &mut config
+        {
+            *file = base.join(&*file);
+        }
         super::check_name(located, "notify", &name)?;
         let table = format!("notify.{name}");
         let fail = |key: &str, message: String| {

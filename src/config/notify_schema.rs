@@ -89,6 +89,9 @@ pub enum ChannelConfig {
         smtp_port: Option<u16>,
         #[serde(default)]
         tls: SmtpTls,
+        /// PEM file of a CA to trust besides the system's (a private relay).
+        #[serde(default, deserialize_with = "interp::opt_path")]
+        ca_file: Option<PathBuf>,
         #[serde(default, deserialize_with = "interp::opt_string")]
         username: Option<String>,
         /// Environment variable holding the SMTP password.

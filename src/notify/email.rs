@@ -3,6 +3,7 @@
 
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 
 use super::{AttemptError, Event, with_retries};
@@ -30,6 +31,22 @@ pub fn message(from: &str, to: &[String], event: &Event) -> Result<Message, Stri
         .map_err(|e| format!("cannot build the message: {e}"))
 }
 
+/// The server name to verify and the roots to trust (the system's, plus
+/// `ca_file` when set).
+fn tls_parameters(host: &str, ca_file: Option<&std::path::Path>) -> Result<TlsParameters, String> {
+    let mut builder = TlsParameters::builder(host.to_string());
+    if let Some(file) = ca_file {
+        let pem = std::fs::read(file)
+            .map_err(|e| format!("cannot read ca_file {}: {e}", file.display()))?;
+        let certificate = Certificate::from_pem(&pem)
+            .map_err(|e| format!("ca_file {} is not a PEM certificate: {e}", file.display()))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder
+        .build_rustls()
+        .map_err(|e| format!("TLS for SMTP {host}: {e}"))
+}
+
 pub fn send(
     config: &ChannelConfig,
     event: &Event,
@@ -39,6 +56,7 @@ pub fn send(
         smtp_host,
         smtp_port,
         tls,
+        ca_file,
         username,
         password_env,
         from,
@@ -71,13 +89,16 @@ pub fn send(
         SmtpTls::Implicit => 465,
         SmtpTls::None => 25,
     });
+    let parameters = match tls_parameters(smtp_host, ca_file.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return (0, Err(e)),
+    };
     with_retries(delivery, |timeout| {
-        let builder = match tls {
-            SmtpTls::Starttls => SmtpTransport::starttls_relay(smtp_host),
-            SmtpTls::Implicit => SmtpTransport::relay(smtp_host),
-            SmtpTls::None => Ok(SmtpTransport::builder_dangerous(smtp_host)),
-        }
-        .map_err(|e| AttemptError::fatal(format!("SMTP {smtp_host}: {e}")))?;
+        let builder = SmtpTransport::builder_dangerous(smtp_host).tls(match tls {
+            SmtpTls::Starttls => Tls::Required(parameters.clone()),
+            SmtpTls::Implicit => Tls::Wrapper(parameters.clone()),
+            SmtpTls::None => Tls::None,
+        });
         let mut builder = builder.port(port).timeout(Some(timeout));
         if let Some(user) = username {
             builder = builder.credentials(Credentials::new(

@@ -336,3 +336,154 @@ pub fn closed_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// A real TLS SMTP server (`smtp_tls.py`, Python standard library) with a
+/// self-signed certificate for 127.0.0.1 made by `openssl`: STARTTLS or
+/// implicit TLS. Messages land as JSON files in `<dir>/mails`.
+pub struct TlsSmtpReceiver {
+    pub port: u16,
+    /// The certificate to trust (`ca_file`).
+    pub ca_file: std::path::PathBuf,
+    mails: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl TlsSmtpReceiver {
+    pub fn start(dir: &std::path::Path, implicit: bool) -> TlsSmtpReceiver {
+        use std::process::{Command, Stdio};
+        super::require_tool("openssl");
+        super::require_tool("python3");
+        let cert = dir.join("smtp-cert.pem");
+        let key = dir.join("smtp-key.pem");
+        let ca = dir.join("smtp-ca.pem");
+        let ca_key = dir.join("smtp-ca-key.pem");
+        let csr = dir.join("smtp.csr");
+        let ext = dir.join("smtp-ext.cnf");
+        std::fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let openssl = |args: Vec<&std::ffi::OsStr>| {
+            let out = Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let os = |s: &'static str| std::ffi::OsStr::new(s);
+        // A CA, and a server certificate for 127.0.0.1 signed by it.
+        let mut args: Vec<&std::ffi::OsStr> = vec![os("req"), os("-x509")];
+        args.extend(ec.iter().map(|a| os(a)));
+        args.extend([
+            os("-days"),
+            os("2"),
+            os("-subj"),
+            os("/CN=cairn test CA"),
+            os("-keyout"),
+            ca_key.as_os_str(),
+            os("-out"),
+            ca.as_os_str(),
+        ]);
+        openssl(args);
+        let mut args: Vec<&std::ffi::OsStr> = vec![os("req")];
+        args.extend(ec.iter().map(|a| os(a)));
+        args.extend([
+            os("-subj"),
+            os("/CN=127.0.0.1"),
+            os("-keyout"),
+            key.as_os_str(),
+            os("-out"),
+            csr.as_os_str(),
+        ]);
+        openssl(args);
+        openssl(vec![
+            os("x509"),
+            os("-req"),
+            os("-in"),
+            csr.as_os_str(),
+            os("-CA"),
+            ca.as_os_str(),
+            os("-CAkey"),
+            ca_key.as_os_str(),
+            os("-CAcreateserial"),
+            os("-days"),
+            os("2"),
+            os("-extfile"),
+            ext.as_os_str(),
+            os("-out"),
+            cert.as_os_str(),
+        ]);
+        let mails = dir.join("mails");
+        std::fs::create_dir_all(&mails).unwrap();
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/smtp_tls.py");
+        let mut command = Command::new("python3");
+        command
+            .arg(script)
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .arg("--out")
+            .arg(&mails)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if implicit {
+            command.arg("--implicit");
+        }
+        let mut child = command.spawn().expect("python3");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("smtp_tls.py said {line:?}"));
+        TlsSmtpReceiver {
+            port,
+            ca_file: ca,
+            mails,
+            child,
+        }
+    }
+
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        let start = Instant::now();
+        loop {
+            let mut files: Vec<_> = std::fs::read_dir(&self.mails)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect();
+            if files.len() >= n || start.elapsed() > timeout {
+                files.sort();
+                return files
+                    .iter()
+                    .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+                    .collect();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TlsSmtpReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
