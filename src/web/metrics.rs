@@ -136,18 +136,18 @@ pub fn render(config: &Config, store: Option<&dyn StateStore>, statuses: &[JobSt
             }
         }
         // Counted from the whole history of the jobs and checks in the config.
-        if let Ok(runs) = store.runs(&RunFilter::default()) {
-            for run in runs.iter().filter(|r| r.status != RunStatus::Running) {
-                let known = config.jobs.contains_key(&run.job)
-                    || (run.kind == RunKind::Check && config.checks.contains_key(&run.job));
+        if let Ok(counts) = store.run_counts() {
+            for c in counts {
+                let known = config.jobs.contains_key(&c.job)
+                    || (c.kind == RunKind::Check && config.checks.contains_key(&c.job));
                 if known {
                     runs_total
                         .get_or_create(&labels(&[
-                            ("job", &run.job),
-                            ("kind", run.kind.as_str()),
-                            ("status", run.status.as_str()),
+                            ("job", &c.job),
+                            ("kind", c.kind.as_str()),
+                            ("status", c.status.as_str()),
                         ]))
-                        .inc();
+                        .inc_by(c.count);
                 }
             }
         }
