@@ -343,3 +343,70 @@ fn drill_age_reads_recorded_drill_runs() {
     let (code, outcomes) = health(&env, &[]);
     assert_eq!(code, 0, "{outcomes:#?}");
 }
+
+#[test]
+fn sql_checks_query_real_postgres_and_mariadb_servers() {
+    use common::servers::{self, PASSWORD, rand_name};
+    let pg = servers::postgres();
+    let my = servers::mariadb();
+    let pg_db = rand_name();
+    pg.create_db(&pg_db);
+    let seed =
+        "CREATE TABLE items (id INT PRIMARY KEY, name TEXT, quantity INT, reorder_level INT);
+                INSERT INTO items VALUES (1, 'bolts', 3, 10), (2, 'nuts', 50, 10);";
+    pg.script(&pg_db, seed);
+    let my_db = rand_name();
+    my.sql("", &format!("CREATE DATABASE `{my_db}`"));
+    my.sql(&my_db, seed);
+
+    let env = Env::new();
+    let query = "SELECT name, quantity FROM items WHERE quantity < reorder_level ORDER BY name";
+    env.write_config(&format!(
+        "[destinations.local]\nkind = \"fs\"\npath = \"backups\"\n\n[jobs.pg]\nsource = {{ kind = \"postgres\", url = \"{}\", password_env = \"DB_PASSWORD\" }}\ndestinations = [\"local\"]\nencryption = {{ kind = \"none\" }}\n\n[jobs.my]\nsource = {{ kind = \"mysql\", url = \"{}\", password_env = \"DB_PASSWORD\" }}\ndestinations = [\"local\"]\nencryption = {{ kind = \"none\" }}\n\n[checks.pg-stock]\nkind = \"sql\"\njob = \"pg\"\nquery = \"{query}\"\n\n[checks.my-stock]\nkind = \"sql\"\njob = \"my\"\nquery = \"{query}\"\n\n[checks.pg-bad]\nkind = \"sql\"\njob = \"pg\"\nquery = \"SELECT nope FROM items\"\n\n[checks.pg-write]\nkind = \"sql\"\njob = \"pg\"\nquery = \"DELETE FROM items RETURNING name;\"\n\n[checks.my-write]\nkind = \"sql\"\njob = \"my\"\nquery = \"DELETE FROM items\"\n",
+        pg.url_without_password(&pg_db),
+        my.url_without_password(&my_db),
+    ));
+    let run = || {
+        let out = env
+            .cairn()
+            .env("DB_PASSWORD", PASSWORD)
+            .args(["health", "--json"])
+            .output()
+            .unwrap();
+        let outcomes: Vec<serde_json::Value> =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+        (out, outcomes)
+    };
+    let (out, outcomes) = run();
+    assert_eq!(out.status.code(), Some(1));
+    let by = |o: &[serde_json::Value], name: &str| {
+        o.iter().find(|x| x["check"] == name).unwrap().clone()
+    };
+    for check in ["pg-stock", "my-stock"] {
+        let outcome = by(&outcomes, check);
+        assert_eq!(outcome["ok"], false, "{outcome}");
+        assert_eq!(
+            outcome["details"]["rows"],
+            serde_json::json!([["bolts", "3"]]),
+            "{outcome}"
+        );
+    }
+    let bad = by(&outcomes, "pg-bad");
+    assert!(
+        bad["reason"].as_str().unwrap().contains("the query failed"),
+        "{bad}"
+    );
+    assert!(!stderr(&out).contains(PASSWORD) && !stdout(&out).contains(PASSWORD));
+    // Checks never write: the deleting queries fail and the rows stay.
+    assert_eq!(by(&outcomes, "pg-write")["ok"], false);
+    assert_eq!(by(&outcomes, "my-write")["ok"], false);
+    assert_eq!(pg.sql(&pg_db, "SELECT count(*) FROM items"), "2");
+    assert_eq!(my.sql(&my_db, "SELECT count(*) FROM items"), "2");
+
+    pg.sql(&pg_db, "UPDATE items SET quantity = 99");
+    my.sql(&my_db, "UPDATE items SET quantity = 99");
+    let (_, outcomes) = run();
+    assert_eq!(by(&outcomes, "pg-write")["ok"], false);
+    assert_eq!(by(&outcomes, "pg-stock")["ok"], true, "{outcomes:#?}");
+    assert_eq!(by(&outcomes, "my-stock")["ok"], true, "{outcomes:#?}");
+}

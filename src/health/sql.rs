@@ -10,13 +10,19 @@ pub fn run(config: &Config, job: &str, query: &str) -> Finding {
     let Some(job) = config.jobs.get(job) else {
         return Finding::failing(format!("unknown job `{job}`"));
     };
+    // Server queries run as a derived table, where statements that write
+    // (DELETE … RETURNING, data-modifying WITH) are refused by the server.
+    let wrapped = format!(
+        "SELECT * FROM ({}) AS cairn_check",
+        query.trim().trim_end_matches(';')
+    );
     let rows = match &job.source {
         SourceConfig::Sqlite { path } => sqlite_rows(path, query),
         SourceConfig::Postgres {
             url, password_env, ..
         } => crate::source::password_from_env(&job.name, password_env.as_deref())
             .and_then(|pw| crate::source::postgres::PgConn::parse(url, pw))
-            .and_then(|conn| conn.query(query))
+            .and_then(|conn| conn.query(&wrapped))
             .map(|text| split_rows(&text, '|'))
             .map_err(|e| e.to_string()),
         SourceConfig::Mysql { url, password_env } => {
@@ -24,7 +30,7 @@ pub fn run(config: &Config, job: &str, query: &str) -> Finding {
                 .and_then(|pw| crate::source::mysql::MyConn::parse(url, pw))
                 .and_then(|conn| {
                     let db = conn.database.clone();
-                    conn.query(Some(&db), query)
+                    conn.query(Some(&db), &wrapped)
                 })
                 .map(|text| split_rows(&text, '\t'))
                 .map_err(|e| e.to_string())
