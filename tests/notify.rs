@@ -534,3 +534,45 @@ fn email_over_starttls_and_implicit_tls_verifies_the_server_certificate() {
         assert!(!stderr(&out).contains("tls-pw-7"));
     }
 }
+
+#[test]
+fn each_route_picks_its_events() {
+    let env = Env::new();
+    let hook = HttpReceiver::start();
+    setup(
+        &env,
+        r#"[{ channel = "fails", events = ["backup_failed"] }, { channel = "wins", events = ["backup_succeeded"] }]"#,
+        &format!(
+            "[notify.fails]\nkind = \"webhook\"\nurl = \"{}\"\n\n[notify.wins]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            hook.url("/fails"),
+            hook.url("/wins")
+        ),
+    );
+    assert_eq!(backup(&env).status.code(), Some(1));
+    make_db(&env);
+    assert!(backup(&env).status.success());
+    assert!(backup(&env).status.success());
+    let requests = hook.wait_for(3, WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let requests = if requests.len() < hook.requests().len() {
+        hook.requests()
+    } else {
+        requests
+    };
+    let fails: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path == "/fails")
+        .map(|r| r.json())
+        .collect();
+    let wins: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path == "/wins")
+        .map(|r| r.json())
+        .collect();
+    assert_eq!(fails.len(), 1, "{requests:#?}");
+    assert_eq!(fails[0]["kind"], "backup_failed");
+    assert_eq!(wins.len(), 2, "{requests:#?}");
+    assert!(wins.iter().all(|w| w["kind"] == "backup_succeeded"));
+    // `wins` never heard of the failure, so its first success is no recovery.
+    assert_eq!(wins[0]["recovery"], false);
+}

@@ -11,11 +11,35 @@ use super::schema::Secret;
 
 /// One entry of a job's or a check's `notify` list: a channel name, or a table
 /// that also picks the events.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum RouteConfig {
     Name(String),
     Detailed(RouteTable),
+}
+
+/// A string or a table, with the table's own errors (an untagged enum would
+/// only say that nothing matched).
+impl<'de> Deserialize<'de> for RouteConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RouteConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a channel name or { channel = \"NAME\", events = [...] }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RouteConfig, E> {
+                Ok(RouteConfig::Name(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RouteConfig, A::Error> {
+                RouteTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RouteConfig::Detailed)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

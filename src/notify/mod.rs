@@ -454,7 +454,14 @@ pub fn emit(config: &Config, store: Option<&dyn StateStore>, event: &Event) -> V
             .or(p.event.job.as_deref())
             .unwrap_or("");
         if let (Some(store), Some(condition), Some(next)) = (store, &condition, &p.next) {
-            let state = if outcome.is_ok() {
+            // An alert the route does not take counts as not sent, so that no
+            // recovery follows a failure nobody was told about.
+            let unsent_alert = !p.send
+                && matches!(
+                    p.decision,
+                    Some(alert::Decision::Alert | alert::Decision::Repeat)
+                );
+            let state = if outcome.is_ok() && !unsent_alert {
                 next.clone()
             } else {
                 alert::undelivered(p.previous.as_ref(), p.event.kind.is_failure(), now)
