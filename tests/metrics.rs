@@ -68,6 +68,11 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
+fn hostname() -> String {
+    let out = Command::new("hostname").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn promtool(text: &str) {
     common::require_tool("promtool");
     let mut child = Command::new("promtool")
@@ -269,7 +274,11 @@ fn one_shot_runs_write_a_textfile_and_push_to_a_gateway() {
         1.0
     );
     let pushed = gateway.wait_for(1, Duration::from_secs(10));
-    assert_eq!(pushed[0].path, "/metrics/job/cairn");
+    let host = hostname();
+    assert_eq!(
+        pushed[0].path,
+        format!("/metrics/job/cairn/instance/{host}")
+    );
     assert!(
         pushed[0]
             .header("content-type")

@@ -15,7 +15,7 @@ pub struct Args {
     /// Write to this file (atomically: temp file + rename), e.g. for node-exporter's textfile collector
     #[arg(long, value_name = "PATH")]
     textfile: Option<PathBuf>,
-    /// Push to this Pushgateway (e.g. http://pushgateway:9091), as job `cairn`
+    /// Push to this Pushgateway (e.g. http://pushgateway:9091), as job `cairn`, instance = host name
     #[arg(long, value_name = "URL")]
     push: Option<String>,
 }
@@ -42,13 +42,31 @@ pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
         })
 }
 
-/// The Pushgateway group URL for `base`.
+/// The Pushgateway group URL for `base`: job `cairn`, instance = this host, so
+/// that hosts pushing to one gateway do not replace each other's metrics.
 pub fn push_target(base: &str) -> String {
     if base.contains("/metrics/job/") {
-        base.to_string()
-    } else {
-        format!("{}/metrics/job/cairn", base.trim_end_matches('/'))
+        return base.to_string();
     }
+    let host: String = crate::state::host()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let host = if host.is_empty() {
+        "unknown".to_string()
+    } else {
+        host
+    };
+    format!(
+        "{}/metrics/job/cairn/instance/{host}",
+        base.trim_end_matches('/')
+    )
 }
 
 pub fn push(base: &str, text: &str) -> Result<()> {

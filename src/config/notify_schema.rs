@@ -317,7 +317,8 @@ pub struct MetricsConfig {
     /// A node-exporter textfile (e.g. `/var/lib/prometheus/node-exporter/cairn.prom`).
     #[serde(default, deserialize_with = "interp::opt_path")]
     pub textfile: Option<PathBuf>,
-    /// A Pushgateway, e.g. `http://pushgateway:9091` (pushed as job `cairn`).
+    /// A Pushgateway, e.g. `http://pushgateway:9091` (pushed as job `cairn`,
+    /// instance = host name; a URL with `/metrics/job/…` is used as it is).
     #[serde(default, deserialize_with = "interp::opt_string")]
     pub push_url: Option<String>,
 }
