@@ -127,9 +127,11 @@ fn a_low_stock_sql_check_alerts_once_repeats_then_recovers_once() {
     let env = Env::new();
     shop_db(&env);
     let hook = HttpReceiver::start();
+    let recoveries = HttpReceiver::start();
     env.write_config(&format!(
-        "{BASE}\n[notify.ops]\nkind = \"webhook\"\nurl = \"{}\"\nrepeat = \"2s\"\n\n[checks.low-stock]\nkind = \"sql\"\njob = \"shop\"\nquery = \"SELECT name, quantity FROM items WHERE quantity < reorder_level\"\nnotify = [\"ops\"]\n",
-        hook.url("/ops")
+        "{BASE}\n[notify.ops]\nkind = \"webhook\"\nurl = \"{}\"\nrepeat = \"2s\"\n\n[checks.low-stock]\nkind = \"sql\"\njob = \"shop\"\nquery = \"SELECT name, quantity FROM items WHERE quantity < reorder_level\"\nnotify = [\"ops\", {{ channel = \"recoveries\", events = [\"check_recovered\"] }}]\n\n[notify.recoveries]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        hook.url("/ops"),
+        recoveries.url("/recoveries")
     ));
     let run = || health(&env, &["low-stock"]);
 
@@ -181,6 +183,10 @@ fn a_low_stock_sql_check_alerts_once_repeats_then_recovers_once() {
     assert_eq!(run().0, 0);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(hook.requests().len(), 3);
+    // A route that takes only recoveries got exactly that one, not every pass.
+    let got = recoveries.requests();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].json()["kind"], "check_recovered");
 
     // A new failure alerts again.
     set_quantity(&env, "nuts", 0);

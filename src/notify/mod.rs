@@ -411,8 +411,10 @@ pub fn emit(config: &Config, store: Option<&dyn StateStore>, event: &Event) -> V
         let wanted = route_wants(route, &event);
         let send = match decision {
             // Failures and recoveries go out only when the state machine says so;
-            // plain successes only to routes that asked for them.
+            // plain successes only to routes that asked for them. A passing check
+            // is news only as a recovery.
             Some(d) if event.kind.is_failure() || event.recovery => d.sends() && wanted,
+            Some(_) if event.kind == EventKind::CheckRecovered => false,
             _ => wanted,
         };
         planned.push(Planned {
@@ -454,14 +456,9 @@ pub fn emit(config: &Config, store: Option<&dyn StateStore>, event: &Event) -> V
             .or(p.event.job.as_deref())
             .unwrap_or("");
         if let (Some(store), Some(condition), Some(next)) = (store, &condition, &p.next) {
-            // An alert the route does not take counts as not sent, so that no
-            // recovery follows a failure nobody was told about.
-            let unsent_alert = !p.send
-                && matches!(
-                    p.decision,
-                    Some(alert::Decision::Alert | alert::Decision::Repeat)
-                );
-            let state = if outcome.is_ok() && !unsent_alert {
+            // A failure the route does not take counts as seen: a route that
+            // takes only recoveries (or successes) still hears of the recovery.
+            let state = if outcome.is_ok() {
                 next.clone()
             } else {
                 alert::undelivered(p.previous.as_ref(), p.event.kind.is_failure(), now)
