@@ -237,6 +237,24 @@ fn the_daemon_serves_metrics_that_promtool_accepts_with_the_expected_values() {
         .count();
     assert_eq!(kinds, 1);
 
+    // A reload adds a check: the daemon schedules it and /metrics shows it.
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    env.write_config(&format!(
+        "{config}\n[checks.extra]\nkind = \"disk\"\npath = \".\"\nmin_free_percent = 0.001\ninterval = \"1s\"\n"
+    ));
+    let out = env.cairn().arg("reload").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(30), "the reloaded check never showed");
+        if let Ok((200, body)) = get(port, "/metrics")
+            && body.contains("cairn_check_up{check=\"extra\"} 1")
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // SIGTERM stops the daemon and its server.
     let pid = daemon.0.id() as i32;
     // SAFETY: signalling the child this test started.
