@@ -246,7 +246,10 @@ fn the_daemon_serves_metrics_that_promtool_accepts_with_the_expected_values() {
     assert!(out.status.success(), "{}", stderr(&out));
     let start = Instant::now();
     loop {
-        assert!(start.elapsed() < Duration::from_secs(30), "the reloaded check never showed");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the reloaded check never showed"
+        );
         if let Ok((200, body)) = get(port, "/metrics")
             && body.contains("cairn_check_up{check=\"extra\"} 1")
         {

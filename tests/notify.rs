@@ -577,3 +577,29 @@ fn each_route_picks_its_events() {
     assert_eq!(wins[0]["recovery"], true);
     assert_eq!(wins[1]["recovery"], false);
 }
+
+#[test]
+fn check_reports_channels_that_cannot_work_on_this_host() {
+    let env = Env::new();
+    make_db(&env);
+    setup(
+        &env,
+        r#"["mail"]"#,
+        "[notify.mail]\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nusername = \"u\"\npassword_env = \"CAIRN_TEST_UNSET_PW\"\nca_file = \"no-such-ca.pem\"\nfrom = \"cairn@example.com\"\nto = [\"ops@example.com\"]\n",
+    );
+    let out = env.cairn().arg("check").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = common::stdout(&out);
+    assert!(
+        text.contains("FAIL notify `mail`: the password variable `CAIRN_TEST_UNSET_PW`"),
+        "{text}"
+    );
+    assert!(text.contains("no-such-ca.pem"), "{text}");
+    let out = env
+        .cairn()
+        .env("CAIRN_TEST_UNSET_PW", "x")
+        .arg("check")
+        .output()
+        .unwrap();
+    assert!(!common::stdout(&out).contains("password variable"));
+}

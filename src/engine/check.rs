@@ -50,6 +50,9 @@ pub fn check(config: &Config, jobs: &[&Job]) -> Vec<Finding> {
         findings.push(check_source(job));
         findings.extend(check_keys(job));
     }
+    for (subject, problem) in crate::notify::channel_problems(config) {
+        findings.push(finding(subject, Level::Fail, problem));
+    }
     findings
 }
 

@@ -331,6 +331,42 @@ pub fn send(channel: &Channel, event: &Event) -> (u32, Result<(), String>) {
     }
 }
 
+/// What keeps a channel from working on this host, without sending anything
+/// (for `cairn check`): unset password variables, unreadable CA files.
+pub fn channel_problems(config: &Config) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    for channel in config.notify.values() {
+        if let ChannelConfig::Email {
+            password_env,
+            ca_file,
+            ..
+        } = &channel.config
+        {
+            let subject = format!("notify `{}`", channel.name);
+            if let Some(var) = password_env
+                && std::env::var_os(var).is_none()
+            {
+                problems.push((
+                    subject.clone(),
+                    format!("the password variable `{var}` (password_env) is not set"),
+                ));
+            }
+            if let Some(file) = ca_file
+                && let Err(e) = std::fs::read(file)
+                    .map_err(|e| e.to_string())
+                    .and_then(|pem| {
+                        lettre::transport::smtp::client::Certificate::from_pem(&pem)
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    })
+            {
+                problems.push((subject, format!("ca_file {}: {e}", file.display())));
+            }
+        }
+    }
+    problems
+}
+
 /// Whether a route sends an event of this kind (recoveries count as such).
 fn route_wants(route: &Route, event: &Event) -> bool {
     match &route.events {
