@@ -603,3 +603,71 @@ fn check_reports_channels_that_cannot_work_on_this_host() {
         .unwrap();
     assert!(!common::stdout(&out).contains("password variable"));
 }
+
+/// What a drill verb does after its run: `runs::recorded` then
+/// `notify::run_finished` with `RunKind::Drill` (drills are built elsewhere;
+/// this drives the same two library calls with a stand-in result type).
+#[test]
+fn drill_runs_emit_drill_failed_then_one_recovery() {
+    use cairn::engine::runs::{self, Summary};
+    use cairn::state::{RunEnd, RunKind, Trigger};
+    struct DrillResult(bool);
+    impl Summary for DrillResult {
+        fn run_end(&self) -> RunEnd {
+            RunEnd {
+                success: self.0,
+                error: (!self.0).then(|| "restored copy: PRAGMA integrity_check failed".into()),
+                ..RunEnd::default()
+            }
+        }
+    }
+    let env = Env::new();
+    let hook = HttpReceiver::start();
+    setup(
+        &env,
+        r#"["ops"]"#,
+        &format!(
+            "[notify.ops]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            hook.url("/ops")
+        ),
+    );
+    let config = cairn::config::Config::load(&env.config_path()).unwrap();
+    let store = cairn::state::open(&config).unwrap();
+    let drill = |ok: bool| {
+        let result = runs::recorded(
+            Some(store.as_ref()),
+            "app",
+            RunKind::Drill,
+            Trigger::Schedule,
+            || Ok(DrillResult(ok)),
+        );
+        cairn::notify::run_finished(
+            &config,
+            Some(store.as_ref()),
+            "app",
+            RunKind::Drill,
+            &result,
+        )
+    };
+    let reports = drill(false);
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].delivered);
+    drill(false);
+    drill(true);
+    drill(true);
+    let requests = hook.wait_for(2, WAIT);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(hook.requests().len(), 2, "{requests:#?}");
+    let failed = requests[0].json();
+    assert_eq!(failed["kind"], "drill_failed");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("integrity_check")
+    );
+    assert!(failed["duration_seconds"].as_f64().is_some());
+    let recovered = requests[1].json();
+    assert_eq!(recovered["kind"], "drill_succeeded");
+    assert_eq!(recovered["recovery"], true);
+}
