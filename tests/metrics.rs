@@ -290,6 +290,10 @@ fn one_shot_runs_write_a_textfile_and_push_to_a_gateway() {
     env.backup("app");
     let text = std::fs::read_to_string(env.path("node/cairn.prom")).unwrap();
     promtool(&text);
+    assert!(
+        !text.contains("process_"),
+        "a one-shot run's own process metrics are not exported"
+    );
     assert_eq!(
         samples(&text)["cairn_runs_total{job=\"app\",kind=\"backup\",status=\"success\"}"],
         1.0

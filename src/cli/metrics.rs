@@ -22,7 +22,7 @@ pub struct Args {
 
 fn render(config: &Config, store: Option<&dyn StateStore>) -> String {
     let statuses = crate::web::metrics::catalog(config, store);
-    crate::web::metrics::render(config, store, &statuses)
+    crate::web::metrics::render(config, store, &statuses, false)
 }
 
 pub fn write_textfile(path: &Path, text: &str) -> Result<()> {

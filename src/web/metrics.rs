@@ -68,8 +68,15 @@ fn finished(store: &dyn StateStore, job: &str, kind: RunKind) -> Option<RunRecor
         .find(|r| r.status != RunStatus::Running)
 }
 
-/// Renders every metric in the Prometheus text format (version 0.0.4).
-pub fn render(config: &Config, store: Option<&dyn StateStore>, statuses: &[JobStatus]) -> String {
+/// Renders every metric in the Prometheus text format (version 0.0.4); with
+/// `process`, also the serving process's own metrics (the daemon's, not those
+/// of a one-shot run that writes a textfile or pushes).
+pub fn render(
+    config: &Config,
+    store: Option<&dyn StateStore>,
+    statuses: &[JobStatus],
+    process: bool,
+) -> String {
     let mut registry = Registry::default();
 
     let backup_success = Family::<Labels, FloatGauge>::default();
@@ -251,7 +258,9 @@ pub fn render(config: &Config, store: Option<&dyn StateStore>, statuses: &[JobSt
     let mut text = String::new();
     let _ = encode(&mut text, &registry);
     let mut out = to_prometheus_text(&text);
-    out.push_str(&process_metrics());
+    if process {
+        out.push_str(&process_metrics());
+    }
     out
 }
 

@@ -62,7 +62,7 @@ impl AppState {
                 }
             }
         };
-        metrics::render(&config, store, &statuses)
+        metrics::render(&config, store, &statuses, true)
     }
 }
 
