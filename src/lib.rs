@@ -11,7 +11,9 @@ pub mod config;
 pub mod drill;
 pub mod engine;
 pub mod error;
+pub mod health;
 pub mod keys;
+pub mod notify;
 pub mod pipeline;
 pub mod progress;
 pub mod retention;
@@ -20,6 +22,7 @@ pub mod source;
 pub mod state;
 pub mod store;
 pub mod time;
+pub mod web;
 
 pub use error::{Error, Result};
 

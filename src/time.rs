@@ -53,22 +53,28 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     if text == "0" {
         return Ok(std::time::Duration::ZERO);
     }
+    // In milliseconds: `ms` is a unit too (check timeouts, latencies).
     let mut total: u64 = 0;
     let mut number = String::new();
-    for c in text.chars() {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
         if c.is_ascii_digit() {
             number.push(c);
             continue;
         }
         let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            's' => 1000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            'w' => 7 * 86_400_000,
             _ => {
                 return Err(format!(
-                    "`{text}`: unknown unit `{c}` (use s, m, h, d, w, e.g. 30d or 1h30m)"
+                    "`{text}`: unknown unit `{c}` (use ms, s, m, h, d, w, e.g. 30d or 1h30m)"
                 ));
             }
         };
@@ -83,7 +89,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
             "`{text}` is not a duration: use e.g. 90s, 30m, 24h, 7d"
         ));
     }
-    Ok(std::time::Duration::from_secs(total))
+    Ok(std::time::Duration::from_millis(total))
 }
 
 #[cfg(test)]
@@ -95,6 +101,8 @@ mod duration_tests {
         assert_eq!(parse_duration("30d").unwrap().as_secs(), 30 * 86_400);
         assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
         assert_eq!(parse_duration("0").unwrap().as_secs(), 0);
+        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
+        assert_eq!(parse_duration("1m5ms").unwrap().as_millis(), 60_005);
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("3y").is_err());
         assert!(parse_duration("").is_err());

@@ -45,6 +45,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
                 continue;
             }
         };
+        crate::notify::run_started(&config, Some(&job.name), None);
         let result = runs::recorded(store, &job.name, RunKind::Backup, trigger, || {
             crate::engine::validate::before_backup(job, store, trigger)?;
             let progress = output::progress(context.progress);
@@ -53,6 +54,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
                 verify::after_backup(&config, job, &report.id, store, trigger, progress);
             Ok(report)
         });
+        crate::notify::run_finished(&config, store, &job.name, RunKind::Backup, &result);
         match result {
             Ok(report) => {
                 if !context.json {
@@ -81,6 +83,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
             }
         }
     }
+    super::metrics::export_configured(&config, store);
     if context.json {
         output::print_json(&reports);
     }

@@ -68,11 +68,27 @@ pub fn run(context: &Context, _args: Args) -> Result<u8> {
             LogFormat::Text => Vec::new(),
         },
     };
+    // `[daemon] listen`: /metrics and /healthz, with the config reloads see.
+    let shared = std::sync::Arc::new(std::sync::RwLock::new(config.clone()));
+    let mut web = match config.daemon.listen {
+        Some(addr) => Some(crate::web::Server::start(
+            addr,
+            std::sync::Arc::new(crate::web::AppState::new(
+                shared.clone(),
+                Duration::from_secs(30),
+            )),
+        )?),
+        None => None,
+    };
     let watchdog = sd_notify::watchdog_enabled();
     let last_ping = std::cell::Cell::new(Instant::now());
     let summary = Daemon {
         config,
-        load: Box::new(move || Ok(Config::load(&config_path)?)),
+        load: Box::new(move || {
+            let config = Config::load(&config_path)?;
+            *shared.write().unwrap_or_else(|p| p.into_inner()) = config.clone();
+            Ok(config)
+        }),
         store: store.as_ref(),
         clock: &SystemClock,
         runner: &runner,
@@ -99,6 +115,9 @@ pub fn run(context: &Context, _args: Args) -> Result<u8> {
     }
     .run();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    if let Some(web) = web.as_mut() {
+        web.stop();
+    }
     signals_handle.close();
     let _ = signal_thread.join();
     info.stopped_at = Some(jiff::Timestamp::now());

@@ -36,7 +36,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
     };
     remove_scratch_on_signals();
     let progress = output::progress(context.progress);
-    let report = runs::recorded(
+    let result = runs::recorded(
         store,
         &job.name,
         RunKind::Drill,
@@ -45,7 +45,9 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
             let located = engine::locate(&config, job, &selector)?;
             drill::drill(job, &located, store, progress)
         },
-    )?;
+    );
+    crate::notify::run_finished(&config, store, &job.name, RunKind::Drill, &result);
+    let report = result?;
     if context.json {
         output::print_json(&report);
     } else {

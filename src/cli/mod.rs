@@ -6,10 +6,13 @@ mod check;
 mod daemon;
 mod drill;
 mod gc;
+mod health;
 mod history;
 mod init;
 mod keygen;
 mod list;
+mod metrics;
+mod notify;
 mod output;
 mod prune;
 mod quickstart;
@@ -53,7 +56,7 @@ pub struct Cli {
     json: bool,
 
     /// Log format on stderr
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CAIRN_LOG_FORMAT")]
     log_format: LogFormat,
 
     /// More log output (-v info, -vv debug)
@@ -106,6 +109,12 @@ enum Command {
     Status(status::Args),
     /// Recorded runs, newest first (backup, prune, verify, restore, drill, check)
     History(history::Args),
+    /// Run health checks now (all, or the named ones); exit 1 if any is failing
+    Health(health::Args),
+    /// Notification channels: `notify test CHANNEL`
+    Notify(notify::Args),
+    /// Print the Prometheus metrics once, or write them to a textfile / push them
+    Metrics(metrics::Args),
     /// Stop scheduling a job until `cairn resume`
     Pause(status::PauseArgs),
     /// Schedule a paused job again
@@ -168,6 +177,9 @@ pub fn main() -> ExitCode {
         Command::Reload(args) => daemon::reload(&context, args),
         Command::Status(args) => status::run(&context, args),
         Command::History(args) => history::run(&context, args),
+        Command::Health(args) => health::run(&context, args),
+        Command::Notify(args) => notify::run(&context, args),
+        Command::Metrics(args) => metrics::run(&context, args),
         Command::Pause(args) => status::pause(&context, args, true),
         Command::Resume(args) => status::pause(&context, args, false),
         Command::Systemd(args) => systemd::run(&context, args),

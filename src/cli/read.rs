@@ -78,7 +78,7 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
     let allow_bad = args.which.id.is_some();
     let store = crate::state::open_or_warn(&config);
     let selector = args.which.selector(allow_bad)?;
-    let report = engine::runs::recorded(
+    let result = engine::runs::recorded(
         store.as_deref(),
         &job.name,
         crate::state::RunKind::Verify,
@@ -87,7 +87,15 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
             let located = engine::locate(&config, job, &selector)?;
             verify::verify(job, &located, output::progress(context.progress))
         },
-    )?;
+    );
+    crate::notify::run_finished(
+        &config,
+        store.as_deref(),
+        &job.name,
+        crate::state::RunKind::Verify,
+        &result,
+    );
+    let report = result?;
     if let Some(store) = store.as_deref() {
         verify::mark_if_damaged(store, &report, "verification");
         verify::clear_if_verified(store, &report);

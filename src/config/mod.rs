@@ -6,6 +6,8 @@
 
 mod drill;
 mod interpolate;
+pub mod notify;
+mod notify_schema;
 mod schema;
 pub mod template;
 
@@ -20,6 +22,11 @@ pub use schema::{
     CatchUp, CompressionKind, DaemonConfig, DestinationConfig, EncryptionConfig, Hooks, JobConfig,
     PassphraseSource, PgFormat, PgScope, RetentionConfig, RuleConfig, Secret, SourceConfig,
     Transfer, VerifyMode,
+};
+
+pub use notify::{Channel, Check, Route};
+pub use notify_schema::{
+    ChannelConfig, CheckConfig, Delivery, MetricsConfig, SmtpTls, WebhookFormat,
 };
 
 use crate::retention::Policy;
@@ -68,6 +75,12 @@ pub struct Config {
     pub daemon: Daemon,
     pub destinations: IndexMap<String, DestinationConfig>,
     pub jobs: IndexMap<String, Job>,
+    /// Notification channels, `[notify.NAME]`.
+    pub notify: IndexMap<String, Channel>,
+    /// Health checks, `[checks.NAME]`.
+    pub checks: IndexMap<String, Check>,
+    /// `[metrics]`: textfile and Pushgateway for one-shot runs.
+    pub metrics: MetricsConfig,
 }
 
 /// `[daemon]`, validated.
@@ -100,6 +113,8 @@ pub struct Job {
     pub verify: VerifyMode,
     pub drill: Drill,
     pub validate: Validate,
+    /// Where the job's events are sent.
+    pub notify: Vec<Route>,
 }
 
 impl Job {
@@ -169,12 +184,25 @@ impl Config {
         }
 
         let daemon = validate_daemon(&located, raw.daemon)?;
+        let channels = notify::validate_channels(&located, &base, raw.notify)?;
         let mut jobs = IndexMap::new();
         for (name, job) in raw.jobs {
             check_name(&located, "jobs", &name)?;
-            let job = validate_job(&located, &base, &destinations, &daemon, name.clone(), job)?;
+            let routes =
+                notify::validate_routes(&located, &format!("jobs.{name}"), &channels, &job.notify)?;
+            let mut job = validate_job(&located, &base, &destinations, &daemon, name.clone(), job)?;
+            job.notify = routes;
             jobs.insert(name, job);
         }
+        let destination_names: Vec<String> = destinations.keys().cloned().collect();
+        let checks = notify::validate_checks(
+            &located,
+            &base,
+            &jobs,
+            &destination_names,
+            &channels,
+            raw.checks,
+        )?;
         let state_path = base.join(
             raw.state
                 .path
@@ -186,6 +214,9 @@ impl Config {
             daemon,
             destinations,
             jobs,
+            notify: channels,
+            checks,
+            metrics: notify::validate_metrics(&located, &base, raw.metrics)?,
         })
     }
 
@@ -571,6 +602,7 @@ fn validate_job(
             .unwrap_or_default(),
         destination_retention,
         prune_on_failure: job.prune_on_failure,
+        notify: Vec::new(),
     })
 }
 

@@ -20,6 +20,14 @@ pub struct ConfigFile {
     pub destinations: IndexMap<String, DestinationConfig>,
     #[serde(default)]
     pub jobs: IndexMap<String, JobConfig>,
+    /// Notification channels (`[notify.NAME]`), see `notify_schema.rs`.
+    #[serde(default)]
+    pub notify: IndexMap<String, super::notify_schema::ChannelConfig>,
+    /// Health checks (`[checks.NAME]`).
+    #[serde(default)]
+    pub checks: IndexMap<String, super::notify_schema::CheckConfig>,
+    #[serde(default)]
+    pub metrics: super::notify_schema::MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -220,6 +228,10 @@ pub struct JobConfig {
     /// Prune even when the job's latest backup failed.
     #[serde(default)]
     pub prune_on_failure: bool,
+    /// Notification channels for this job's events: names, or
+    /// `{ channel = "ops", events = [...] }`.
+    #[serde(default)]
+    pub notify: Vec<super::notify_schema::RouteConfig>,
     /// Read-back after each backup: `full` (default), `quick` or `off`.
     #[serde(default)]
     pub verify: VerifyMode,

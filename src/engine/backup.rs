@@ -184,7 +184,12 @@ fn run(
         for (dest, upload) in uploads {
             let (tx, rx) = sync_channel::<Arc<[u8]>>(DESTINATION_QUEUE);
             senders.push(Some(tx));
-            writers.push((dest, scope.spawn(move || write_destination(upload, rx))));
+            // The run's span (job, run id) follows its lines into the threads.
+            let span = tracing::Span::current();
+            writers.push((
+                dest,
+                scope.spawn(move || span.in_scope(|| write_destination(upload, rx))),
+            ));
         }
         let fanout = FanOut { senders };
         let (stored_hasher, stored_cell) = HashingWriter::new(Buffered::boxed(Box::new(fanout)));
@@ -194,7 +199,9 @@ fn run(
         let source_ref = source.as_ref();
         let source_progress = progress.clone();
         let cancel = options.cancel.clone();
+        let span = tracing::Span::current();
         let producer = scope.spawn(move || -> Result<(serde_json::Value, Digest)> {
+            let _run = span.enter();
             let counting = CountingWriter {
                 inner: CancellableWriter {
                     inner: pipe_writer,

@@ -57,6 +57,9 @@ pub fn check(config: &Config, jobs: &[&Job]) -> Vec<Finding> {
             )
         }));
     }
+    for (subject, problem) in crate::notify::channel_problems(config) {
+        findings.push(finding(subject, Level::Fail, problem));
+    }
     findings
 }
 

@@ -33,7 +33,9 @@ pub fn recorded<T: Summary>(
         .map_err(|e| tracing::warn!(job = %job, error = %e, "run not recorded"))
         .ok();
     capture.line("INFO", &format!("{kind} of `{job}` started ({trigger})"));
-    let result = operation();
+    // Every line logged on this thread during the run carries job and run id.
+    let span = tracing::info_span!("run", job = %job, run_id = run_id.unwrap_or(0), kind = %kind);
+    let result = span.in_scope(operation);
     let end = match &result {
         Ok(value) => value.run_end(),
         Err(e) => RunEnd {

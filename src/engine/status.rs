@@ -25,6 +25,9 @@ pub struct DestinationStatus {
     pub stored_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub newest: Option<jiff::Timestamp>,
+    /// Stored size of the newest usable artifact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -183,6 +186,7 @@ pub fn job_status(
                     artifacts: good.len(),
                     stored_bytes: good.iter().map(|a| a.manifest.data.size).sum(),
                     newest: good.last().map(|a| a.manifest.created_at),
+                    newest_bytes: good.last().map(|a| a.manifest.data.size),
                     error: None,
                 }
             }
@@ -191,6 +195,7 @@ pub fn job_status(
                 artifacts: 0,
                 stored_bytes: 0,
                 newest: None,
+                newest_bytes: None,
                 error: Some(e.to_string()),
             },
         });

@@ -216,6 +216,13 @@ pub fn after_backup(
             verify_with(job, &located, depth, progress)
         },
     );
+    crate::notify::run_finished(
+        config,
+        store,
+        &job.name,
+        crate::state::RunKind::Verify,
+        &result,
+    );
     if let Some(store) = store {
         match &result {
             Ok(report) => mark_if_damaged(store, report, "verification after backup"),

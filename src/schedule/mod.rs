@@ -38,5 +38,16 @@ pub fn entries(config: &Config) -> Vec<Entry> {
             });
         }
     }
+    // Health checks, each on its own interval (`cairn health NAME`).
+    for check in config.checks.values() {
+        entries.push(Entry {
+            key: format!("check:{}:{}", check.name, check.interval.as_secs()),
+            subject: format!("check:{}", check.name),
+            args: vec!["health".to_string(), check.name.clone()],
+            when: When::Every(check.interval),
+            catch_up: crate::config::CatchUp::Skip,
+            jitter: None,
+        });
+    }
     entries
 }

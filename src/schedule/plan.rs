@@ -17,6 +17,7 @@ use crate::state::Trigger;
 
 /// When an entry fires.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // few entries, built once per plan
 pub enum When {
     Cron(Schedule),
     /// Every interval, counted from the last fire (checks).

@@ -42,7 +42,7 @@ pub enum Trigger {
     Manual,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     Running,
@@ -154,6 +154,15 @@ impl RunRecord {
     }
 }
 
+/// A number of finished runs of one job (or check), kind and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCount {
+    pub job: String,
+    pub kind: RunKind,
+    pub status: RunStatus,
+    pub count: u64,
+}
+
 /// Which runs to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -186,6 +195,24 @@ pub trait StateStore: Send + Sync {
     fn interrupt_orphaned_runs(&self) -> Result<usize>;
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
     fn run(&self, id: i64) -> Result<Option<RunRecord>>;
+    /// How many finished runs there are per (job, kind, status), for metrics.
+    fn run_counts(&self) -> Result<Vec<RunCount>> {
+        let mut counts: BTreeMap<(String, RunKind, RunStatus), u64> = BTreeMap::new();
+        for run in self.runs(&RunFilter::default())? {
+            if run.status != RunStatus::Running {
+                *counts.entry((run.job, run.kind, run.status)).or_default() += 1;
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((job, kind, status), count)| RunCount {
+                job,
+                kind,
+                status,
+                count,
+            })
+            .collect())
+    }
 
     fn set_paused(&self, job: &str, paused: bool) -> Result<()>;
     fn paused_jobs(&self) -> Result<BTreeSet<String>>;

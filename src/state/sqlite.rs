@@ -288,6 +288,32 @@ impl StateStore for SqliteState {
         .map_err(|e| self.error("cannot read runs", e))
     }
 
+    fn run_counts(&self) -> Result<Vec<super::RunCount>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT job, kind, status, count(*) FROM runs WHERE status != 'running'
+                 GROUP BY job, kind, status ORDER BY job, kind, status",
+            )
+            .map_err(|e| self.error("cannot count runs", e))?;
+        let rows: Vec<(String, String, String, i64)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error("cannot count runs", e))?;
+        // Kinds or statuses this version does not know are left out.
+        Ok(rows
+            .into_iter()
+            .filter_map(|(job, kind, status, count)| {
+                Some(super::RunCount {
+                    job,
+                    kind: kind.parse().ok()?,
+                    status: status.parse().ok()?,
+                    count: count.max(0) as u64,
+                })
+            })
+            .collect())
+    }
+
     fn run(&self, id: i64) -> Result<Option<RunRecord>> {
         self.lock()
             .query_row(

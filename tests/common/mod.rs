@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod objstores;
+pub mod receivers;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
