@@ -27,10 +27,16 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         .map(|job| status::job_status(&config, job, store, now))
         .collect();
     let running = store.and_then(daemon::running_daemon);
+    let checks = if args.jobs.is_empty() {
+        status::check_statuses(&config, store)
+    } else {
+        Vec::new()
+    };
     if context.json {
         output::print_json(&serde_json::json!({
             "daemon": running,
             "jobs": statuses,
+            "checks": checks,
         }));
     } else {
         match &running {
@@ -43,6 +49,27 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         }
         for s in &statuses {
             print_job(s, now);
+        }
+        if !checks.is_empty() {
+            println!("\nchecks");
+        }
+        for c in &checks {
+            let last = match &c.last_run {
+                Some(r) => format!(
+                    "{} {}{}",
+                    r.status,
+                    ago(now.as_second() - r.started_at.as_second()),
+                    r.error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ),
+                None => "not run yet".to_string(),
+            };
+            println!(
+                "  {:<20} {:<12} every {:>5}s  {last}",
+                c.check, c.kind, c.interval_seconds
+            );
         }
     }
     Ok(0)

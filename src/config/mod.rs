@@ -72,6 +72,8 @@ pub struct Config {
     pub file: PathBuf,
     /// The state store (history, pauses, schedule marks).
     pub state_path: PathBuf,
+    /// How long finished runs stay in the history; zero keeps them all.
+    pub keep_history: std::time::Duration,
     pub daemon: Daemon,
     pub destinations: IndexMap<String, DestinationConfig>,
     pub jobs: IndexMap<String, Job>,
@@ -203,6 +205,10 @@ impl Config {
             &channels,
             raw.checks,
         )?;
+        let keep_history = raw
+            .state
+            .keep_history
+            .unwrap_or(std::time::Duration::from_secs(90 * 86_400));
         let state_path = base.join(
             raw.state
                 .path
@@ -211,6 +217,7 @@ impl Config {
         Ok(Config {
             file: path.to_path_buf(),
             state_path,
+            keep_history,
             daemon,
             destinations,
             jobs,

@@ -312,6 +312,9 @@ pub struct StateConfig {
     /// A SQLite file (default: `cairn-state.db` beside the config file).
     #[serde(default, deserialize_with = "interp::opt_path")]
     pub path: Option<PathBuf>,
+    /// The daemon forgets finished runs older than this (default: 90d; "0" keeps all).
+    #[serde(default, deserialize_with = "interp::opt_duration")]
+    pub keep_history: Option<std::time::Duration>,
 }
 
 /// `[daemon]`: how `cairn daemon` runs.

@@ -229,3 +229,36 @@ pub fn job_status(
         destinations,
     }
 }
+
+/// The last result of a health check, from the history.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckStatus {
+    pub check: String,
+    pub kind: String,
+    pub interval_seconds: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<RunRecord>,
+}
+
+pub fn check_statuses(config: &Config, store: Option<&dyn StateStore>) -> Vec<CheckStatus> {
+    config
+        .checks
+        .values()
+        .map(|check| CheckStatus {
+            check: check.name.clone(),
+            kind: check.kind().to_string(),
+            interval_seconds: check.interval.as_secs(),
+            last_run: store.and_then(|s| {
+                s.runs(&RunFilter {
+                    job: Some(check.name.clone()),
+                    kind: Some(RunKind::Check),
+                    limit: Some(1),
+                    ..RunFilter::default()
+                })
+                .ok()?
+                .into_iter()
+                .next()
+            }),
+        })
+        .collect()
+}

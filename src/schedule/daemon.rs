@@ -109,6 +109,12 @@ pub struct ReloadResult {
 
 struct Running {
     handle: Box<dyn RunHandle>,
+    limited: bool,
+}
+
+/// Runs that count toward `max_concurrent_runs`.
+fn limited(running: &HashMap<String, Running>) -> usize {
+    running.values().filter(|r| r.limited).count()
 }
 
 pub struct Daemon<'a> {
@@ -179,9 +185,15 @@ impl Daemon<'_> {
         let mut stopping: Option<Instant> = None;
         let mut terminated: Option<Instant> = None;
         let mut grace = config.daemon.shutdown_grace;
+        let mut keep_history = config.keep_history;
+        let mut history_pruned: Option<Timestamp> = None;
         loop {
             on_wake();
             let now = clock.now();
+            if history_pruned.is_none_or(|t| now.as_second() - t.as_second() >= 3600) {
+                forget_old_runs(store, keep_history, now);
+                history_pruned = Some(now);
+            }
             if stopping.is_none() {
                 for fire in plan.due(now) {
                     ctx.offer(fire, now, &mut running, &mut queue);
@@ -247,6 +259,7 @@ impl Daemon<'_> {
                             plan = new_plan;
                             ctx.max = new.daemon.max_concurrent_runs;
                             grace = new.daemon.shutdown_grace;
+                            keep_history = new.keep_history;
                             ReloadResult {
                                 at: Timestamp::now(),
                                 accepted: true,
@@ -289,6 +302,26 @@ impl Daemon<'_> {
         }
         tracing::info!("daemon stopped");
         Ok(summary)
+    }
+}
+
+/// Keeps the history to `keep` (zero: everything), hourly.
+fn forget_old_runs(store: &dyn StateStore, keep: Duration, now: Timestamp) {
+    if keep.is_zero() {
+        return;
+    }
+    let Some(cutoff) = jiff::SignedDuration::try_from(keep)
+        .ok()
+        .and_then(|keep| now.checked_sub(keep).ok())
+    else {
+        return;
+    };
+    match store.forget_runs_before(cutoff) {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(runs = n, before = %cutoff, "old runs removed from the history ([state] keep_history)")
+        }
+        Err(e) => tracing::warn!(error = %e, "old runs could not be removed from the history"),
     }
 }
 
@@ -340,7 +373,7 @@ impl Dispatch<'_, '_> {
         if queue.iter().any(|f| f.subject == fire.subject) {
             return self.skip(fire, "a run of it is already queued".into());
         }
-        if running.len() >= self.max {
+        if fire.limited && limited(running) >= self.max {
             tracing::info!(job = %fire.subject, running = running.len(), "queued: max_concurrent_runs reached");
             queue.push_back(fire);
             return;
@@ -354,7 +387,7 @@ impl Dispatch<'_, '_> {
         running: &mut HashMap<String, Running>,
         queue: &mut VecDeque<Fire>,
     ) {
-        while running.len() < self.max {
+        while limited(running) < self.max {
             let Some(position) = queue.iter().position(|f| !running.contains_key(&f.subject))
             else {
                 break;
@@ -377,7 +410,13 @@ impl Dispatch<'_, '_> {
                     lateness_ms,
                     "run started"
                 );
-                running.insert(fire.subject.clone(), Running { handle });
+                running.insert(
+                    fire.subject.clone(),
+                    Running {
+                        handle,
+                        limited: fire.limited,
+                    },
+                );
                 self.summary.started.push(fire);
             }
             Err(e) => self.skip(fire, format!("cannot start: {e}")),
@@ -627,7 +666,14 @@ mod tests {
             });
             // The plan is made at start-up: move the clock only after that.
             ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-            drive(&tx);
+            let driven = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drive(&tx)));
+            if let Err(panic) = driven {
+                // Stop the daemon at once (two stops skip the grace period), then fail.
+                let _ = tx.send(Event::Shutdown);
+                let _ = tx.send(Event::Shutdown);
+                let _ = handle.join();
+                std::panic::resume_unwind(panic);
+            }
             handle.join().unwrap()
         })
     }
@@ -719,6 +765,29 @@ mod tests {
             let names: Vec<String> = runner.started().into_iter().map(|s| s.0).collect();
             assert_eq!(names, ["a", "b", "c"]);
             runner.finish("c");
+            settle();
+            tx.send(Event::Shutdown).unwrap();
+        });
+    }
+
+    #[test]
+    fn health_checks_do_not_wait_for_the_concurrency_limit() {
+        let body = format!(
+            "[daemon]\nmax_concurrent_runs = 1\n{}[checks.disk]\nkind = \"disk\"\npath = \".\"\nmin_free_percent = 1\ninterval = \"1m\"\n",
+            job("app", "* * * * *")
+        );
+        let (_dir, store, cfg) = fixture(&body);
+        let clock = ManualClock::at("2026-12-01T09:00:50Z");
+        let runner = FakeRunner::default();
+        with_daemon(cfg, &store, &clock, &runner, |tx| {
+            // The backup fires at 09:01 and keeps running; the check is due at 09:01:50.
+            tick(&clock, tx, 10);
+            assert_eq!(runner.started().len(), 1);
+            tick(&clock, tx, 50);
+            let names: Vec<String> = runner.started().into_iter().map(|s| s.0).collect();
+            assert_eq!(names, ["app", "check:disk"]);
+            runner.finish("app");
+            runner.finish("check:disk");
             settle();
             tx.send(Event::Shutdown).unwrap();
         });

@@ -25,6 +25,7 @@ pub fn entries(config: &Config) -> Vec<Entry> {
                 when: When::Cron(schedule.clone()),
                 catch_up: job.catch_up,
                 jitter: job.jitter,
+                limited: true,
             });
         }
         if let Some(schedule) = &job.drill.schedule {
@@ -35,6 +36,7 @@ pub fn entries(config: &Config) -> Vec<Entry> {
                 when: When::Cron(schedule.clone()),
                 catch_up: job.catch_up,
                 jitter: job.jitter,
+                limited: true,
             });
         }
     }
@@ -47,6 +49,7 @@ pub fn entries(config: &Config) -> Vec<Entry> {
             when: When::Every(check.interval),
             catch_up: crate::config::CatchUp::Skip,
             jitter: None,
+            limited: false,
         });
     }
     entries

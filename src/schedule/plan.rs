@@ -55,6 +55,9 @@ pub struct Entry {
     pub when: When,
     pub catch_up: CatchUp,
     pub jitter: Option<Duration>,
+    /// Counts toward `max_concurrent_runs` (backups and drills do; quick
+    /// health checks do not, so a long backup never delays them).
+    pub limited: bool,
 }
 
 /// A task that is due now.
@@ -68,6 +71,7 @@ pub struct Fire {
     /// When it became due (with jitter).
     pub due_at: Timestamp,
     pub trigger: Trigger,
+    pub limited: bool,
 }
 
 #[derive(Debug)]
@@ -115,6 +119,7 @@ impl Slot {
             scheduled_at: nominal,
             due_at: due,
             trigger,
+            limited: self.entry.limited,
         }
     }
 }
@@ -202,6 +207,7 @@ mod tests {
             when: When::Cron(Schedule::parse(cron, None, "UTC").unwrap()),
             catch_up,
             jitter: None,
+            limited: true,
         }
     }
 

@@ -195,6 +195,8 @@ pub trait StateStore: Send + Sync {
     fn interrupt_orphaned_runs(&self) -> Result<usize>;
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
     fn run(&self, id: i64) -> Result<Option<RunRecord>>;
+    /// Deletes finished runs that started before `before`; returns how many.
+    fn forget_runs_before(&self, before: Timestamp) -> Result<usize>;
     /// How many finished runs there are per (job, kind, status), for metrics.
     fn run_counts(&self) -> Result<Vec<RunCount>> {
         let mut counts: BTreeMap<(String, RunKind, RunStatus), u64> = BTreeMap::new();

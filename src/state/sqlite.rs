@@ -325,6 +325,15 @@ impl StateStore for SqliteState {
             .map_err(|e| self.error("cannot read the run", e))
     }
 
+    fn forget_runs_before(&self, before: Timestamp) -> Result<usize> {
+        self.lock()
+            .execute(
+                "DELETE FROM runs WHERE status != 'running' AND started_at < ?1",
+                [millis(before)],
+            )
+            .map_err(|e| self.error("cannot forget old runs", e))
+    }
+
     fn set_paused(&self, job: &str, paused: bool) -> Result<()> {
         let conn = self.lock();
         let result = if paused {
@@ -559,6 +568,31 @@ mod tests {
             })
             .unwrap();
         assert_eq!(backups.len(), 1);
+    }
+
+    #[test]
+    fn old_finished_runs_are_forgotten() {
+        let (_dir, store) = store();
+        let old = Timestamp::from_second(1_700_000_000).unwrap();
+        let new = |started_at| NewRun {
+            job: "app".into(),
+            kind: RunKind::Check,
+            trigger: Trigger::Schedule,
+            started_at,
+        };
+        let finished = store.start_run(&new(old)).unwrap();
+        store.finish_run(finished, &RunEnd::default(), "").unwrap();
+        let running = store.start_run(&new(old)).unwrap();
+        let recent = store.start_run(&new(Timestamp::now())).unwrap();
+        let cutoff = Timestamp::from_second(1_800_000_000).unwrap();
+        assert_eq!(store.forget_runs_before(cutoff).unwrap(), 1);
+        let left: Vec<i64> = store
+            .runs(&RunFilter::default())
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(left, vec![recent, running]);
     }
 
     #[test]
