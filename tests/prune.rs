@@ -337,7 +337,7 @@ fn systemd_units_are_hardened_and_timers_carry_the_schedule() {
     setup(&env, "{ keep_last = 1 }");
     let config = std::fs::read_to_string(env.config_path()).unwrap();
     env.write_config(&format!(
-        "{config}schedules = [{{ cron = \"0 2 * * *\", tag = \"daily\", timezone = \"Europe/Berlin\" }}]\njitter = \"5m\"\n"
+        "{config}schedules = [{{ cron = \"0 2 * * *\", tag = \"daily\", timezone = \"Europe/Berlin\" }}]\njitter = \"5m\"\n\n[checks.disk]\nkind = \"disk\"\npath = \".\"\nmin_free_percent = 1\ninterval = \"5m\"\n"
     ));
     let out = env.cairn().arg("systemd").output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -368,6 +368,9 @@ fn systemd_units_are_hardened_and_timers_carry_the_schedule() {
     assert!(timers.contains("Persistent=true"));
     assert!(timers.contains("RandomizedDelaySec=300"));
     assert!(timers.contains("backup app --prune --tag daily"));
+    assert!(timers.contains("cairn-check-disk.timer"), "{timers}");
+    assert!(timers.contains("OnUnitActiveSec=300"), "{timers}");
+    assert!(timers.contains(" health disk\n"), "{timers}");
 }
 
 #[test]

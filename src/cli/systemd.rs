@@ -25,7 +25,8 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         let units = systemd::timer_units(&config, &options);
         if units.is_empty() {
             return Err(Error::Usage(
-                "no job has `schedules`, so there is no timer to write".into(),
+                "no job has `schedules` and there are no checks, so there is no timer to write"
+                    .into(),
             ));
         }
         units

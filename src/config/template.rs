@@ -45,12 +45,30 @@ schedules = [
 retention = { keep_last = 3, keep_daily = 7, keep_weekly = 4, keep_monthly = 12 }
 # destination_retention = { local = { keep_last = 10 } }   # replaces it there
 
+# verify = "full"               # read every copy back after each backup ("quick", "off")
+# drill = { cron = "0 5 * * *", assert = ["SELECT count(*) > 0 FROM items"], max_age = "8d" }
+# validate = { before_backup = true, rules = [{ name = "negative stock", sql = "SELECT id FROM items WHERE quantity < 0", blocking = true }] }
+# notify = ["ops"]              # channels for this job's events (default: failures and recoveries)
+
 # [daemon]
 # timezone = "UTC"
 # max_concurrent_runs = 2
 # shutdown_grace = "60s"        # SIGTERM: running jobs may finish this long, then abort
+# listen = "127.0.0.1:9464"     # serves /metrics and /healthz
 # [state]
 # path = "./cairn-state.db"     # run history, pauses (default: beside this file)
+# keep_history = "90d"
+
+# [notify.ops]
+# kind = "webhook"              # or "email" (smtp_host, smtp_port, tls, username, password_env, from, to), "ping"
+# url = "${SLACK_WEBHOOK_URL}"
+# format = "slack"              # "json" | "slack" | "discord" | "teams" | "ntfy"
+
+# [checks.api]
+# kind = "http"                 # also backup_age, drill_age, disk, destination, sql
+# url = "http://localhost:5000/api/health"
+# interval = "5m"
+# notify = ["ops"]
 
 # [jobs.uploads]
 # source = { kind = "files", path = "./uploads", exclude = ["*.tmp", "thumbnails/**"] }

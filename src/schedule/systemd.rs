@@ -210,7 +210,8 @@ fn weekday_field(field: &str) -> Option<String> {
 }
 
 /// One oneshot service and one timer per schedule, named
-/// `cairn-backup-JOB[-TAG]`, with `Persistent=true` for catch-up.
+/// `cairn-backup-JOB[-TAG]`, with `Persistent=true` for catch-up; and one pair
+/// per health check (`cairn-check-NAME`) on its interval.
 pub fn timer_units(config: &Config, options: &UnitOptions) -> Vec<(String, String)> {
     let mut units = Vec::new();
     for job in config.jobs.values() {
@@ -276,6 +277,43 @@ WantedBy=timers.target
                 ),
             ));
         }
+    }
+    for check in config.checks.values() {
+        let name = format!("cairn-check-{}", check.name);
+        units.push((
+            format!("{name}.service"),
+            format!(
+                "[Unit]
+Description=cairn health check {check}
+
+[Service]
+Type=oneshot
+ExecStart={exe} --config {config} health {check}
+{common}",
+                check = check.name,
+                exe = quote(&options.exe),
+                config = quote(&options.config_file),
+                common = service_common(config, options),
+            ),
+        ));
+        let interval = check.interval.as_secs().max(1);
+        units.push((
+            format!("{name}.timer"),
+            format!(
+                "[Unit]
+Description=cairn health check {check} every {interval}s
+
+[Timer]
+OnActiveSec={interval}
+OnUnitActiveSec={interval}
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target
+",
+                check = check.name,
+            ),
+        ));
     }
     units
 }
