@@ -95,7 +95,9 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         ..Selector::default()
     };
     let located = engine::locate(&config, job, &selector)?;
-    let verdict = verify::verify(job, &located, output::progress(context.progress))?;
+    let verdict = runs::recorded(store, &job.name, RunKind::Verify, Trigger::Manual, || {
+        verify::verify(job, &located, output::progress(context.progress))
+    })?;
     if !verdict.ok() {
         return Err(Error::Run(format!(
             "verification failed: {:?}",

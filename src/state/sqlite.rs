@@ -82,8 +82,8 @@ impl SqliteState {
         }
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(|e| state_error(path, "cannot configure", e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+        use_wal(&conn).map_err(|e| state_error(path, "cannot switch to WAL mode", e))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| state_error(path, "cannot configure", e))?;
         let store = SqliteState {
             path: path.to_path_buf(),
@@ -153,6 +153,37 @@ impl SqliteState {
             host: row.get(12)?,
             pid: row.get::<_, i64>(13)?.max(0) as u32,
         })
+    }
+}
+
+/// Puts the database in WAL mode (a persistent property of the file). Only its
+/// first opener changes it; that change needs an exclusive lock and SQLite does
+/// not call the busy handler for it, so a daemon, its runs and a CLI command
+/// opening a new store at the same moment retry here instead of failing.
+fn use_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mode = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+            .and_then(|mode| {
+                if mode.eq_ignore_ascii_case("wal") {
+                    Ok(mode)
+                } else {
+                    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+                }
+            });
+        match mode {
+            Ok(_) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -632,6 +663,37 @@ mod tests {
         assert!(store.claim("x", "elsewhere:1", 0).unwrap());
         std::thread::sleep(Duration::from_millis(5));
         assert!(store.claim("x", "elsewhere:2", 60).unwrap());
+    }
+
+    #[test]
+    fn opening_while_others_write_waits_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let writer = SqliteState::open(&path).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    writer.claim("job:app", &format!("h:{n}"), 0).unwrap();
+                }
+            });
+            let openers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        for _ in 0..50 {
+                            let store = SqliteState::open(&path).unwrap();
+                            store.paused_jobs().unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for opener in openers {
+                opener.join().unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
     }
 
     #[test]
