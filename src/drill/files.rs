@@ -8,7 +8,6 @@ use super::{Check, Scratch};
 use crate::config::Job;
 use crate::engine::Located;
 use crate::progress::Progress;
-use crate::source::Restorer;
 use crate::source::files::{FileHash, FilesRestorer, digest_folder};
 use crate::{Error, Result};
 
@@ -48,16 +47,7 @@ impl Scratch for FilesScratch {
         located: &Located,
         progress: Arc<dyn Progress>,
     ) -> Result<(String, u64)> {
-        let path = self.path.clone();
-        super::restore_local(
-            job,
-            located,
-            progress,
-            &|stream| FilesRestorer.write(stream, &path),
-            &|| {
-                let _ = super::remove_path(&path);
-            },
-        )
+        super::restore_local(job, located, progress, &FilesRestorer, &self.path)
     }
 
     fn integrity(&self) -> Result<Vec<Check>> {

@@ -173,6 +173,25 @@ pub(crate) fn unregister_cleanup(id: u64) {
 /// Removes every scratch target of drills running in this process. The CLI
 /// calls it when SIGTERM or SIGINT arrive, before it exits; SIGKILL leaves the
 /// target to the next drill.
+/// Restores the artifact into the scratch database at `url` (PostgreSQL or
+/// MySQL), exactly as `cairn restore --to URL` would.
+pub(crate) fn restore_to_scratch_database(
+    url: &str,
+    job: &Job,
+    located: &Located,
+    progress: Arc<dyn Progress>,
+) -> Result<(String, u64)> {
+    let options = crate::engine::restore_server::ServerRestoreOptions {
+        target_url: url.to_string(),
+        dry_run: false,
+        force: false,
+        clean: false,
+    };
+    let report =
+        crate::engine::restore_server::restore_to_server(job, located, &options, progress)?;
+    Ok((report.destination, report.plaintext_bytes))
+}
+
 pub fn run_cleanups() {
     let list = std::mem::take(&mut *cleanups().lock().unwrap_or_else(|p| p.into_inner()));
     for (_, cleanup) in list {
@@ -180,21 +199,21 @@ pub fn run_cleanups() {
     }
 }
 
-/// Streams the artifact into a local scratch target with `write` (through the
-/// same read path as `cairn restore`: both hashes checked), trying the next copy
-/// when one is damaged or unreachable; `reset` removes a partial write first.
+/// Streams the artifact into the local scratch `path` with `restorer` (through
+/// the same read path as `cairn restore`: both hashes checked), trying the next
+/// copy when one is damaged or unreachable, after removing a partial write.
 pub(crate) fn restore_local(
     job: &Job,
     located: &Located,
     progress: Arc<dyn Progress>,
-    write: &dyn Fn(&mut dyn std::io::Read) -> Result<()>,
-    reset: &dyn Fn(),
+    restorer: &dyn crate::source::Restorer,
+    path: &std::path::Path,
 ) -> Result<(String, u64)> {
     let key = crate::keys::decrypt_key(job)?;
     let manifest = &located.manifest;
     let mut last_error = None;
     for (dest, _) in &located.copies {
-        reset();
+        let _ = remove_path(path);
         progress.start(
             &format!("drill {} from {}", manifest.id, dest.name()),
             Some(manifest.data.size),
@@ -204,7 +223,7 @@ pub(crate) fn restore_local(
             manifest,
             &key,
             progress.clone(),
-            &mut |stream| write(stream),
+            &mut |stream| restorer.write(stream, path),
         );
         progress.finish();
         match outcome {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{Check, Scratch};
 use crate::config::{Job, PgScope, SourceConfig};
-use crate::engine::{Located, restore_server};
+use crate::engine::Located;
 use crate::progress::Progress;
 use crate::source::postgres::{PgConn, quote_ident, quote_literal};
 use crate::store::Manifest;
@@ -146,14 +146,7 @@ impl Scratch for PgScratch {
         located: &Located,
         progress: Arc<dyn Progress>,
     ) -> Result<(String, u64)> {
-        let options = restore_server::ServerRestoreOptions {
-            target_url: self.url.clone(),
-            dry_run: false,
-            force: false,
-            clean: false,
-        };
-        let report = restore_server::restore_to_server(job, located, &options, progress)?;
-        Ok((report.destination, report.plaintext_bytes))
+        super::restore_to_scratch_database(&self.url, job, located, progress)
     }
 
     fn integrity(&self) -> Result<Vec<Check>> {

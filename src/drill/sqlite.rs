@@ -11,7 +11,7 @@ use super::{Check, Scratch};
 use crate::config::Job;
 use crate::engine::Located;
 use crate::progress::Progress;
-use crate::source::{Restorer, sqlite::SqliteRestorer};
+use crate::source::sqlite::SqliteRestorer;
 use crate::{Error, Result};
 
 pub struct SqliteScratch {
@@ -86,16 +86,7 @@ impl Scratch for SqliteScratch {
         located: &Located,
         progress: Arc<dyn Progress>,
     ) -> Result<(String, u64)> {
-        let path = self.path.clone();
-        super::restore_local(
-            job,
-            located,
-            progress,
-            &|stream| SqliteRestorer.write(stream, &path),
-            &|| {
-                let _ = super::remove_path(&path);
-            },
-        )
+        super::restore_local(job, located, progress, &SqliteRestorer, &self.path)
     }
 
     fn integrity(&self) -> Result<Vec<Check>> {

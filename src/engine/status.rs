@@ -119,24 +119,6 @@ pub fn proven(
     (proven, stale)
 }
 
-fn latest(
-    store: Option<&dyn StateStore>,
-    job: &str,
-    status: Option<RunStatus>,
-) -> Option<RunRecord> {
-    store?
-        .runs(&RunFilter {
-            job: Some(job.to_string()),
-            kind: Some(RunKind::Backup),
-            status,
-            limit: Some(1),
-            with_log: false,
-        })
-        .ok()?
-        .into_iter()
-        .next()
-}
-
 pub fn job_status(
     config: &Config,
     job: &Job,
@@ -218,8 +200,9 @@ pub fn job_status(
             schedules.iter().filter_map(|s| s.next_run).min()
         },
         schedules,
-        last_run: latest(store, &job.name, None),
-        last_success: latest(store, &job.name, Some(RunStatus::Success)).map(|r| r.started_at),
+        last_run: latest_run(store, &job.name, RunKind::Backup, None),
+        last_success: latest_run(store, &job.name, RunKind::Backup, Some(RunStatus::Success))
+            .map(|r| r.started_at),
         newest_good: newest_good.map(|(created_at, id)| NewestGood {
             age_seconds: now.as_second() - created_at.as_second(),
             id,
@@ -248,17 +231,7 @@ pub fn check_statuses(config: &Config, store: Option<&dyn StateStore>) -> Vec<Ch
             check: check.name.clone(),
             kind: check.kind().to_string(),
             interval_seconds: check.interval.as_secs(),
-            last_run: store.and_then(|s| {
-                s.runs(&RunFilter {
-                    job: Some(check.name.clone()),
-                    kind: Some(RunKind::Check),
-                    limit: Some(1),
-                    ..RunFilter::default()
-                })
-                .ok()?
-                .into_iter()
-                .next()
-            }),
+            last_run: latest_run(store, &check.name, RunKind::Check, None),
         })
         .collect()
 }
