@@ -209,6 +209,43 @@ fn weekday_field(field: &str) -> Option<String> {
     Some(parts?.join(","))
 }
 
+/// A oneshot service running `cairn --config FILE ARGS`.
+fn oneshot_service(
+    config: &Config,
+    options: &UnitOptions,
+    description: &str,
+    args: &str,
+) -> String {
+    format!(
+        "[Unit]
+Description={description}
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart={exe} --config {file} {args}
+{common}",
+        exe = quote(&options.exe),
+        file = quote(&options.config_file),
+        common = service_common(config, options),
+    )
+}
+
+/// A timer unit with the given `[Timer]` lines.
+fn timer(description: &str, timer_lines: &str) -> String {
+    format!(
+        "[Unit]
+Description={description}
+
+[Timer]
+{timer_lines}
+[Install]
+WantedBy=timers.target
+"
+    )
+}
+
 /// One oneshot service and one timer per schedule, named
 /// `cairn-backup-JOB[-TAG]`, with `Persistent=true` for catch-up; and one pair
 /// per health check (`cairn-check-NAME`) on its interval.
@@ -228,20 +265,11 @@ pub fn timer_units(config: &Config, options: &UnitOptions) -> Vec<(String, Strin
                 .unwrap_or_default();
             units.push((
                 format!("{name}.service"),
-                format!(
-                    "[Unit]
-Description=cairn backup of {job}
-Wants=network-online.target
-After=network-online.target
-
-[Service]
-Type=oneshot
-ExecStart={exe} --config {config} backup {job} --prune{tag}
-{common}",
-                    job = job.name,
-                    exe = quote(&options.exe),
-                    config = quote(&options.config_file),
-                    common = service_common(config, options),
+                oneshot_service(
+                    config,
+                    options,
+                    &format!("cairn backup of {}", job.name),
+                    &format!("backup {} --prune{tag}", job.name),
                 ),
             ));
             let calendar = match on_calendar(&schedule.expression, &schedule.timezone_name) {
@@ -261,19 +289,9 @@ ExecStart={exe} --config {config} backup {job} --prune{tag}
             };
             units.push((
                 format!("{name}.timer"),
-                format!(
-                    "[Unit]
-Description=cairn backup of {job} ({cron})
-
-[Timer]
-{calendar}
-Persistent={persistent}
-{jitter}
-[Install]
-WantedBy=timers.target
-",
-                    job = job.name,
-                    cron = schedule.expression,
+                timer(
+                    &format!("cairn backup of {} ({})", job.name, schedule.expression),
+                    &format!("{calendar}\nPersistent={persistent}\n{jitter}"),
                 ),
             ));
         }
@@ -282,36 +300,19 @@ WantedBy=timers.target
         let name = format!("cairn-check-{}", check.name);
         units.push((
             format!("{name}.service"),
-            format!(
-                "[Unit]
-Description=cairn health check {check}
-
-[Service]
-Type=oneshot
-ExecStart={exe} --config {config} health {check}
-{common}",
-                check = check.name,
-                exe = quote(&options.exe),
-                config = quote(&options.config_file),
-                common = service_common(config, options),
+            oneshot_service(
+                config,
+                options,
+                &format!("cairn health check {}", check.name),
+                &format!("health {}", check.name),
             ),
         ));
         let interval = check.interval.as_secs().max(1);
         units.push((
             format!("{name}.timer"),
-            format!(
-                "[Unit]
-Description=cairn health check {check} every {interval}s
-
-[Timer]
-OnActiveSec={interval}
-OnUnitActiveSec={interval}
-AccuracySec=1s
-
-[Install]
-WantedBy=timers.target
-",
-                check = check.name,
+            timer(
+                &format!("cairn health check {} every {interval}s", check.name),
+                &format!("OnActiveSec={interval}\nOnUnitActiveSec={interval}\nAccuracySec=1s\n"),
             ),
         ));
     }
@@ -324,34 +325,21 @@ mod tests {
 
     #[test]
     fn cron_to_on_calendar() {
-        assert_eq!(
-            on_calendar("0 2 * * *", "UTC").unwrap(),
-            "*-*-* 02:00:00 UTC"
-        );
-        assert_eq!(
-            on_calendar("30 3 * * 0", "Europe/Berlin").unwrap(),
-            "Sun *-*-* 03:30:00 Europe/Berlin"
-        );
-        assert_eq!(
-            on_calendar("*/15 * * * *", "UTC").unwrap(),
-            "*-*-* *:00/15:00 UTC"
-        );
-        assert_eq!(
-            on_calendar("0 4 1 * *", "UTC").unwrap(),
-            "*-*-01 04:00:00 UTC"
-        );
-        assert_eq!(
-            on_calendar("0 9 * * 1-5", "UTC").unwrap(),
-            "Mon..Fri *-*-* 09:00:00 UTC"
-        );
-        assert_eq!(
-            on_calendar("*/10 * * * * *", "UTC").unwrap(),
-            "*-*-* *:*:00/10 UTC"
-        );
-        assert_eq!(
-            on_calendar("@weekly", "UTC").unwrap(),
-            "Sun *-*-* 00:00:00 UTC"
-        );
+        for (cron, zone, expected) in [
+            ("0 2 * * *", "UTC", "*-*-* 02:00:00 UTC"),
+            (
+                "30 3 * * 0",
+                "Europe/Berlin",
+                "Sun *-*-* 03:30:00 Europe/Berlin",
+            ),
+            ("*/15 * * * *", "UTC", "*-*-* *:00/15:00 UTC"),
+            ("0 4 1 * *", "UTC", "*-*-01 04:00:00 UTC"),
+            ("0 9 * * 1-5", "UTC", "Mon..Fri *-*-* 09:00:00 UTC"),
+            ("*/10 * * * * *", "UTC", "*-*-* *:*:00/10 UTC"),
+            ("@weekly", "UTC", "Sun *-*-* 00:00:00 UTC"),
+        ] {
+            assert_eq!(on_calendar(cron, zone).as_deref(), Some(expected), "{cron}");
+        }
         // cron ORs the two day fields, systemd ANDs them.
         assert_eq!(on_calendar("0 0 1 * 1", "UTC"), None);
         assert_eq!(on_calendar("0 0 * * 5L", "UTC"), None);
