@@ -138,23 +138,41 @@ fn missing_config_says_how_to_make_one() {
 }
 
 #[test]
-fn init_writes_an_example_that_check_accepts_once_paths_exist() {
+fn init_writes_an_encrypted_example_that_check_accepts_once_paths_exist() {
+    use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
     env.cairn().arg("init").assert().success();
     env.cairn().arg("init").assert().code(2);
-    // The example backs up ./data/app.db without encryption: check warns and fails on the missing db.
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&env.config_path()), 0o600);
+    assert_eq!(mode(&env.path("cairn-identity.txt")), 0o600);
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    assert!(text.contains("cairn keygen"), "{text}");
+    // The example backs up ./data/app.db: check fails on the missing database.
     env.cairn()
         .arg("check")
         .assert()
         .code(1)
-        .stdout(predicate::str::contains("WARN").and(predicate::str::contains("FAIL")));
+        .stdout(predicate::str::contains("FAIL"));
     std::fs::create_dir(env.path("data")).unwrap();
     common::create_sample_db(&env.path("data/app.db"), 3);
     env.cairn()
         .arg("check")
         .assert()
         .success()
-        .stdout(predicate::str::contains("encryption is off"));
+        .stdout(predicate::str::contains("encryption is off").not());
+    // Encrypted to the identity init wrote: a backup restores with it.
+    let entry = env.backup("app-db");
+    assert!(entry["key"].as_str().unwrap().ends_with(".age"), "{entry}");
+    env.cairn()
+        .args(["restore", "app-db", "--to"])
+        .arg(env.path("restored.db"))
+        .assert()
+        .success();
+    assert_eq!(common::count_rows(&env.path("restored.db"), "items"), 3);
+    // A second init (forced) keeps encrypting to the same identity.
+    env.cairn().args(["init", "--force"]).assert().success();
+    assert_eq!(std::fs::read_to_string(env.config_path()).unwrap(), text);
 }
 
 #[test]

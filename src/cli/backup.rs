@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "jobs")]
     all: bool,
     /// A tag recorded in the manifest (e.g. daily, pre-upgrade)
-    #[arg(long)]
+    #[arg(long, value_parser = parse_tag)]
     tag: Option<String>,
     /// Apply the job's retention policy after a successful backup
     #[arg(long)]
@@ -22,10 +22,18 @@ pub struct Args {
     trigger: TriggerArg,
 }
 
+/// The same rule as tags in the config: tags become parts of names.
+fn parse_tag(text: &str) -> std::result::Result<String, String> {
+    match crate::config::name_problem(text) {
+        None => Ok(text.to_string()),
+        Some(problem) => Err(problem.replacen("name", "tag", 1)),
+    }
+}
+
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
     let jobs = super::select_jobs(&config, &args.jobs, args.all)?;
-    let store = crate::state::open_or_warn(&config);
+    let store = super::open_store(&config);
     let store = store.as_deref();
     let cancel = super::cancel_on_signals();
     let options = BackupOptions {

@@ -20,10 +20,10 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         }));
     } else {
         println!(
-            "config {}: ok ({} jobs, {} destinations)",
+            "config {}: ok ({}, {})",
             config.file.display(),
-            config.jobs.len(),
-            config.destinations.len()
+            output::count(config.jobs.len(), "job", "jobs"),
+            output::count(config.destinations.len(), "destination", "destinations")
         );
         for f in &findings {
             let level = match f.level {

@@ -26,7 +26,7 @@ pub struct Args {
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
     let job = config.job(&args.job)?;
-    let store = crate::state::open_or_warn(&config);
+    let store = super::open_store(&config);
     let store = store.as_deref();
     let selector = Selector {
         id: args.id.clone(),

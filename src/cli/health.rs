@@ -48,7 +48,7 @@ fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a crate::con
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
     let checks = select(&config, &args.checks)?;
-    let store = crate::state::open_or_warn(&config);
+    let store = super::open_store(&config);
     let store = store.as_deref();
     let trigger = args.trigger.trigger();
     let mut results = Vec::new();

@@ -109,7 +109,7 @@ pub fn export_configured(config: &Config, store: Option<&dyn StateStore>) {
 
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
-    let store = crate::state::open_or_warn(&config);
+    let store = super::open_store(&config);
     let text = render(&config, store.as_deref());
     if args.textfile.is_none() && args.push.is_none() {
         print!("{text}");

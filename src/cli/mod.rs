@@ -1,6 +1,23 @@
 //! The command-line interface: argument parsing, output and exit codes. Each
 //! verb lives in its own file and calls the engine.
 
+// Every line the CLI prints goes through these instead of std's macros, which
+// panic when stdout or stderr is a closed pipe (`cairn backup --all | head -1`)
+// and so would skip the remaining jobs and `--prune`. A closed stdout is
+// remembered and turns a clean exit into exit 1; the work itself goes on.
+// Declared before the verb modules so that they all use them.
+macro_rules! println {
+    () => { $crate::cli::output::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::output::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::cli::output::write_stdout(format_args!($($arg)*)) };
+}
+macro_rules! eprintln {
+    () => { $crate::cli::output::write_stderr(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::output::write_stderr(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 mod backup;
 mod check;
 mod daemon;
@@ -187,13 +204,14 @@ pub fn main() -> ExitCode {
         Command::Keygen(args) => keygen::run(&context, args),
         Command::Quickstart(args) => quickstart::run(&context, args),
     };
-    match result {
-        Ok(code) => ExitCode::from(code),
+    let code = match result {
+        Ok(code) => code,
         Err(e) => {
             output::print_error(&e, context.json);
-            ExitCode::from(e.exit_code())
+            e.exit_code()
         }
-    }
+    };
+    ExitCode::from(output::exit_code_after_output(code))
 }
 
 /// Human-readable logs on a terminal, quiet (warnings and errors only) when not,
@@ -211,8 +229,10 @@ fn init_logging(cli: &Cli) {
         }
     };
     let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // A closed stderr must not panic (the layer's own error report would).
     let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_target(false);
     // The daemon is read in journals, which stamp lines themselves; one-shot
     // commands on a terminal stay short.
@@ -259,6 +279,15 @@ fn cancel_on_signals() -> crate::cancel::Cancel {
         let _ = signal_hook::flag::register(signal, flag);
     }
     cancel
+}
+
+/// The state store for a verb that works on jobs or reports on them: runs of
+/// processes that died meanwhile are settled first (recorded as interrupted
+/// and alerted), so that no verb shows a dead run as still running.
+fn open_store(config: &Config) -> Option<Box<dyn crate::state::StateStore>> {
+    let store = crate::state::open_or_warn(config)?;
+    crate::engine::runs::settle_orphans(config, store.as_ref());
+    Some(store)
 }
 
 /// The exclusive claim on a job for this process, released when dropped.

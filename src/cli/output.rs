@@ -1,7 +1,9 @@
 //! How results reach people and scripts: JSON on stdout with `--json`, short
 //! human text otherwise, errors on stderr, progress bars only on a terminal.
 
+use std::io::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -10,6 +12,34 @@ use serde::Serialize;
 use crate::Error;
 use crate::progress::{Progress, Silent};
 
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes to stdout; a failed write (a closed pipe) is remembered, not fatal.
+pub fn write_stdout(text: std::fmt::Arguments<'_>) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if out.write_fmt(text).and_then(|()| out.flush()).is_err() {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Writes to stderr; nothing is left to tell if that fails.
+pub fn write_stderr(text: std::fmt::Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(text);
+}
+
+/// The process's exit code: the verb's, or 1 when it succeeded but its output
+/// could not be delivered because stdout was closed.
+pub fn exit_code_after_output(code: u8) -> u8 {
+    if code == 0 && STDOUT_CLOSED.load(Ordering::Relaxed) {
+        1
+    } else {
+        code
+    }
+}
+
 pub fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => println!("{text}"),
@@ -17,16 +47,21 @@ pub fn print_json<T: Serialize>(value: &T) {
     }
 }
 
+/// An error for people on stderr; with `--json` also as JSON on stdout, where
+/// a script reads the verb's result.
 pub fn print_error(error: &Error, json: bool) {
+    eprintln!("error: {error}");
     if json {
-        let body = serde_json::json!({
+        print_json(&serde_json::json!({
             "error": error.to_string(),
             "exit_code": error.exit_code(),
-        });
-        eprintln!("{body}");
-    } else {
-        eprintln!("error: {error}");
+        }));
     }
+}
+
+/// `1 job`, `2 jobs`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 pub fn bytes(n: u64) -> String {

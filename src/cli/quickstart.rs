@@ -49,7 +49,11 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
             args.rows
         ));
     } else {
-        say(format!("1. using the sample database {}", db.display()));
+        say(format!(
+            "1. using the sample database {} from an earlier quickstart (delete {} to start over)",
+            db.display(),
+            dir.display()
+        ));
     }
     let recipient = if identity.exists() {
         recipient_of(&identity)?
@@ -89,6 +93,15 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         output::bytes(report.manifest.data.size),
         report.duration.as_secs_f64()
     ));
+    let artifacts = crate::store::open(&config, "local")
+        .and_then(|dest| crate::store::catalog::list_job(dest.as_ref(), &job.name))
+        .map(|listing| listing.artifacts.len())
+        .unwrap_or(1);
+    if artifacts > 1 {
+        say(format!(
+            "   (this folder now holds {artifacts} artifacts: each quickstart adds one)"
+        ));
+    }
 
     let selector = Selector {
         id: Some(report.id.clone()),
@@ -122,8 +135,12 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
             output::progress(context.progress),
         )
     })?;
-    let original = fingerprint(&db).map_err(|e| run_err("cannot read the original", e))?;
-    let copy = fingerprint(&target).map_err(|e| run_err("cannot read the restored copy", e))?;
+    let original = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|conn| fingerprint(&conn))
+        .map_err(|e| run_err("cannot read the original", e))?;
+    let copy = crate::source::sqlite::open_immutable(&target)
+        .and_then(|conn| fingerprint(&conn))
+        .map_err(|e| run_err("cannot read the restored copy", e))?;
     if original != copy {
         return Err(Error::Run(
             "the restored database differs from the original".into(),
@@ -141,8 +158,9 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
             .join(&report.manifest.data.key)
             .display()
     ));
+    let cairn = invoked_as();
     say(format!(
-        "Try: cairn --config {0} list | status | history | prune --dry-run | daemon",
+        "\nNext, try (each line is a command):\n  {cairn} --config {0} list\n  {cairn} --config {0} status\n  {cairn} --config {0} history\n  {cairn} --config {0} prune --dry-run\n  {cairn} --config {0} daemon      # runs the schedule; Ctrl-C stops it",
         config_path.display()
     ));
     if context.json {
@@ -154,6 +172,33 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         }));
     }
     Ok(0)
+}
+
+/// How to call this very binary in a pasted command: `cairn` when that is what
+/// the PATH finds, else the binary's own path (e.g. ./target/release/cairn
+/// after `cargo run`).
+fn invoked_as() -> String {
+    let me = std::env::current_exe().ok();
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("cairn"))
+            .find(|p| p.is_file())
+    });
+    match (me, on_path) {
+        (Some(me), Some(found))
+            if std::fs::canonicalize(&me).ok() == std::fs::canonicalize(&found).ok() =>
+        {
+            "cairn".to_string()
+        }
+        (Some(me), _) => {
+            let shown = std::env::current_dir()
+                .ok()
+                .and_then(|cwd| me.strip_prefix(cwd).ok().map(|p| Path::new(".").join(p)))
+                .unwrap_or(me);
+            shown.display().to_string()
+        }
+        (None, _) => "cairn".to_string(),
+    }
 }
 
 fn quickstart_config(recipient: &str) -> String {
@@ -240,13 +285,12 @@ fn create_sample(path: &Path, rows: u32) -> rusqlite::Result<()> {
 }
 
 /// Per table: name, row count and a SHA-256 over every row in rowid order.
-fn fingerprint(path: &Path) -> rusqlite::Result<Vec<(String, i64, String)>> {
-    let check = crate::source::sqlite::integrity_check(path)?;
+fn fingerprint(conn: &Connection) -> rusqlite::Result<Vec<(String, i64, String)>> {
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     if check != "ok" {
         return Err(rusqlite::Error::InvalidQuery);
     }
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let counts = crate::source::sqlite::table_row_counts(&conn)?;
+    let counts = crate::source::sqlite::table_row_counts(conn)?;
     let mut out = Vec::new();
     for (table, rows) in counts {
         let mut stmt = conn.prepare(&format!(

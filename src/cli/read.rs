@@ -76,7 +76,7 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
     let job = config.job(&args.which.job)?;
     // Naming an artifact re-verifies it even when it was marked bad.
     let allow_bad = args.which.id.is_some();
-    let store = crate::state::open_or_warn(&config);
+    let store = super::open_store(&config);
     let selector = args.which.selector(allow_bad)?;
     let result = engine::runs::recorded(
         store.as_deref(),
@@ -162,7 +162,7 @@ pub fn restore(context: &Context, args: RestoreArgs) -> Result<u8> {
     let store = if args.dry_run {
         None
     } else {
-        crate::state::open_or_warn(&config)
+        super::open_store(&config)
     };
     let report = crate::engine::runs::recorded(
         store.as_deref(),

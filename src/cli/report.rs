@@ -14,7 +14,7 @@ pub struct Args {
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
     let jobs = super::named_or_all_jobs(&config, &args.jobs)?;
-    let store = crate::state::open_or_warn(&config);
+    let store = super::open_store(&config);
     let report = report::report(&config, &jobs, store.as_deref(), jiff::Timestamp::now());
     if context.json {
         output::print_json(&report);

@@ -19,7 +19,7 @@ pub struct PauseArgs {
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
     let jobs = super::named_or_all_jobs(&config, &args.jobs)?;
-    let store = state::open_or_warn(&config);
+    let store = super::open_store(&config);
     let store = store.as_deref();
     let now = jiff::Timestamp::now();
     let statuses: Vec<JobStatus> = jobs
@@ -159,9 +159,9 @@ fn print_job(s: &JobStatus, now: jiff::Timestamp) {
     }
     let count: usize = s.destinations.iter().map(|d| d.artifacts).sum();
     println!(
-        "  stored:      {} in {} artifact copies",
+        "  stored:      {} in {}",
         output::bytes(s.stored_bytes),
-        count
+        output::count(count, "artifact copy", "artifact copies")
     );
     for d in s.destinations.iter().filter(|d| d.error.is_some()) {
         println!(

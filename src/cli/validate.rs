@@ -17,7 +17,7 @@ pub struct Args {
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
     let jobs = super::named_or_all_jobs(&config, &args.jobs)?;
-    let store = crate::state::open_or_warn(&config);
+    let store = super::open_store(&config);
     let store = store.as_deref();
     let mut reports = Vec::new();
     let mut failed = false;

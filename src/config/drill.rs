@@ -1,5 +1,6 @@
 //! Validation of a job's `verify`, `drill` and `validate` keys.
 
+use super::resolve;
 use std::path::{Path, PathBuf};
 
 use super::schema::{DrillConfig, RuleConfig, ValidateConfig};
@@ -117,7 +118,7 @@ pub(super) fn drill(
         row_count_tolerance: tolerance,
         url: raw.url,
         max_age: raw.max_age,
-        scratch_dir: raw.scratch_dir.map(|p| base.join(p)),
+        scratch_dir: raw.scratch_dir.map(|p| resolve(base, p)),
     })
 }
 

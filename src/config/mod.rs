@@ -181,6 +181,16 @@ impl Config {
         let mut destinations = IndexMap::new();
         for (name, dest) in raw.destinations {
             check_name(&located, "destinations", &name)?;
+            if let DestinationConfig::Fs { path } = &dest
+                && path.as_os_str().is_empty()
+            {
+                let mut err = located.error(
+                    located.find(&format!("destinations.{name}")),
+                    format!("{EMPTY_PATH} (the folder that holds the backups)"),
+                );
+                err.key = Some(format!("destinations.{name}.path"));
+                return Err(err);
+            }
             let dest = resolve_destination_paths(&base, dest);
             destinations.insert(name, dest);
         }
@@ -209,11 +219,26 @@ impl Config {
             .state
             .keep_history
             .unwrap_or(std::time::Duration::from_secs(90 * 86_400));
-        let state_path = base.join(
+        let state_path = resolve(
+            &base,
             raw.state
                 .path
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_FILE)),
         );
+        if state_path.is_dir() || state_path.file_name().is_none() {
+            let mut err = located.error(
+                located
+                    .find("state")
+                    .and_then(|o| text.get(o..)?.find("path").map(|i| o + i))
+                    .or(located.find("state")),
+                format!(
+                    "`{}` is a folder: the state store is a file, e.g. /var/lib/cairn/cairn-state.db",
+                    state_path.display()
+                ),
+            );
+            err.key = Some("state.path".into());
+            return Err(err);
+        }
         Ok(Config {
             file: path.to_path_buf(),
             state_path,
@@ -250,11 +275,11 @@ impl Config {
 fn resolve_destination_paths(base: &Path, mut dest: DestinationConfig) -> DestinationConfig {
     let absolute = |p: &mut Option<PathBuf>| {
         if let Some(path) = p {
-            *path = base.join(&*path);
+            *path = resolve(base, &*path);
         }
     };
     match &mut dest {
-        DestinationConfig::Fs { path } => *path = base.join(&*path),
+        DestinationConfig::Fs { path } => *path = resolve(base, &*path),
         DestinationConfig::S3 {
             secret_access_key_file: file,
             ..
@@ -276,7 +301,48 @@ fn resolve_destination_paths(base: &Path, mut dest: DestinationConfig) -> Destin
     dest
 }
 
-fn check_name(located: &Locator, table: &str, name: &str) -> Result<(), ConfigError> {
+const EMPTY_PATH: &str =
+    "the path is empty: give a path (relative paths start at the config file's folder)";
+/// Jitter beyond a day is a mistake: it would push runs past their next fire.
+const MAX_JITTER: std::time::Duration = std::time::Duration::from_secs(86_400);
+/// Names become parts of file and object names, which file systems limit to 255 bytes.
+pub const MAX_NAME_LEN: usize = 100;
+
+/// `path` relative to the config's folder, without `.` components
+/// (`/srv/app/./backups` reads as `/srv/app/backups` in every message).
+pub(crate) fn resolve(base: &Path, path: impl AsRef<Path>) -> PathBuf {
+    base.join(path).components().collect()
+}
+
+fn non_empty_path<E>(path: &Path, error: impl FnOnce() -> E) -> Result<&Path, E> {
+    if path.as_os_str().is_empty() {
+        Err(error())
+    } else {
+        Ok(path)
+    }
+}
+
+/// A name as messages show it: escaped, and cut after 60 characters.
+fn shortened(name: &str) -> String {
+    let escaped: String = name.escape_debug().take(60).collect();
+    if escaped.chars().count() < name.escape_debug().count() {
+        format!("{escaped}…")
+    } else {
+        escaped
+    }
+}
+
+/// Why `name` may not name a job, destination, tag or check, if it may not: it
+/// becomes part of file names and object keys, so no `/`, no `..`, no control
+/// characters, and not too long.
+pub fn name_problem(name: &str) -> Option<String> {
+    let printable = shortened(name);
+    if name.len() > MAX_NAME_LEN {
+        return Some(format!(
+            "the name `{printable}` is {} characters long: use at most {MAX_NAME_LEN} (it becomes part of file names)",
+            name.chars().count()
+        ));
+    }
     let ok = name
         .chars()
         .next()
@@ -284,16 +350,22 @@ fn check_name(located: &Locator, table: &str, name: &str) -> Result<(), ConfigEr
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
+    (!ok).then(|| format!(
+        "the name `{printable}` is not allowed: use letters, digits, `_`, `-` and `.`, starting with a letter or digit (it becomes part of file names)"
+    ))
+}
+
+fn check_name(located: &Locator, table: &str, name: &str) -> Result<(), ConfigError> {
+    let Some(problem) = name_problem(name) else {
         return Ok(());
-    }
+    };
     let mut err = located.error(
-        located.find(&format!("{table}.{name}")),
-        format!(
-            "the name `{name}` is not allowed: use letters, digits, `_`, `-` and `.`, starting with a letter or digit (it becomes part of file names)"
-        ),
+        located
+            .find_table_header(table, name)
+            .or_else(|| located.find(&format!("{table}.{name}"))),
+        problem,
     );
-    err.key = Some(format!("{table}.{name}"));
+    err.key = Some(format!("{table}.{}", shortened(name)));
     Err(err)
 }
 
@@ -409,9 +481,25 @@ fn validate_job(
 
     let source = match job.source {
         SourceConfig::Sqlite { path } => SourceConfig::Sqlite {
-            path: base.join(path),
+            path: resolve(
+                base,
+                non_empty_path(&path, || {
+                    fail(
+                        located.find_key_in_job(&name, "source"),
+                        "source.path",
+                        EMPTY_PATH.into(),
+                    )
+                })?,
+            ),
         },
         SourceConfig::Files { path, exclude } => {
+            non_empty_path(&path, || {
+                fail(
+                    located.find_key_in_job(&name, "source"),
+                    "source.path",
+                    EMPTY_PATH.into(),
+                )
+            })?;
             for pattern in &exclude {
                 if let Err(e) = globset::Glob::new(pattern) {
                     return Err(fail(
@@ -422,7 +510,7 @@ fn validate_job(
                 }
             }
             SourceConfig::Files {
-                path: base.join(path),
+                path: resolve(base, path),
                 exclude,
             }
         }
@@ -445,7 +533,7 @@ fn validate_job(
                 password_env,
                 format,
                 scope,
-                tool_dir: tool_dir.map(|p| base.join(p)),
+                tool_dir: tool_dir.map(|p| resolve(base, p)),
             }
         }
         SourceConfig::Mysql { url, password_env } => {
@@ -515,8 +603,8 @@ fn validate_job(
             }
             EncryptionConfig::Age {
                 recipients,
-                recipients_file: recipients_file.map(|p| base.join(p)),
-                identity_file: identity_file.map(|p| base.join(p)),
+                recipients_file: recipients_file.map(|p| resolve(base, p)),
+                identity_file: identity_file.map(|p| resolve(base, p)),
             }
         }
         EncryptionConfig::AgePassphrase(source) => EncryptionConfig::AgePassphrase(
@@ -534,21 +622,39 @@ fn validate_job(
         .unwrap_or_else(|| daemon.timezone_name.clone());
     let timezone = cron::timezone(&job_timezone)
         .map_err(|e| fail(located.find(&job_timezone).or(header), "timezone", e))?;
+    if let Some(jitter) = job.jitter
+        && jitter > MAX_JITTER
+    {
+        return Err(fail(
+            located.find_key_in_job(&name, "jitter"),
+            "jitter",
+            format!(
+                "{} seconds is too long: jitter delays each run by up to this much; use at most 1d",
+                jitter.as_secs()
+            ),
+        ));
+    }
     let mut schedules = Vec::new();
     for spanned in &job.schedules {
         let s = spanned.get_ref();
         let zone = s.timezone.clone().unwrap_or_else(|| job_timezone.clone());
         let schedule = Schedule::parse(&s.cron, s.tag.clone(), &zone)
             .map_err(|e| fail(Some(spanned.span().start), "schedules", e))?;
-        if let Some(tag) = &s.tag
-            && !tag
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
+        if schedule.next_after(jiff::Timestamp::now()).is_none() {
+            return Err(fail(
+                Some(spanned.span().start),
+                "schedules",
+                format!(
+                    "`{}` never fires (no such date, e.g. 30 February): fix the day or month",
+                    s.cron
+                ),
+            ));
+        }
+        if let Some(problem) = s.tag.as_deref().and_then(name_problem) {
             return Err(fail(
                 Some(spanned.span().start),
                 "schedules.tag",
-                format!("the tag `{tag}` is not allowed: use letters, digits, `_`, `-` and `.`"),
+                problem.replacen("name", "tag", 1),
             ));
         }
         schedules.push(schedule);
@@ -623,7 +729,7 @@ fn validate_passphrase(
     match (&source.passphrase_env, &source.passphrase_file) {
         (Some(_), None) | (None, Some(_)) => Ok(PassphraseSource {
             passphrase_env: source.passphrase_env,
-            passphrase_file: source.passphrase_file.map(|p| base.join(p)),
+            passphrase_file: source.passphrase_file.map(|p| resolve(base, p)),
         }),
         _ => Err(fail(
             located.find_key_in_job(job, "encryption"),
@@ -735,6 +841,30 @@ impl Locator<'_> {
             .map(|o| o + 1)
             .or_else(|| self.text.find(&format!("\"{needle}\"")))
             .or_else(|| self.text.find(needle))
+    }
+
+    /// Offset of the `[table.NAME]` header for any spelling of NAME (quoted,
+    /// with escapes): TOML itself decides what each header names.
+    fn find_table_header(&self, table: &str, name: &str) -> Option<usize> {
+        let mut line_start = 0;
+        for line in self.text.split_inclusive('\n') {
+            if let Some(inner) = line
+                .trim()
+                .strip_prefix('[')
+                .filter(|rest| !rest.starts_with('['))
+                .and_then(|rest| rest.rsplit_once(']'))
+                .map(|(inner, _)| inner)
+                && let Ok(parsed) = toml::from_str::<toml::Table>(&format!("{inner} = 0"))
+                && parsed
+                    .get(table)
+                    .and_then(toml::Value::as_table)
+                    .is_some_and(|t| t.contains_key(name))
+            {
+                return Some(line_start + line.find('[').unwrap_or(0) + 1);
+            }
+            line_start += line.len();
+        }
+        None
     }
 
     fn find_key_in_job(&self, job: &str, key: &str) -> Option<usize> {

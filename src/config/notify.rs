@@ -1,6 +1,7 @@
 //! Validation of `[notify.NAME]` channels, `[checks.NAME]` health checks and
 //! the `notify = […]` routes of jobs and checks.
 
+use super::resolve;
 use std::path::Path;
 use std::time::Duration;
 
@@ -81,7 +82,7 @@ pub(super) fn validate_channels(
             ..
         } = &mut config
         {
-            *file = base.join(&*file);
+            *file = resolve(base, &*file);
         }
         super::check_name(located, "notify", &name)?;
         let table = format!("notify.{name}");
@@ -302,7 +303,7 @@ pub(super) fn validate_checks(
                 timeout,
                 notify,
             } => {
-                *path = base.join(&*path);
+                *path = resolve(base, &*path);
                 if min_free_percent.is_none() && min_free.is_none() {
                     return Err(fail(
                         "min_free",
@@ -418,7 +419,7 @@ pub(super) fn validate_metrics(
     if let Some(url) = &raw.push_url {
         check_url(url).map_err(|m| error_at(located, "metrics", "metrics.push_url".into(), m))?;
     }
-    raw.textfile = raw.textfile.map(|p| base.join(p));
+    raw.textfile = raw.textfile.map(|p| resolve(base, p));
     Ok(raw)
 }
 

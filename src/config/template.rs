@@ -1,6 +1,13 @@
 //! The commented example written by `cairn init`.
 
-pub const EXAMPLE: &str = r#"# cairn configuration. Relative paths are relative to this file's folder.
+/// The example config, encrypting to `recipient` (the key `cairn init` made).
+pub fn example(recipient: &str) -> String {
+    EXAMPLE.replace(RECIPIENT_PLACEHOLDER, recipient)
+}
+
+const RECIPIENT_PLACEHOLDER: &str = "{AGE_RECIPIENT}";
+
+const EXAMPLE: &str = r#"# cairn configuration. Relative paths are relative to this file's folder.
 # `${NAME}` is replaced by the environment variable NAME (`${NAME:-default}` has a fallback).
 # Check it with `cairn check`; every unknown key is an error.
 
@@ -20,11 +27,12 @@ compression = "zstd"            # "zstd" (default) | "gzip" | "none"
 # compression_level = 3         # zstd 1-19 (default 3), gzip 1-9 (default 6)
 # compression_threads = 0       # zstd workers; 0 = one per core
 
-# Encryption is required; say `kind = "none"` to store plaintext on purpose.
-# age to recipients: this machine needs no secret to back up. Create a key with
-# `cairn keygen` and keep the identity file somewhere safe (restores need it).
-encryption = { kind = "none" }
-# encryption = { kind = "age", recipients = ["age1..."], identity_file = "/etc/cairn/identity.txt" }
+# Encryption is required. age to recipients: backing up needs only the public
+# recipient; restoring needs the identity file. `cairn init` made this key
+# (`cairn keygen -o FILE` makes more): keep a copy of cairn-identity.txt off this
+# machine, and on a backup-only host leave identity_file out.
+encryption = { kind = "age", recipients = ["{AGE_RECIPIENT}"], identity_file = "./cairn-identity.txt" }
+# encryption = { kind = "none" }   # plaintext on purpose; `cairn check` warns
 # encryption = { kind = "age-passphrase", passphrase_env = "CAIRN_PASSPHRASE" }
 # encryption = { kind = "openpgp", passphrase_file = "/etc/cairn/passphrase" }   # gpg --decrypt reads it
 
@@ -80,11 +88,16 @@ retention = { keep_last = 3, keep_daily = 7, keep_weekly = 4, keep_monthly = 12 
 mod tests {
     #[test]
     fn the_example_parses() {
+        let key = crate::keys::generate();
         let config = super::super::Config::parse(
             std::path::Path::new("/etc/cairn/cairn.toml"),
-            super::EXAMPLE,
+            &super::example(&key.recipient),
         )
         .expect("example config must parse");
-        assert!(config.jobs.contains_key("app-db"));
+        let job = &config.jobs["app-db"];
+        assert!(
+            matches!(job.encryption, crate::config::EncryptionConfig::Age { .. }),
+            "the example must encrypt"
+        );
     }
 }

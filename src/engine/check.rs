@@ -243,7 +243,7 @@ fn check_keys(job: &Job) -> Vec<Finding> {
             "encryption is off (kind = \"none\"): anyone who can read the destination can read the backups",
         )),
         Ok(keys::EncryptKey::AgeRecipients(recipients)) => {
-            out.push(finding(subject.clone(), Level::Ok, format!("encrypts to {} age recipient(s)", recipients.len())));
+            out.push(finding(subject.clone(), Level::Ok, format!("encrypts to {} age {}", recipients.len(), if recipients.len() == 1 { "recipient" } else { "recipients" })));
             if let EncryptionConfig::Age { identity_file, .. } = &job.encryption {
                 out.push(check_identity(&subject, identity_file.as_deref(), &recipients));
             }

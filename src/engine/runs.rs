@@ -4,6 +4,30 @@ use crate::Result;
 use crate::state::runlog::Capture;
 use crate::state::{NewRun, RunEnd, RunKind, StateStore, Trigger};
 
+/// Records the runs of processes that died without finishing (kill -9, the
+/// OOM killer) as interrupted, and alerts about them like failures. Every
+/// process that opens the store for work calls this; each such run is
+/// settled by exactly one of them.
+pub fn settle_orphans(config: &crate::config::Config, store: &dyn StateStore) {
+    let runs = match store.interrupt_orphaned_runs() {
+        Ok(runs) => runs,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check for interrupted runs");
+            return;
+        }
+    };
+    for run in &runs {
+        tracing::warn!(
+            job = %run.job,
+            run_id = run.id,
+            kind = %run.kind,
+            pid = run.pid,
+            "a run whose process ended without finishing is recorded as interrupted"
+        );
+        crate::notify::run_interrupted(config, store, run);
+    }
+}
+
 /// What a finished operation tells the history about itself.
 pub trait Summary {
     fn run_end(&self) -> RunEnd;

@@ -620,6 +620,23 @@ pub fn run_finished<T: crate::engine::runs::Summary>(
     span.in_scope(|| emit(config, store, &event))
 }
 
+/// A run whose process died (see `engine::runs::settle_orphans`): its failure
+/// event, as if the run had failed with the recorded error.
+pub fn run_interrupted(config: &Config, store: &dyn StateStore, run: &crate::state::RunRecord) {
+    use crate::state::RunKind;
+    let end = crate::state::RunEnd {
+        success: false,
+        error: run.error.clone(),
+        ..Default::default()
+    };
+    let event = match run.kind {
+        RunKind::Backup => backup_event(&run.job, &end, run.duration_secs()),
+        RunKind::Drill => drill_event(&run.job, &end),
+        _ => return,
+    };
+    emit(config, Some(store), &event);
+}
+
 /// The event for a finished backup run (`result` as `engine::runs::recorded`
 /// returned it, `run_end` its summary).
 pub fn backup_event(job: &str, end: &crate::state::RunEnd, duration: Option<f64>) -> Event {

@@ -154,13 +154,7 @@ impl Daemon<'_> {
             on_ready,
             on_wake,
         } = self;
-        let orphans = store.interrupt_orphaned_runs()?;
-        if orphans > 0 {
-            tracing::warn!(
-                runs = orphans,
-                "runs of processes that ended without finishing are marked interrupted"
-            );
-        }
+        crate::engine::runs::settle_orphans(&config, store);
         let mut summary = Summary::default();
         let mut running: HashMap<String, Running> = HashMap::new();
         let mut queue: VecDeque<Fire> = VecDeque::new();
@@ -240,6 +234,11 @@ impl Daemon<'_> {
                 }) => {
                     running.remove(&subject);
                     tracing::info!(job = %subject, task = %key, success, "run finished");
+                    // A child killed by the OOM killer or SIGKILL left its run
+                    // `running`: record and alert it now.
+                    if !success {
+                        crate::engine::runs::settle_orphans(&config, store);
+                    }
                     if stopping.is_none() {
                         ctx.start_queued(clock.now(), &mut running, &mut queue);
                     }

@@ -239,7 +239,9 @@ impl Restorer for SqliteRestorer {
 
 /// `PRAGMA integrity_check` on a database file, opened immutable so that no
 /// -wal or -shm files appear beside it.
-pub fn integrity_check(path: &Path) -> rusqlite::Result<String> {
+/// Opens a database file that nobody writes (a restored copy) read-only and
+/// `immutable=1`, so that no `-wal`/`-shm` files appear beside it.
+pub fn open_immutable(path: &Path) -> rusqlite::Result<Connection> {
     let uri = format!(
         "file:{}?immutable=1",
         path.display()
@@ -248,12 +250,16 @@ pub fn integrity_check(path: &Path) -> rusqlite::Result<String> {
             .replace('?', "%3f")
             .replace('#', "%23")
     );
-    let conn = Connection::open_with_flags(
+    Connection::open_with_flags(
         uri,
         OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    )
+}
+
+pub fn integrity_check(path: &Path) -> rusqlite::Result<String> {
+    let conn = open_immutable(path)?;
     let lines: Vec<String> = conn
         .prepare("PRAGMA integrity_check")?
         .query_map([], |r| r.get(0))?

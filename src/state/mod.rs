@@ -190,9 +190,10 @@ pub trait StateStore: Send + Sync {
     fn start_run(&self, run: &NewRun) -> Result<i64>;
     /// Records how run `id` ended, with its log.
     fn finish_run(&self, id: i64, end: &RunEnd, log: &str) -> Result<()>;
-    /// Marks runs of processes on this host that are gone as interrupted;
-    /// returns how many.
-    fn interrupt_orphaned_runs(&self) -> Result<usize>;
+    /// Marks runs of processes on this host that are gone (killed, crashed)
+    /// as interrupted; returns the runs this call marked, so that exactly one
+    /// process alerts about each.
+    fn interrupt_orphaned_runs(&self) -> Result<Vec<RunRecord>>;
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
     fn run(&self, id: i64) -> Result<Option<RunRecord>>;
     /// Deletes finished runs that started before `before`; returns how many.

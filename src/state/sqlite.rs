@@ -17,6 +17,10 @@ use super::{
 use crate::{Error, Result};
 
 /// Migrations in order; entry `n` brings the schema from version `n` to `n + 1`.
+/// The kv namespace that keeps the number of runs deleted by `forget_runs_before`
+/// per `job\tkind\tstatus`.
+const FORGOTTEN_RUNS: &str = "forgotten_runs";
+
 const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         job TEXT NOT NULL,
@@ -264,7 +268,7 @@ impl StateStore for SqliteState {
         Ok(())
     }
 
-    fn interrupt_orphaned_runs(&self) -> Result<usize> {
+    fn interrupt_orphaned_runs(&self) -> Result<Vec<RunRecord>> {
         let conn = self.lock();
         let mut stmt = conn
             .prepare("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?1")
@@ -273,20 +277,34 @@ impl StateStore for SqliteState {
             .query_map([host()], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(Iterator::collect)
             .map_err(|e| self.error("cannot read runs", e))?;
-        let mut count = 0;
+        let mut marked = Vec::new();
         for (id, pid) in running {
             if pid as u32 != std::process::id() && !process_alive(pid as u32) {
-                conn.execute(
-                    "UPDATE runs SET status = 'interrupted', finished_at = ?2,
-                     error = coalesce(error, 'the process running it ended before it finished')
-                     WHERE id = ?1",
-                    params![id, millis(Timestamp::now())],
-                )
-                .map_err(|e| self.error("cannot update runs", e))?;
-                count += 1;
+                // Another process may sweep at the same time: the one whose
+                // update changes the row owns the run's alert.
+                let changed = conn
+                    .execute(
+                        "UPDATE runs SET status = 'interrupted', finished_at = ?2,
+                         error = coalesce(error, 'the process running it ended before it finished (killed, or out of memory)')
+                         WHERE id = ?1 AND status = 'running'",
+                        params![id, millis(Timestamp::now())],
+                    )
+                    .map_err(|e| self.error("cannot update runs", e))?;
+                if changed == 1
+                    && let Some(run) = conn
+                        .query_row(
+                            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+                            [id],
+                            |r| Self::record(r, false),
+                        )
+                        .optional()
+                        .map_err(|e| self.error("cannot read the run", e))?
+                {
+                    marked.push(run);
+                }
             }
         }
-        Ok(count)
+        Ok(marked)
     }
 
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
@@ -331,10 +349,30 @@ impl StateStore for SqliteState {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .and_then(Iterator::collect)
             .map_err(|e| self.error("cannot count runs", e))?;
+        drop(stmt);
+        let mut stmt = conn
+            .prepare("SELECT key, CAST(value AS INTEGER) FROM kv WHERE namespace = ?1")
+            .map_err(|e| self.error("cannot count runs", e))?;
+        let forgotten: Vec<(String, i64)> = stmt
+            .query_map([FORGOTTEN_RUNS], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error("cannot count runs", e))?;
+        let mut totals: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+        for (job, kind, status, count) in rows {
+            *totals.entry((job, kind, status)).or_default() += count;
+        }
+        for (key, count) in forgotten {
+            let mut parts = key.splitn(3, '\t').map(str::to_string);
+            if let (Some(job), Some(kind), Some(status)) =
+                (parts.next(), parts.next(), parts.next())
+            {
+                *totals.entry((job, kind, status)).or_default() += count;
+            }
+        }
         // Kinds or statuses this version does not know are left out.
-        Ok(rows
+        Ok(totals
             .into_iter()
-            .filter_map(|(job, kind, status, count)| {
+            .filter_map(|((job, kind, status), count)| {
                 Some(super::RunCount {
                     job,
                     kind: kind.parse().ok()?,
@@ -357,12 +395,34 @@ impl StateStore for SqliteState {
     }
 
     fn forget_runs_before(&self, before: Timestamp) -> Result<usize> {
-        self.lock()
+        let mut conn = self.lock();
+        let fail = |e| self.error("cannot forget old runs", e);
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        // The forgotten runs stay counted, so that `cairn_runs_total` never
+        // goes down (Prometheus would read a counter reset).
+        tx.execute(
+            &format!(
+                "INSERT INTO kv (namespace, key, value, updated_at)
+                 SELECT '{FORGOTTEN_RUNS}', job || char(9) || kind || char(9) || status, count(*), ?2
+                 FROM runs WHERE status != 'running' AND started_at < ?1
+                 GROUP BY job, kind, status
+                 ON CONFLICT (namespace, key) DO UPDATE
+                 SET value = CAST(kv.value AS INTEGER) + CAST(excluded.value AS INTEGER),
+                     updated_at = excluded.updated_at"
+            ),
+            params![millis(before), millis(Timestamp::now())],
+        )
+        .map_err(fail)?;
+        let forgotten = tx
             .execute(
                 "DELETE FROM runs WHERE status != 'running' AND started_at < ?1",
                 [millis(before)],
             )
-            .map_err(|e| self.error("cannot forget old runs", e))
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(forgotten)
     }
 
     fn set_paused(&self, job: &str, paused: bool) -> Result<()> {
@@ -624,6 +684,50 @@ mod tests {
             .map(|r| r.id)
             .collect();
         assert_eq!(left, vec![recent, running]);
+    }
+
+    #[test]
+    fn run_counts_never_go_down_when_runs_are_forgotten() {
+        let (_dir, store) = store();
+        let old = Timestamp::from_second(1_700_000_000).unwrap();
+        let record = |success: bool| {
+            let id = store
+                .start_run(&NewRun {
+                    job: "app".into(),
+                    kind: RunKind::Backup,
+                    trigger: Trigger::Schedule,
+                    started_at: old,
+                })
+                .unwrap();
+            store
+                .finish_run(
+                    id,
+                    &RunEnd {
+                        success,
+                        ..RunEnd::default()
+                    },
+                    "",
+                )
+                .unwrap();
+        };
+        let count = |status| {
+            store
+                .run_counts()
+                .unwrap()
+                .iter()
+                .find(|c| c.job == "app" && c.kind == RunKind::Backup && c.status == status)
+                .map_or(0, |c| c.count)
+        };
+        record(true);
+        record(true);
+        record(false);
+        let cutoff = Timestamp::from_second(1_800_000_000).unwrap();
+        assert_eq!(store.forget_runs_before(cutoff).unwrap(), 3);
+        record(true);
+        assert_eq!(count(RunStatus::Success), 3);
+        assert_eq!(count(RunStatus::Failure), 1);
+        assert_eq!(store.forget_runs_before(cutoff).unwrap(), 1);
+        assert_eq!(count(RunStatus::Success), 3, "a second forget adds up");
     }
 
     #[test]

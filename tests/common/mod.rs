@@ -50,6 +50,18 @@ impl Env {
         cmd
     }
 
+    /// The same as [`Env::cairn`] as a `std::process::Command`, for tests that
+    /// spawn cairn and act on it while it runs.
+    pub fn cairn_process(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("cairn"));
+        cmd.current_dir(self.dir.path())
+            .env_remove("CAIRN_CONFIG")
+            .env_remove("CAIRN_LOG")
+            .arg("--config")
+            .arg(self.config_path());
+        cmd
+    }
+
     /// Creates an age identity with `cairn keygen`; returns (identity path, recipient).
     pub fn keygen(&self, name: &str) -> (PathBuf, String) {
         let path = self.path(name);

@@ -172,6 +172,19 @@ fn abandon(mut child: Child, dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A tool scripts/install-test-deps put in the project's tool folder
+/// (`$CAIRN_TOOLS_DIR`, default `~/.cache/cairn-tools`): a Python virtual
+/// environment and a local npm prefix, never the system's.
+fn project_tool(name: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("CAIRN_TOOLS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/cairn-tools")))?;
+    ["venv/bin", "npm/node_modules/.bin"]
+        .iter()
+        .map(|dir| root.join(dir).join(name))
+        .find(|p| p.is_file())
+}
+
 fn find_on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
@@ -461,6 +474,9 @@ pub fn s3() -> &'static S3Server {
 
 /// The `weed` binary: the one pip put in Python's scripts folder, else PATH.
 fn weed_binary() -> PathBuf {
+    if let Some(p) = project_tool("weed") {
+        return p;
+    }
     let script = "import os, sysconfig\n\
         for scheme in (None, os.name + '_user'):\n\
         \x20   d = sysconfig.get_path('scripts', scheme) if scheme else sysconfig.get_path('scripts')\n\
@@ -730,7 +746,7 @@ pub fn azurite() -> &'static AzuriteServer {
 }
 
 fn azurite_binary() -> PathBuf {
-    if let Some(p) = find_on_path("azurite-blob") {
+    if let Some(p) = project_tool("azurite-blob").or_else(|| find_on_path("azurite-blob")) {
         return p;
     }
     let prefix = Command::new("npm")
