@@ -367,3 +367,36 @@ fn an_unencrypted_artifact_is_refused_by_an_encrypted_job() {
     }
     assert!(!env.path("x.db").exists());
 }
+
+#[test]
+fn completions_and_man_pages_are_generated_from_the_cli() {
+    let env = Env::new();
+    let out = env.cairn().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let script = env.path("cairn.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(syntax.status.success(), "{}", stderr(&syntax));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("complete") && text.contains("restore"),
+        "{text}"
+    );
+    for shell in ["zsh", "fish"] {
+        env.cairn().args(["completions", shell]).assert().success();
+    }
+
+    env.cairn()
+        .args(["man", "--dir"])
+        .arg(env.path("man1"))
+        .assert()
+        .success();
+    let page = std::fs::read_to_string(env.path("man1/cairn-backup.1")).unwrap();
+    assert!(page.contains(".TH CAIRN-BACKUP 1"), "{page}");
+    assert!(page.contains("cairn backup"), "{page}");
+    assert!(env.path("man1/cairn.1").is_file());
+}

@@ -35,6 +35,7 @@ mod prune;
 mod quickstart;
 mod read;
 mod report;
+mod shell;
 mod status;
 mod systemd;
 mod validate;
@@ -144,6 +145,10 @@ enum Command {
     Keygen(keygen::Args),
     /// Try cairn on a sample SQLite database: back up, verify, restore, compare
     Quickstart(quickstart::Args),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell)
+    Completions(shell::CompletionArgs),
+    /// Print the man page, or write every page into a folder (--dir)
+    Man(shell::ManArgs),
 }
 
 /// Everything a verb needs from the global flags.
@@ -203,6 +208,8 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(&context, args),
         Command::Keygen(args) => keygen::run(&context, args),
         Command::Quickstart(args) => quickstart::run(&context, args),
+        Command::Completions(args) => shell::completions(&context, args),
+        Command::Man(args) => shell::man(&context, args),
     };
     let code = match result {
         Ok(code) => code,
