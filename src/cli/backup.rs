@@ -25,6 +25,9 @@ pub struct Args {
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
     let jobs = super::select_jobs(&config, &args.jobs, args.all)?;
+    for job in &jobs {
+        crate::engine::overlap::refuse_overlap(&config, job)?;
+    }
     let store = crate::state::open_or_warn(&config);
     let store = store.as_deref();
     let cancel = super::cancel_on_signals();
