@@ -196,7 +196,7 @@ mod tests {
             format!("inv/inv-{id}.sqlite"),
             format!("inv/inv-{id}.manifest.json"),
             format!("inv/inv-{id}.sqlite.zst.age/x"),
-            format!("inv/inv-20261122T020000Z-0000.sqlite.zst.age"),
+            "inv/inv-20261122T020000Z-0000.sqlite.zst.age".to_string(),
         ] {
             assert!(
                 owned_keys("inv", &key, &manifest(id, &data)).is_err(),
