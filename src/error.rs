@@ -46,6 +46,11 @@ pub enum Error {
     #[error("target {}: {message}", path.display())]
     Target { path: PathBuf, message: String },
 
+    /// Stored content that cairn's own writer never produces (a planted or
+    /// hostile archive): refused before anything is written.
+    #[error("{0}")]
+    Foreign(String),
+
     /// Any other failure of a run, with its context.
     #[error("{0}")]
     Run(String),

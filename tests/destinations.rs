@@ -115,7 +115,9 @@ fn gc_removes_orphans_after_the_grace_period_only() {
     // An orphan: a data object whose manifest is gone (a crash between the two).
     let orphan = env.path("backups/app/app-20200101T000000Z-dead.sqlite.zst.age");
     std::fs::write(&orphan, b"half").unwrap();
-    let partial = env.path("backups/app/.partial/app-x.sqlite.zst.age.cairn-1-00000000-otherhost");
+    let partial = env.path(
+        "backups/app/.partial/app-20200101T000000Z-beef.sqlite.zst.age.cairn-1-00000000-otherhost",
+    );
     std::fs::write(&partial, b"partial").unwrap();
 
     env.cairn().args(["gc", "app"]).assert().success().stdout(

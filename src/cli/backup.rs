@@ -33,6 +33,9 @@ fn parse_tag(text: &str) -> std::result::Result<String, String> {
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
     let jobs = super::select_jobs(&config, &args.jobs, args.all)?;
+    for job in &jobs {
+        crate::engine::overlap::refuse_overlap(&config, job)?;
+    }
     let store = super::open_store(&config);
     let store = store.as_deref();
     let cancel = super::cancel_on_signals();

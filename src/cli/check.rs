@@ -12,6 +12,9 @@ pub struct Args {
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
     let jobs = super::named_or_all_jobs(&config, &args.jobs)?;
+    for job in &jobs {
+        crate::engine::overlap::refuse_overlap(&config, job)?;
+    }
     let findings = check::check(&config, &jobs);
     if context.json {
         output::print_json(&serde_json::json!({

@@ -20,12 +20,33 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
     let jobs = super::named_or_all_jobs(&config, &args.jobs)?;
     let grace = crate::time::parse_duration(&args.grace)
         .map_err(|e| Error::Usage(format!("--grace {e}")))?;
-    let reports = gc::gc(&config, &jobs, grace, args.dry_run);
+    let store = crate::state::open_or_warn(&config);
+    let store = store.as_deref();
+    let mut reports = Vec::new();
+    for job in jobs {
+        // A running backup's unfinished upload is not garbage: hold the job's
+        // claim while cleaning, and leave a running job alone.
+        let _claim = match super::claim_job(store, &job.name) {
+            Ok(claim) => claim,
+            Err(e) => {
+                let message = format!("skipped: {e}");
+                if !context.json {
+                    println!("{}: {message}", job.name);
+                }
+                reports.push(gc::GcReport::skipped(job, &message));
+                continue;
+            }
+        };
+        reports.extend(gc::gc(&config, &[job], grace, args.dry_run));
+    }
     if context.json {
         output::print_json(&reports);
     } else {
         for r in &reports {
             let verb = if r.dry_run { "would remove" } else { "removed" };
+            if r.skipped.is_some() {
+                continue;
+            }
             match &r.error {
                 Some(e) => println!("{} in `{}`: FAILED: {e}", r.job, r.destination),
                 None => println!(

@@ -81,7 +81,7 @@ pub fn print(pruned: &prune::JobPrune) {
             println!("  delete  {}  {}{status}", d.id, d.reason);
         }
         for u in &r.untouched {
-            println!("  left alone (unreadable manifest): {u}");
+            println!("  left alone: {u}");
         }
     }
 }

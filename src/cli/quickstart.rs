@@ -131,6 +131,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
                 target: target.clone(),
                 dry_run: false,
                 force: false,
+                replace_open: false,
             },
             output::progress(context.progress),
         )

@@ -63,9 +63,10 @@ pub struct RestoreArgs {
     #[arg(long)]
     dry_run: bool,
     /// Replace an existing target (files: kept as a safety copy; databases: restore into a non-empty one);
-    /// also allows an artifact that verification or a drill marked bad
-    #[arg(long)]
-    force: bool,
+    /// also allows an artifact that verification or a drill marked bad. Twice: replace a SQLite
+    /// file even while another process has it open
+    #[arg(long, action = clap::ArgAction::Count)]
+    force: u8,
     /// Databases: drop the target's objects first (pg_restore --clean --if-exists; MySQL: re-create the database)
     #[arg(long, requires = "force")]
     clean: bool,
@@ -193,7 +194,7 @@ fn restore_located(
     args: RestoreArgs,
     progress: std::sync::Arc<dyn crate::progress::Progress>,
 ) -> Result<restore::RestoreReport> {
-    let located = engine::locate(config, job, &args.which.selector(args.force)?)?;
+    let located = engine::locate(config, job, &args.which.selector(args.force > 0)?)?;
     let kind = located.manifest.source.kind.clone();
     Ok(match (kind.as_str(), args.to) {
         ("command", None) => {
@@ -209,7 +210,7 @@ fn restore_located(
             let options = restore_server::ServerRestoreOptions {
                 target_url: url,
                 dry_run: args.dry_run,
-                force: args.force,
+                force: args.force > 0,
                 clean: args.clean,
             };
             restore_server::restore_to_server(job, &located, &options, progress)?
@@ -235,7 +236,8 @@ fn restore_located(
             let options = restore::RestoreOptions {
                 target: PathBuf::from(path),
                 dry_run: args.dry_run,
-                force: args.force,
+                force: args.force > 0,
+                replace_open: args.force > 1,
             };
             restore::restore(job, &located, &options, progress)?
         }

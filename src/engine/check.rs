@@ -76,6 +76,9 @@ fn check_destination(config: &Config, name: &str) -> Finding {
         let read = dest.get(&key);
         let listed = dest.list(".cairn-check/");
         let deleted = dest.delete(&key);
+        // Leave nothing of the probe behind, its folders included.
+        let _ = dest.remove_empty_folder(".cairn-check/.partial");
+        let _ = dest.remove_empty_folder(".cairn-check");
         if read? != body.as_bytes() {
             return Err(crate::Error::destination(
                 name,

@@ -1,6 +1,7 @@
 //! `gc`: removes what the commit protocol leaves behind when a run dies: data
 //! objects that no manifest names and unfinished uploads, once they are older
 //! than a grace period (so a backup still running elsewhere is never touched).
+//! Only objects whose names cairn's naming gives the job are ever removed.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{Config, Job};
-use crate::store::naming::{MANIFEST_SUFFIX, job_prefix};
+use crate::store::naming::{self, MANIFEST_SUFFIX, job_prefix};
 use crate::store::{self, ObjectInfo, catalog};
 
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +29,24 @@ pub struct GcReport {
     pub too_young: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the job was not cleaned at all (it is running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+impl GcReport {
+    /// A job left alone, e.g. because a backup of it is running.
+    pub fn skipped(job: &Job, why: &str) -> GcReport {
+        GcReport {
+            job: job.name.clone(),
+            destination: job.destinations.join(", "),
+            dry_run: false,
+            removed: Vec::new(),
+            too_young: 0,
+            error: None,
+            skipped: Some(why.to_string()),
+        }
+    }
 }
 
 fn old_enough(object: &ObjectInfo, cutoff: jiff::Timestamp, grace: Duration) -> bool {
@@ -54,6 +73,7 @@ pub fn gc(config: &Config, jobs: &[&Job], grace: Duration, dry_run: bool) -> Vec
                 removed: Vec::new(),
                 too_young: 0,
                 error: None,
+                skipped: None,
             };
             if let Err(e) = collect(config, job, name, cutoff, grace, dry_run, &mut report) {
                 report.error = Some(e.to_string());
@@ -89,14 +109,25 @@ fn collect(
         .map(|a| a.manifest.data.key.clone())
         .collect();
     let prefix = job_prefix(&job.name);
+    let own_extension = match &job.source {
+        crate::config::SourceConfig::Command { extension, .. } => Some(extension.as_str()),
+        _ => None,
+    };
+    // Only names cairn's own naming produces are candidates: anything else in
+    // the job's folder (a user's notes.txt) was not written by cairn.
     let orphans = dest
         .list(&prefix)?
         .into_iter()
-        .filter(|o| !o.key.ends_with(MANIFEST_SUFFIX) && !named.contains(&o.key))
+        .filter(|o| {
+            !o.key.ends_with(MANIFEST_SUFFIX)
+                && !named.contains(&o.key)
+                && naming::data_object_id(&job.name, &o.key, own_extension).is_some()
+        })
         .map(|o| (o, "no manifest names this data object"));
     let partials = dest
         .list_partial(&prefix)?
         .into_iter()
+        .filter(|o| naming::is_partial_upload(&job.name, &o.key))
         .map(|o| (o, "unfinished upload"));
     for (object, reason) in orphans.chain(partials) {
         if !old_enough(&object, cutoff, grace) {

@@ -6,6 +6,7 @@ pub mod check;
 pub mod gc;
 pub mod hooks;
 pub mod list;
+pub mod overlap;
 pub mod prune;
 pub mod read;
 pub mod report;

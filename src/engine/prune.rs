@@ -11,7 +11,7 @@ use crate::Result;
 use crate::config::{Config, Job};
 use crate::retention::{self, Candidate, Decision};
 use crate::state::{RunFilter, RunKind, RunStatus, StateStore};
-use crate::store::naming::job_prefix;
+use crate::store::naming;
 use crate::store::{self, ArtifactState, catalog};
 
 #[derive(Debug, Clone, Serialize)]
@@ -166,15 +166,20 @@ fn prune_destination(
     report.untouched = listing
         .unreadable
         .iter()
-        .map(|u| format!("{}: {}", u.key, u.problem))
+        .map(|u| format!("{}: unreadable manifest: {}", u.key, u.problem))
         .collect();
-    let prefix = job_prefix(&job.name);
-    // Artifacts whose manifest names another job's data are never ours to delete.
-    let ours: Vec<&catalog::Artifact> = listing
-        .artifacts
-        .iter()
-        .filter(|a| a.manifest.job == job.name && a.manifest.data.key.starts_with(&prefix))
-        .collect();
+    // Only keys cairn's naming gives this job's artifacts are ever deleted; a
+    // manifest that names anything else is reported and left alone.
+    let mut ours: Vec<&catalog::Artifact> = Vec::new();
+    for artifact in &listing.artifacts {
+        match naming::owned_keys(&job.name, &artifact.manifest_key, &artifact.manifest) {
+            Ok(_) => ours.push(artifact),
+            Err(why) => report.untouched.push(format!(
+                "{}: not cairn's naming, left alone: {why}",
+                artifact.manifest_key
+            )),
+        }
+    }
     let candidates: Vec<Candidate> = ours
         .iter()
         .map(|a| Candidate {

@@ -92,7 +92,7 @@ pub fn read_artifact(
         )));
     }
     let plaintext = decoded.map_err(|e| match e {
-        Error::Crypto(_) | Error::Target { .. } => e,
+        Error::Crypto(_) | Error::Target { .. } | Error::Foreign(_) => e,
         other => damaged(format!("cannot decode the stored object: {other}")),
     })?;
     if plaintext != manifest.plaintext {

@@ -28,6 +28,8 @@ pub struct RestoreOptions {
     pub target: PathBuf,
     pub dry_run: bool,
     pub force: bool,
+    /// Replace a database file that another process has open (`--force` twice).
+    pub replace_open: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,6 +80,9 @@ pub fn restore(
         .to_os_string();
     check_target(&target, &parent, options.force)?;
     let exists = fs::symlink_metadata(&target).is_ok();
+    if exists && !options.replace_open {
+        refuse_open_target(restorer.as_ref(), &target)?;
+    }
 
     let mut actions = vec![format!(
         "read artifact {} of job `{}` ({} bytes stored, {} bytes of {})",
@@ -147,6 +152,13 @@ pub fn restore(
                         .push(format!("would write {}", target.display()));
                     return Ok(report);
                 }
+                if !options.replace_open {
+                    // It may have been opened while the artifact was read.
+                    if let Err(e) = refuse_open_target(restorer.as_ref(), &target) {
+                        remove_path(&temp);
+                        return Err(e);
+                    }
+                }
                 report.safety_copy =
                     put_in_place(restorer.as_ref(), &temp, &target, safety.as_deref())?;
                 if let Some(safety) = &report.safety_copy {
@@ -213,6 +225,82 @@ fn check_target(target: &Path, parent: &Path, force: bool) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Refuses to swap a database file that another process has open: the
+/// process would keep writing to the old file (now the safety copy), and
+/// whatever it writes after the swap would be lost from the restored one.
+fn refuse_open_target(restorer: &dyn Restorer, target: &Path) -> Result<()> {
+    if restorer.shape() != TargetShape::File {
+        return Ok(());
+    }
+    let companions = restorer.companions(target);
+    if companions.is_empty() {
+        return Ok(());
+    }
+    let files: Vec<PathBuf> = std::iter::once(target.to_path_buf())
+        .chain(companions)
+        .collect();
+    let users = processes_with_open(&files);
+    if users.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = users
+        .iter()
+        .take(5)
+        .map(|(pid, name)| format!("pid {pid} ({name})"))
+        .collect();
+    Err(target_error(
+        target,
+        format!(
+            "is open in another process: {}; replacing it now would swap the file under that process, which keeps writing to the old file and loses those writes. Stop it first (or pass --force twice to replace the file anyway)",
+            named.join(", ")
+        ),
+    ))
+}
+
+/// Processes other than this one that hold one of `files` open, as far as
+/// `/proc` lets this user see (every process, for root).
+fn processes_with_open(files: &[PathBuf]) -> Vec<(i32, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let wanted: Vec<(u64, u64)> = files
+        .iter()
+        .filter_map(|f| fs::metadata(f).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    if wanted.is_empty() {
+        return found;
+    }
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for proc_entry in procs.flatten() {
+        let Some(pid) = proc_entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = fs::read_dir(proc_entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| fs::metadata(fd.path()).is_ok_and(|m| wanted.contains(&(m.dev(), m.ino()))));
+        if holds {
+            let name = fs::read_to_string(proc_entry.path().join("comm"))
+                .map(|n| n.trim().to_string())
+                .unwrap_or_default();
+            found.push((pid, name));
+        }
+    }
+    found
 }
 
 fn writable(path: &Path) -> bool {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde_json::json;
 
+use super::archive_guard::{Accepted, Guard};
 use super::{Dump, Restorer, TargetShape};
 use crate::{Error, Result};
 
@@ -289,6 +290,14 @@ impl Dump for FilesSource {
         let mut builder = tar::Builder::new(out);
         builder.follow_symlinks(false);
         let mut tally = Tally::default();
+        // The top folder's own mode and time, as the `./` entry (as `tar -C DIR .` does).
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_size(0);
+        builder
+            .append_data(&mut header, "./", io::empty())
+            .map_err(|e| self.fail("cannot add to the archive:", &self.root, e))?;
         self.walk(&mut builder, &excludes, Path::new(""), &mut tally)?;
         builder
             .finish()
@@ -417,9 +426,18 @@ impl Restorer for FilesRestorer {
         // sets them on files and links only). Folders come last, deepest first, so
         // that unpacking into them or setting a child's mode and mtime changes nothing.
         let mut folders = Vec::new();
+        let mut guard = Guard::default();
+        let mut top = None;
         for entry in archive.entries().map_err(unpack_err)? {
             let mut entry = entry.map_err(unpack_err)?;
-            if entry.header().entry_type() == tar::EntryType::Directory {
+            let kind = entry.header().entry_type();
+            if guard.check(&entry.path_bytes(), kind)? == Accepted::Top {
+                let header = entry.header();
+                top = Some((
+                    header.mode().map_err(unpack_err)?,
+                    header.mtime().map_err(unpack_err)?,
+                ));
+            } else if kind == tar::EntryType::Directory {
                 folders.push(entry);
             } else {
                 entry.unpack_in(temp).map_err(unpack_err)?;
@@ -439,6 +457,13 @@ impl Restorer for FilesRestorer {
                 .collect();
             let mtime = folder.header().mtime().map_err(unpack_err)?;
             set_mtime(&temp.join(relative), mtime).map_err(unpack_err)?;
+        }
+        // The top folder stays private while it is filled and gets its own mode last.
+        if let Some((mode, mtime)) = top {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(temp, fs::Permissions::from_mode(mode & 0o7777))
+                .map_err(unpack_err)?;
+            set_mtime(temp, mtime).map_err(unpack_err)?;
         }
         // Consume the zero blocks after the last entry so the stream reaches its end
         // and its hashes are complete.

@@ -2,6 +2,7 @@
 //! that stream back into a restore target of their kind. They know nothing of
 //! compression, encryption or destinations.
 
+mod archive_guard;
 pub mod command;
 pub mod external;
 pub mod files;

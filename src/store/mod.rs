@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod fs;
+mod fs_at;
 pub mod manifest;
 pub mod naming;
 pub mod remote;
@@ -55,6 +56,10 @@ pub trait Destination: Send + Sync {
     fn delete(&self, key: &str) -> Result<()>;
     /// Temporary objects of unfinished uploads under `prefix` (`<prefix>.partial/`).
     fn list_partial(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+    /// Removes the folder `key` if it is empty (stores without folders have none).
+    fn remove_empty_folder(&self, _key: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A data object being written.
