@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Job};
 use crate::store::naming::{MANIFEST_SUFFIX, job_prefix};
+use crate::store::signature::{self, SIGNATURE_SUFFIX};
 use crate::store::{self, ObjectInfo, catalog};
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,17 +84,30 @@ fn collect(
             listing.unreadable[0].key
         )));
     }
+    // A manifest's signature belongs to it; one whose manifest is gone is an orphan.
     let named: HashSet<String> = listing
         .artifacts
         .iter()
-        .map(|a| a.manifest.data.key.clone())
+        .flat_map(|a| {
+            [
+                a.manifest.data.key.clone(),
+                signature::signature_key(&a.manifest_key),
+            ]
+        })
         .collect();
     let prefix = job_prefix(&job.name);
     let orphans = dest
         .list(&prefix)?
         .into_iter()
         .filter(|o| !o.key.ends_with(MANIFEST_SUFFIX) && !named.contains(&o.key))
-        .map(|o| (o, "no manifest names this data object"));
+        .map(|o| {
+            let reason = if o.key.ends_with(SIGNATURE_SUFFIX) {
+                "signature of a manifest that is gone"
+            } else {
+                "no manifest names this data object"
+            };
+            (o, reason)
+        });
     let partials = dest
         .list_partial(&prefix)?
         .into_iter()

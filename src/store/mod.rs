@@ -10,6 +10,7 @@ pub mod fs;
 pub mod manifest;
 pub mod naming;
 pub mod remote;
+pub mod signature;
 pub mod webdav;
 
 use std::io::{self, Write};
