@@ -234,6 +234,57 @@ fn a_tampered_manifest_is_untrusted_and_refused_unless_allowed() {
     assert_eq!(job["destinations"][0]["artifacts"], 0, "{job}");
     assert_eq!(job["destinations"][0]["untrusted"], 1, "{job}");
     assert!(job["newest_good"].is_null(), "{job}");
+    let out = env.cairn().arg("metrics").output().unwrap();
+    assert!(
+        stdout(&out)
+            .contains("cairn_destination_untrusted_artifacts{job=\"app\",destination=\"local\"} 1"),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.cairn().args(["report", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = report["jobs"][0]["problems"].to_string();
+    assert!(problems.contains("1 untrusted artifact"), "{problems}");
+}
+
+#[test]
+fn an_untrusted_copy_is_skipped_for_a_trusted_one_and_never_marked_bad() {
+    let env = Env::new();
+    create_sample_db(&env.path("app.db"), 15);
+    let (key, public) = signing_key(&env, "signing.key");
+    env.write_config(&format!(
+        "[destinations.local]\nkind = \"fs\"\npath = \"backups\"\n\n\
+         [destinations.second]\nkind = \"fs\"\npath = \"second\"\n\n\
+         [jobs.app]\nsource = {{ kind = \"sqlite\", path = \"app.db\" }}\ndestinations = [\"local\", \"second\"]\nencryption = {{ kind = \"none\" }}\nsigning = {}\n",
+        signed(&key, &public)
+    ));
+    let id = backup(&env);
+    tamper(&manifest_path(&env, &id));
+    let list = env.list();
+    let trust = |dest: &str| {
+        list.iter()
+            .find(|e| e["destination"] == dest)
+            .map(|e| e["trust"].clone())
+    };
+    assert_eq!(trust("local").unwrap(), "untrusted");
+    assert_eq!(trust("second").unwrap(), "signed");
+
+    // verify names the untrusted copy (exit 1) but does not mark the artifact bad.
+    let out = env.cairn().args(["verify", "app"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("untrusted"), "{}", stdout(&out));
+    for _ in 0..2 {
+        let out = env
+            .cairn()
+            .args(["restore", "app", "--force", "--json", "--to", "restored.db"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(common::count_rows(&env.path("restored.db"), "items"), 15);
+    let out = env.cairn().args(["status", "--json"]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["jobs"][0]["newest_good"]["id"], id.as_str());
 }
 
 #[test]
