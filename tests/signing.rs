@@ -485,6 +485,17 @@ fn bad_signing_config_is_an_error_with_its_position() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("cairn.toml:9:"), "{}", stderr(&out));
 
+    let job = env.single_job_config(
+        r#"{ kind = "sqlite", path = "app.db" }"#,
+        r#"{ kind = "none" }"#,
+    );
+    env.write_config(&format!("signing = {{ public_key = \"RWbad\" }}\n\n{job}"));
+    let out = env.cairn().arg("check").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("cairn.toml:1:"), "{err}");
+    assert!(err.contains("key `signing.public_key`"), "{err}");
+
     configure(&env, Some(r#"{ key = "x" }"#), "");
     let out = env.cairn().arg("check").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
