@@ -67,8 +67,9 @@ pub fn check(config: &Config, jobs: &[&Job]) -> Vec<Finding> {
 /// The signing key loads and matches `signing.public_key`.
 fn check_signing(job: &Job) -> Option<Finding> {
     let subject = format!("job `{}` signing", job.name);
+    // A key that does not match public_key is an error of `signing_key`.
     let checks = |what: &str| match &job.signing.public_key {
-        Some(public) => format!("{what}; artifacts must be signed by {}", public.as_str()),
+        Some(_) => format!("{what}, the key public_key trusts"),
         None => format!("{what}; signatures are not checked (no public_key)"),
     };
     Some(match crate::engine::backup::signing_key(job) {
