@@ -38,6 +38,14 @@ pub enum Error {
         message: String,
     },
 
+    /// The artifact's manifest is not signed by the key the job trusts.
+    #[error("artifact {id} of job `{job}` is untrusted: {message}")]
+    Untrusted {
+        job: String,
+        id: String,
+        message: String,
+    },
+
     /// No artifact matches what was asked for.
     #[error("{0}")]
     NotFound(String),

@@ -19,6 +19,9 @@ pub struct Args {
     /// Also drill an artifact that verification or a drill marked bad
     #[arg(long)]
     force: bool,
+    /// Also drill an artifact whose manifest is not signed by signing.public_key
+    #[arg(long)]
+    allow_unsigned: bool,
     #[command(flatten)]
     trigger: TriggerArg,
 }
@@ -33,6 +36,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         at: None,
         from: args.from.clone(),
         allow_bad: args.force,
+        allow_unsigned: args.allow_unsigned,
     };
     remove_scratch_on_signals();
     let progress = output::progress(context.progress);

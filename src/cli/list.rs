@@ -1,5 +1,6 @@
 use crate::Result;
 use crate::engine::list;
+use crate::store::signature::Trust;
 
 use super::{Context, output};
 
@@ -58,8 +59,12 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
             "JOB", "ID", "CREATED", "DESTINATION", "STORED", "PLAIN"
         );
         for e in &listing.entries {
+            let trust = match &e.trust {
+                Trust::Untrusted(why) => format!("  UNTRUSTED: {why}"),
+                _ => String::new(),
+            };
             println!(
-                "{:<16} {:<22} {:<22} {:<12} {:>10} {:>10}  {}",
+                "{:<16} {:<22} {:<22} {:<12} {:>10} {:>10}  {}{trust}",
                 e.job,
                 e.id,
                 e.created_at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),

@@ -80,6 +80,12 @@ pub fn print(pruned: &prune::JobPrune) {
             };
             println!("  delete  {}  {}{status}", d.id, d.reason);
         }
+        for u in &r.untrusted {
+            println!(
+                "  untrusted  {}  {} (no rule counts it; left alone for a person to check)",
+                u.id, u.problem
+            );
+        }
         for u in &r.untouched {
             println!("  left alone: {u}");
         }

@@ -20,6 +20,9 @@ pub struct Which {
     /// Read from this destination only
     #[arg(long, value_name = "DESTINATION")]
     from: Option<String>,
+    /// Also use an artifact whose manifest is not signed by signing.public_key
+    #[arg(long)]
+    allow_unsigned: bool,
 }
 
 impl Which {
@@ -27,6 +30,7 @@ impl Which {
     fn selector(&self, allow_bad: bool) -> Result<Selector> {
         Ok(Selector {
             allow_bad,
+            allow_unsigned: self.allow_unsigned,
             id: self.id.clone(),
             at: self
                 .at

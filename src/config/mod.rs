@@ -20,8 +20,8 @@ pub use drill::{DEFAULT_ROW_COUNT_TOLERANCE, Drill, Validate};
 pub use interpolate::substitute;
 pub use schema::{
     CatchUp, CompressionKind, DaemonConfig, DestinationConfig, EncryptionConfig, Hooks, JobConfig,
-    PassphraseSource, PgFormat, PgScope, RetentionConfig, RuleConfig, Secret, SourceConfig,
-    Transfer, VerifyMode,
+    PassphraseSource, PgFormat, PgScope, RetentionConfig, RuleConfig, Secret, SigningConfig,
+    SourceConfig, Transfer, VerifyMode,
 };
 
 pub use notify::{Channel, Check, Route};
@@ -117,6 +117,17 @@ pub struct Job {
     pub validate: Validate,
     /// Where the job's events are sent.
     pub notify: Vec<Route>,
+    /// Manifest signatures: the job's `signing`, else the top-level one.
+    pub signing: Signing,
+}
+
+/// `signing`, validated: the key file's path made absolute, the public key parsed.
+#[derive(Debug, Clone, Default)]
+pub struct Signing {
+    /// Signs each new manifest.
+    pub key_file: Option<PathBuf>,
+    /// Artifacts not signed by this key are untrusted.
+    pub public_key: Option<crate::store::signature::PublicKey>,
 }
 
 impl Job {
@@ -196,14 +207,26 @@ impl Config {
         }
 
         let daemon = validate_daemon(&located, raw.daemon)?;
+        let signing = validate_signing(&located, &base, "signing", raw.signing)?;
         let channels = notify::validate_channels(&located, &base, raw.notify)?;
         let mut jobs = IndexMap::new();
         for (name, job) in raw.jobs {
             check_name(&located, "jobs", &name)?;
             let routes =
                 notify::validate_routes(&located, &format!("jobs.{name}"), &channels, &job.notify)?;
+            let own_signing = job.signing.clone();
             let mut job = validate_job(&located, &base, &destinations, &daemon, name.clone(), job)?;
             job.notify = routes;
+            if own_signing.is_some() {
+                job.signing = validate_signing(
+                    &located,
+                    &base,
+                    &format!("jobs.{name}.signing"),
+                    own_signing,
+                )?;
+            } else {
+                job.signing = signing.clone();
+            }
             jobs.insert(name, job);
         }
         let destination_names: Vec<String> = destinations.keys().cloned().collect();
@@ -716,6 +739,50 @@ fn validate_job(
         destination_retention,
         prune_on_failure: job.prune_on_failure,
         notify: Vec::new(),
+        signing: Signing::default(),
+    })
+}
+
+fn validate_signing(
+    located: &Locator,
+    base: &Path,
+    key: &str,
+    raw: Option<serde_spanned::Spanned<SigningConfig>>,
+) -> Result<Signing, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Signing::default());
+    };
+    let start = raw.span().start;
+    let fail = |offset: usize, message: String| {
+        let mut err = located.error(Some(offset), message);
+        err.key = Some(key.to_string());
+        err
+    };
+    let raw = raw.into_inner();
+    if raw.key_file.is_none() && raw.public_key.is_none() {
+        return Err(fail(
+            start,
+            "set `key_file` (to sign new backups) and/or `public_key` (to check signatures); make a key with `cairn keygen --signing`".into(),
+        ));
+    }
+    let public_key = raw
+        .public_key
+        .map(|text| {
+            crate::store::signature::PublicKey::parse(&text).map_err(|message| {
+                let offset = located
+                    .text
+                    .get(start..)
+                    .and_then(|rest| rest.find(&text))
+                    .map_or(start, |i| start + i);
+                let mut err = fail(offset, message);
+                err.key = Some(format!("{key}.public_key"));
+                err
+            })
+        })
+        .transpose()?;
+    Ok(Signing {
+        key_file: raw.key_file.map(|p| base.join(p)),
+        public_key,
     })
 }
 

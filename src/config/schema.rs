@@ -28,6 +28,9 @@ pub struct ConfigFile {
     pub checks: IndexMap<String, super::notify_schema::CheckConfig>,
     #[serde(default)]
     pub metrics: super::notify_schema::MetricsConfig,
+    /// Manifest signatures for every job that sets none of its own.
+    #[serde(default)]
+    pub signing: Option<Spanned<SigningConfig>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -241,6 +244,21 @@ pub struct JobConfig {
     /// Live data validation rules (`cairn validate`, optionally before each backup).
     #[serde(default)]
     pub validate: Option<Spanned<ValidateConfig>>,
+    /// Manifest signatures (replaces the top-level `signing`).
+    #[serde(default)]
+    pub signing: Option<Spanned<SigningConfig>>,
+}
+
+/// `signing = { … }`: minisign signatures of manifests.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    /// The unencrypted minisign secret key that signs each new manifest.
+    #[serde(default, deserialize_with = "interp::opt_path")]
+    pub key_file: Option<PathBuf>,
+    /// The `RW…` public key that artifacts must be signed with to be trusted.
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub public_key: Option<String>,
 }
 
 /// What the backup reads back after committing an artifact.

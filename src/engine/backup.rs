@@ -19,6 +19,7 @@ use crate::keys::{self, EncryptKey};
 use crate::pipeline::{self, Buffered, Digest, EncryptionKind, HashingWriter, Sink, pipe};
 use crate::progress::{CountingWriter, Progress};
 use crate::store::manifest::{CompressionInfo, EncryptionInfo, FORMAT, SourceInfo, StoredObject};
+use crate::store::signature::{self, SigningKey};
 use crate::store::{self, Destination, Manifest, Upload, naming};
 use crate::{Error, Result};
 
@@ -142,6 +143,7 @@ fn run(
     let started = Instant::now();
     // Fail closed: no key, no backup.
     let key = keys::encrypt_key(job)?;
+    let signer = signing_key(job)?;
     let destinations = job
         .destinations
         .iter()
@@ -323,12 +325,33 @@ fn run(
     };
     let manifest_key = naming::manifest_key(&job.name, &id);
     let manifest_bytes = manifest.to_json();
+    let signature_key = signature::signature_key(&manifest_key);
+    let signed = match signer.as_ref().map(|signer| {
+        let file_name = manifest_key.rsplit('/').next().unwrap_or(&manifest_key);
+        signer.sign(&manifest_bytes, file_name)
+    }) {
+        Some(Err(e)) => {
+            for (_, upload) in complete {
+                upload.abort();
+            }
+            return Err(Error::Crypto(format!(
+                "cannot sign the manifest of job `{}`; nothing was committed: {e}",
+                job.name
+            )));
+        }
+        Some(Ok(bytes)) => Some(bytes),
+        None => None,
+    };
+    let signature = signed
+        .as_deref()
+        .map(|bytes| (signature_key.as_str(), bytes));
     for (dest, upload) in complete {
         match commit(
             dest,
             upload,
             &data_key,
             stored.size,
+            signature,
             &manifest_key,
             &manifest_bytes,
         ) {
@@ -362,12 +385,41 @@ fn run(
     })
 }
 
-/// Data object first, checked, then the manifest: the manifest is the commit.
+/// The job's signing key, loaded before anything is written. A job that checks
+/// signatures but cannot sign would only make untrusted artifacts: refused.
+pub fn signing_key(job: &Job) -> Result<Option<SigningKey>> {
+    let Some(path) = &job.signing.key_file else {
+        return match &job.signing.public_key {
+            Some(_) => Err(Error::Crypto(format!(
+                "job `{}` trusts only manifests signed by signing.public_key, but has no signing.key_file to sign with: its backups would be untrusted",
+                job.name
+            ))),
+            None => Ok(None),
+        };
+    };
+    let key = SigningKey::load(path)?;
+    if let Some(trusted) = &job.signing.public_key
+        && trusted.as_str() != key.public_key().as_str()
+    {
+        return Err(Error::Crypto(format!(
+            "the signing key {} belongs to public key {}, but job `{}` trusts {}: its backups would be untrusted",
+            path.display(),
+            key.public_key().as_str(),
+            job.name,
+            trusted.as_str()
+        )));
+    }
+    Ok(Some(key))
+}
+
+/// Data object first, checked, then the signature, then the manifest: the
+/// manifest is the commit.
 fn commit(
     dest: &dyn Destination,
     upload: Box<dyn Upload>,
     data_key: &str,
     size: u64,
+    signature: Option<(&str, &[u8])>,
     manifest_key: &str,
     manifest: &[u8],
 ) -> Result<()> {
@@ -384,6 +436,13 @@ fn commit(
             ));
         }
     }
+    if let Some((signature_key, signature)) = signature
+        && let Err(e) = dest.put_atomic(signature_key, signature)
+    {
+        let _ = dest.delete(signature_key);
+        let _ = dest.delete(data_key);
+        return Err(e);
+    }
     if let Err(e) = dest.put_atomic(manifest_key, manifest) {
         // The write may have landed before the error (a timeout after success, a
         // failed folder sync): a manifest that is there, whole, is the commit.
@@ -392,6 +451,9 @@ fn commit(
             return Ok(());
         }
         let _ = dest.delete(manifest_key);
+        if let Some((signature_key, _)) = signature {
+            let _ = dest.delete(signature_key);
+        }
         let _ = dest.delete(data_key);
         return Err(e);
     }

@@ -49,6 +49,7 @@ pub fn check(config: &Config, jobs: &[&Job]) -> Vec<Finding> {
     for job in jobs {
         findings.push(check_source(job));
         findings.extend(check_keys(job));
+        findings.extend(check_signing(job));
         findings.extend(crate::drill::readiness(job).map(|(ok, message)| {
             finding(
                 format!("job `{}` drill", job.name),
@@ -61,6 +62,27 @@ pub fn check(config: &Config, jobs: &[&Job]) -> Vec<Finding> {
         findings.push(finding(subject, Level::Fail, problem));
     }
     findings
+}
+
+/// The signing key loads and matches `signing.public_key`.
+fn check_signing(job: &Job) -> Option<Finding> {
+    let subject = format!("job `{}` signing", job.name);
+    // A key that does not match public_key is an error of `signing_key`.
+    let checks = |what: &str| match &job.signing.public_key {
+        Some(_) => format!("{what}, the key public_key trusts"),
+        None => format!("{what}; signatures are not checked (no public_key)"),
+    };
+    Some(match crate::engine::backup::signing_key(job) {
+        Ok(None) => return None,
+        Ok(Some(key)) => finding(
+            subject,
+            Level::Ok,
+            checks(&format!("signs with {}", key.public_key().as_str())),
+        ),
+        // A restore-only host may hold the public key alone.
+        Err(e) if job.signing.key_file.is_none() => finding(subject, Level::Warn, e.to_string()),
+        Err(e) => finding(subject, Level::Fail, e.to_string()),
+    })
 }
 
 /// Writes, reads back, lists and deletes a small probe object.

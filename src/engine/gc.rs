@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Job};
 use crate::store::naming::{self, MANIFEST_SUFFIX, job_prefix};
+use crate::store::signature::{self, SIGNATURE_SUFFIX};
 use crate::store::{self, ObjectInfo, catalog};
 
 #[derive(Debug, Clone, Serialize)]
@@ -103,10 +104,16 @@ fn collect(
             listing.unreadable[0].key
         )));
     }
+    // A manifest's signature belongs to it; one whose manifest is gone is an orphan.
     let named: HashSet<String> = listing
         .artifacts
         .iter()
-        .map(|a| a.manifest.data.key.clone())
+        .flat_map(|a| {
+            [
+                a.manifest.data.key.clone(),
+                signature::signature_key(&a.manifest_key),
+            ]
+        })
         .collect();
     let prefix = job_prefix(&job.name);
     let own_extension = match &job.source {
@@ -118,12 +125,17 @@ fn collect(
     let orphans = dest
         .list(&prefix)?
         .into_iter()
-        .filter(|o| {
-            !o.key.ends_with(MANIFEST_SUFFIX)
-                && !named.contains(&o.key)
-                && naming::data_object_id(&job.name, &o.key, own_extension).is_some()
-        })
-        .map(|o| (o, "no manifest names this data object"));
+        .filter(|o| !o.key.ends_with(MANIFEST_SUFFIX) && !named.contains(&o.key))
+        .filter_map(|o| {
+            let reason = if naming::data_object_id(&job.name, &o.key, own_extension).is_some() {
+                "no manifest names this data object"
+            } else if is_signature_name(&job.name, &o.key) {
+                "signature of a manifest that is gone"
+            } else {
+                return None;
+            };
+            Some((o, reason))
+        });
     let partials = dest
         .list_partial(&prefix)?
         .into_iter()
@@ -145,4 +157,13 @@ fn collect(
         });
     }
     Ok(())
+}
+
+/// Whether `key` is the name cairn gives the signature of one of `job`'s
+/// manifests (`JOB/JOB-<id>.manifest.json.minisig`).
+fn is_signature_name(job: &str, key: &str) -> bool {
+    key.strip_suffix(SIGNATURE_SUFFIX)
+        .and_then(|k| k.strip_suffix(MANIFEST_SUFFIX))
+        .and_then(|k| k.strip_prefix(&format!("{job}/{job}-")))
+        .is_some_and(naming::is_id)
 }

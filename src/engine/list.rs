@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::config::{CompressionKind, Config, Job};
 use crate::pipeline::EncryptionKind;
+use crate::store::signature::Trust;
 use crate::store::{ArtifactState, catalog};
 
 /// One line of `cairn list --json`.
@@ -25,6 +26,10 @@ pub struct Entry {
     pub codecs: Vec<String>,
     pub compression: CompressionKind,
     pub encryption: EncryptionKind,
+    /// `signed`, `untrusted` (with `trust_problem`) or `unchecked` (the job sets
+    /// no `signing.public_key`).
+    #[serde(flatten)]
+    pub trust: Trust,
 }
 
 /// Something that is in storage but is not a usable artifact.
@@ -51,8 +56,9 @@ pub fn list(config: &Config, jobs: &[&Job], from: Option<&str>) -> Listing {
             .iter()
             .filter(|d| from.is_none_or(|f| f == d.as_str()))
         {
-            let listing = crate::store::open(config, dest_name)
-                .and_then(|dest| catalog::list_job(dest.as_ref(), &job.name));
+            let listing = crate::store::open(config, dest_name).and_then(|dest| {
+                catalog::list_job_checked(dest.as_ref(), &job.name, job.signing.public_key.as_ref())
+            });
             let listing = match listing {
                 Ok(l) => l,
                 Err(e) => {
@@ -91,6 +97,7 @@ pub fn list(config: &Config, jobs: &[&Job], from: Option<&str>) -> Listing {
                         codecs: m.codecs,
                         compression: m.compression.kind,
                         encryption: m.encryption.kind,
+                        trust: artifact.trust,
                     }),
                     ArtifactState::Broken(problem) => out.problems.push(Problem {
                         job: job.name.clone(),

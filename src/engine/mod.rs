@@ -18,6 +18,7 @@ pub mod validate;
 pub mod verify;
 
 use crate::config::{Config, Job};
+use crate::store::signature::Trust;
 use crate::store::{self, Artifact, ArtifactState, Destination, Manifest, catalog};
 use crate::{Error, Result};
 
@@ -42,6 +43,8 @@ pub struct Selector {
     pub from: Option<String>,
     /// Also choose artifacts that verification or a drill marked bad (`--force`).
     pub allow_bad: bool,
+    /// Also choose artifacts whose signature does not verify (`--allow-unsigned`).
+    pub allow_unsigned: bool,
 }
 
 /// Opens the destinations to read `job` from: `from` alone, or all of the job's.
@@ -73,7 +76,7 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
     let mut listings = Vec::new();
     let mut unreachable = Vec::new();
     for dest in destinations_of(config, job, selector.from.as_deref())? {
-        match catalog::list_job(dest.as_ref(), &job.name) {
+        match catalog::list_job_checked(dest.as_ref(), &job.name, job.signing.public_key.as_ref()) {
             Ok(listing) => listings.push((dest, listing.artifacts)),
             Err(e) => {
                 tracing::warn!(job = %job.name, destination = %dest.name(), error = %e, "cannot list destination");
@@ -95,17 +98,24 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
         .collect();
     // Selection over the union: an id good anywhere is good. Sort again because
     // the union interleaves destinations.
-    let mut good: Vec<Artifact> = all
-        .iter()
-        .filter(|a| a.state == ArtifactState::Ok)
-        .cloned()
-        .collect();
+    let usable = |a: &Artifact| {
+        a.state == ArtifactState::Ok && (selector.allow_unsigned || !a.trust.is_untrusted())
+    };
+    let mut good: Vec<Artifact> = all.iter().filter(|a| usable(a)).cloned().collect();
     good.sort_by(|a, b| {
         (a.manifest.created_at, &a.manifest.id).cmp(&(b.manifest.created_at, &b.manifest.id))
     });
     // One candidate per id: the same artifact in several destinations is one
     // artifact (an exact id would otherwise "match several").
     good.dedup_by(|a, b| a.manifest.id == b.manifest.id);
+    if let Some(id) = selector.id.as_deref()
+        && !good.iter().any(|g| g.manifest.id.starts_with(id))
+        && let Some(untrusted) = all.iter().find(|a| {
+            a.state == ArtifactState::Ok && a.trust.is_untrusted() && a.manifest.id.starts_with(id)
+        })
+    {
+        return Err(untrusted_error(job, untrusted));
+    }
     // Artifacts that verification or a drill found damaged are skipped unless forced.
     let mut marked_bad = Vec::new();
     if !selector.allow_bad {
@@ -146,6 +156,21 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
             catalog::select(&all, &job.name, selector.id.as_deref(), selector.at)?;
             return Err(Error::NotFound(message));
         }
+        Err(Error::NotFound(message)) => {
+            // Nothing trusted to choose from: say so rather than "no artifact".
+            let newest_untrusted = all
+                .iter()
+                .filter(|a| {
+                    a.state == ArtifactState::Ok
+                        && a.trust.is_untrusted()
+                        && selector.at.is_none_or(|at| a.manifest.created_at <= at)
+                })
+                .max_by_key(|a| (a.manifest.created_at, a.manifest.id.clone()));
+            return Err(match newest_untrusted {
+                Some(untrusted) => untrusted_error(job, untrusted),
+                None => Error::NotFound(message),
+            });
+        }
         Err(e) => return Err(e),
     };
     let mut damaged = Vec::new();
@@ -154,8 +179,15 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
         .find(|a| a.manifest.id == chosen_id)
         .map(|a| a.manifest.created_at);
     for artifact in &all {
-        let ArtifactState::Broken(problem) = &artifact.state else {
-            continue;
+        // An untrusted copy may have been planted: what it says is no evidence
+        // of damage, so it is reported as untrusted, never as "this copy" (which
+        // verification marks bad).
+        let (problem, untrusted) = match (&artifact.state, &artifact.trust) {
+            (_, Trust::Untrusted(why)) if !selector.allow_unsigned => {
+                (format!("is untrusted: {why}"), true)
+            }
+            (ArtifactState::Broken(problem), _) => (format!("is damaged: {problem}"), false),
+            _ => continue,
         };
         let same = artifact.manifest.id == chosen_id;
         let newer = selector.id.is_none()
@@ -164,15 +196,15 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
                 .at
                 .is_none_or(|limit| artifact.manifest.created_at <= limit);
         if same || newer {
-            let what = if same {
-                "this copy"
-            } else {
-                "a newer artifact, skipped"
+            let what = match (same, untrusted) {
+                (true, false) => "this copy",
+                (true, true) => "another copy",
+                (false, _) => "a newer artifact, skipped",
             };
-            tracing::warn!(job = %job.name, destination = %artifact.destination, "{what} {}: {problem}", artifact.manifest.id);
+            tracing::warn!(job = %job.name, destination = %artifact.destination, "{what}: {} {problem}", artifact.manifest.id);
             damaged.push((
                 artifact.destination.clone(),
-                format!("{what}: {} is damaged: {problem}", artifact.manifest.id),
+                format!("{what}: {} {problem}", artifact.manifest.id),
             ));
         }
     }
@@ -199,7 +231,7 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
     for (dest, artifacts) in listings {
         if let Some(a) = artifacts
             .into_iter()
-            .find(|a| a.manifest.id == chosen_id && a.state == ArtifactState::Ok)
+            .find(|a| a.manifest.id == chosen_id && usable(a))
         {
             copies.push((dest, a));
         }
@@ -218,4 +250,20 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
         unreachable,
         damaged,
     })
+}
+
+/// Why an artifact whose signature does not verify is refused, and the way out.
+fn untrusted_error(job: &Job, artifact: &Artifact) -> Error {
+    let why = match &artifact.trust {
+        Trust::Untrusted(why) => why.as_str(),
+        _ => "its signature was not checked",
+    };
+    Error::Untrusted {
+        job: job.name.clone(),
+        id: artifact.manifest.id.clone(),
+        message: format!(
+            "{why} (in `{}`); it may not have been written by cairn: pass --allow-unsigned to use it anyway",
+            artifact.destination
+        ),
+    }
 }

@@ -12,6 +12,7 @@ use crate::config::{Config, Job};
 use crate::retention::{self, Candidate, Decision};
 use crate::state::{RunFilter, RunKind, RunStatus, StateStore};
 use crate::store::naming;
+use crate::store::signature::{self, Trust};
 use crate::store::{self, ArtifactState, catalog};
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +38,13 @@ pub struct Deleted {
 }
 
 #[derive(Debug, Clone, Serialize)]
+pub struct Untrusted {
+    pub id: String,
+    pub created_at: jiff::Timestamp,
+    pub problem: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct PruneReport {
     pub job: String,
     pub destination: String,
@@ -49,6 +57,10 @@ pub struct PruneReport {
     /// Manifests that could not be read are never touched.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub untouched: Vec<String>,
+    /// Artifacts whose signature does not verify: neither kept by a rule nor
+    /// deleted, for a person to decide about.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub untrusted: Vec<Untrusted>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -139,6 +151,7 @@ pub fn prune(
                 delete: Vec::new(),
                 skipped: blocked.clone(),
                 untouched: Vec::new(),
+                untrusted: Vec::new(),
                 error: None,
             };
             if let Err(e) = prune_destination(config, job, name, &marks, now, &mut report) {
@@ -162,16 +175,33 @@ fn prune_destination(
     report: &mut PruneReport,
 ) -> Result<()> {
     let dest = store::open(config, name)?;
-    let listing = catalog::list_job(dest.as_ref(), &job.name)?;
+    let listing =
+        catalog::list_job_checked(dest.as_ref(), &job.name, job.signing.public_key.as_ref())?;
     report.untouched = listing
         .unreadable
         .iter()
         .map(|u| format!("{}: unreadable manifest: {}", u.key, u.problem))
         .collect();
+    // Artifacts that anyone who can write to storage may have planted are
+    // neither counted nor deleted.
+    let (untrusted, trusted): (Vec<&catalog::Artifact>, Vec<&catalog::Artifact>) = listing
+        .artifacts
+        .iter()
+        .partition(|a| a.trust.is_untrusted());
+    for artifact in untrusted {
+        if let Trust::Untrusted(problem) = &artifact.trust {
+            tracing::warn!(job = %job.name, destination = %name, id = %artifact.manifest.id, "untrusted artifact left alone: {problem}");
+            report.untrusted.push(Untrusted {
+                id: artifact.manifest.id.clone(),
+                created_at: artifact.manifest.created_at,
+                problem: problem.clone(),
+            });
+        }
+    }
     // Only keys cairn's naming gives this job's artifacts are ever deleted; a
     // manifest that names anything else is reported and left alone.
     let mut ours: Vec<&catalog::Artifact> = Vec::new();
-    for artifact in &listing.artifacts {
+    for artifact in trusted {
         match naming::owned_keys(&job.name, &artifact.manifest_key, &artifact.manifest) {
             Ok(_) => ours.push(artifact),
             Err(why) => report.untouched.push(format!(
@@ -233,6 +263,14 @@ fn prune_destination(
                     Ok(())
                 }
                 ok => ok,
+            })
+            .map(|()| {
+                // Deleting a signature that is not there is fine; one left
+                // behind is an orphan that `gc` removes.
+                let signature_key = signature::signature_key(&artifact.manifest_key);
+                if let Err(e) = dest.delete(&signature_key) {
+                    tracing::warn!(job = %job.name, destination = %name, error = %e, "signature left for gc");
+                }
             });
         match result {
             Ok(()) => {

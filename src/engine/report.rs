@@ -80,6 +80,12 @@ pub fn report(
             if state.newest_good.is_none() {
                 problems.push("no good artifact".to_string());
             }
+            for d in state.destinations.iter().filter(|d| d.untrusted > 0) {
+                problems.push(format!(
+                    "{} untrusted artifact(s) in `{}`: not signed by signing.public_key (see `cairn list {}`)",
+                    d.untrusted, d.destination, job.name
+                ));
+            }
             for (what, run) in [
                 ("verification", &last_verification),
                 ("drill", &last_drill),

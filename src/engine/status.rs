@@ -28,8 +28,15 @@ pub struct DestinationStatus {
     /// Stored size of the newest usable artifact.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub newest_bytes: Option<u64>,
+    /// Complete artifacts whose signature does not verify: not counted above.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub untrusted: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,15 +151,16 @@ pub fn job_status(
     let mut destinations = Vec::new();
     let mut newest_good: Option<(jiff::Timestamp, String)> = None;
     for name in &job.destinations {
-        let listed =
-            store::open(config, name).and_then(|d| catalog::list_job(d.as_ref(), &job.name));
+        let listed = store::open(config, name).and_then(|d| {
+            catalog::list_job_checked(d.as_ref(), &job.name, job.signing.public_key.as_ref())
+        });
         destinations.push(match listed {
             Ok(listing) => {
-                let good: Vec<_> = listing
+                let (untrusted, good): (Vec<_>, Vec<_>) = listing
                     .artifacts
                     .iter()
                     .filter(|a| a.state == ArtifactState::Ok)
-                    .collect();
+                    .partition(|a| a.trust.is_untrusted());
                 for a in &good {
                     let bad = marks.get(&a.manifest.id).is_some_and(|m| m.bad);
                     if !bad
@@ -169,6 +177,7 @@ pub fn job_status(
                     stored_bytes: good.iter().map(|a| a.manifest.data.size).sum(),
                     newest: good.last().map(|a| a.manifest.created_at),
                     newest_bytes: good.last().map(|a| a.manifest.data.size),
+                    untrusted: untrusted.len(),
                     error: None,
                 }
             }
@@ -178,6 +187,7 @@ pub fn job_status(
                 stored_bytes: 0,
                 newest: None,
                 newest_bytes: None,
+                untrusted: 0,
                 error: Some(e.to_string()),
             },
         });

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::naming::{MANIFEST_SUFFIX, job_prefix};
+use super::signature::{self, PublicKey, Trust};
 use super::{Destination, Manifest};
 use crate::{Error, Result};
 
@@ -23,6 +24,8 @@ pub struct Artifact {
     pub manifest_key: String,
     pub manifest: Manifest,
     pub state: ArtifactState,
+    /// Whether the manifest's signature verifies (see `list_job_checked`).
+    pub trust: Trust,
 }
 
 /// A manifest that cannot be read at all.
@@ -41,17 +44,28 @@ pub struct Listing {
 
 /// Lists `job`'s artifacts in `dest`, checking each manifest against its data object.
 pub fn list_job(dest: &dyn Destination, job: &str) -> Result<Listing> {
+    list_job_checked(dest, job, None)
+}
+
+/// `list_job`, and with `public_key` also each manifest's signature, checked
+/// over the very bytes that were parsed.
+pub fn list_job_checked(
+    dest: &dyn Destination,
+    job: &str,
+    public_key: Option<&PublicKey>,
+) -> Result<Listing> {
     let objects = dest.list(&job_prefix(job))?;
     let sizes: std::collections::HashMap<&str, u64> =
         objects.iter().map(|o| (o.key.as_str(), o.size)).collect();
     let mut artifacts = Vec::new();
     let mut unreadable = Vec::new();
     for object in objects.iter().filter(|o| o.key.ends_with(MANIFEST_SUFFIX)) {
-        let parsed = dest
-            .get(&object.key)
-            .and_then(|bytes| Manifest::from_json(&bytes).map_err(Error::Run));
-        let manifest = match parsed {
-            Ok(m) => m,
+        let parsed = dest.get(&object.key).and_then(|bytes| {
+            let manifest = Manifest::from_json(&bytes).map_err(Error::Run)?;
+            Ok((manifest, bytes))
+        });
+        let (manifest, bytes) = match parsed {
+            Ok(parsed) => parsed,
             Err(e) => {
                 unreadable.push(Unreadable {
                     destination: dest.name().to_string(),
@@ -78,11 +92,27 @@ pub fn list_job(dest: &dyn Destination, job: &str) -> Result<Listing> {
                 Some(_) => ArtifactState::Ok,
             }
         };
+        let trust = match public_key {
+            None => Trust::Unchecked,
+            Some(public_key) => {
+                let signature_key = signature::signature_key(&object.key);
+                let signature = sizes.get(signature_key.as_str()).map(|&size| {
+                    if size > signature::MAX_SIGNATURE_BYTES {
+                        return Err(Error::Run(format!(
+                            "{signature_key} has {size} bytes, more than a minisign signature"
+                        )));
+                    }
+                    dest.get(&signature_key)
+                });
+                signature::assess(public_key, &bytes, signature)
+            }
+        };
         artifacts.push(Artifact {
             destination: dest.name().to_string(),
             manifest_key: object.key.clone(),
             manifest,
             state,
+            trust,
         });
     }
     artifacts.sort_by(|a, b| {

@@ -11,6 +11,7 @@ mod fs_at;
 pub mod manifest;
 pub mod naming;
 pub mod remote;
+pub mod signature;
 pub mod webdav;
 
 use std::io::{self, Write};

@@ -84,6 +84,7 @@ pub fn render(
     let backup_last_status = Family::<Labels, FloatGauge>::default();
     let backup_size = Family::<Labels, FloatGauge>::default();
     let artifacts = Family::<Labels, FloatGauge>::default();
+    let untrusted = Family::<Labels, FloatGauge>::default();
     let newest_artifact = Family::<Labels, FloatGauge>::default();
     let destination_up = Family::<Labels, FloatGauge>::default();
     let runs_total = Family::<Labels, Counter<u64>>::default();
@@ -172,6 +173,7 @@ pub fn render(
                 continue;
             }
             artifacts.get_or_create(&l).set(d.artifacts as f64);
+            untrusted.get_or_create(&l).set(d.untrusted as f64);
             if let Some(newest) = d.newest {
                 newest_artifact
                     .get_or_create(&l)
@@ -207,6 +209,11 @@ pub fn render(
         "cairn_destination_artifacts",
         "Usable artifacts of the job in each destination",
         artifacts,
+    );
+    registry.register(
+        "cairn_destination_untrusted_artifacts",
+        "Complete artifacts whose manifest signature does not verify (not counted as usable)",
+        untrusted,
     );
     registry.register(
         "cairn_destination_newest_artifact_timestamp_seconds",
