@@ -59,7 +59,7 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CAIRN_LOG_FORMAT")]
     log_format: LogFormat,
 
-    /// More log output (-v info, -vv debug)
+    /// More log output (-v info, -vv debug, -vvv debug of dependencies too)
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
@@ -207,12 +207,16 @@ fn init_logging(cli: &Cli) {
             0 if std::io::stderr().is_terminal() => "warn",
             0 => "warn",
             1 => "info",
+            // Dependencies (HTTP, TLS, object-store signing) stay at info: their
+            // debug lines are noise, and some print credentials.
+            2 => "info,cairn=debug",
             _ => "debug",
         }
     };
     let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Whatever the filter lets through, no configured secret reaches stderr.
     let output = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::redact::RedactingWriter(std::io::stderr()))
         .with_target(false);
     // The daemon is read in journals, which stamp lines themselves; one-shot
     // commands on a terminal stay short.

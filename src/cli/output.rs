@@ -18,14 +18,15 @@ pub fn print_json<T: Serialize>(value: &T) {
 }
 
 pub fn print_error(error: &Error, json: bool) {
+    let message = crate::redact::redact(&error.to_string());
     if json {
         let body = serde_json::json!({
-            "error": error.to_string(),
+            "error": message,
             "exit_code": error.exit_code(),
         });
         eprintln!("{body}");
     } else {
-        eprintln!("error: {error}");
+        eprintln!("error: {message}");
     }
 }
 
