@@ -195,9 +195,9 @@ fn children_see_a_minimal_environment_and_hook_values_are_not_shell_code() {
     let other = "other-secret-9Zk1p";
     // Pasted into `sh -c`, this value would run `touch injected`.
     let value = "a\"; touch injected; echo \"";
-    env.write_config(&format!(
-        "[destinations.local]\nkind = \"fs\"\npath = \"backups\"\n\n[jobs.app]\nsource = {{ kind = \"command\", backup = [\"sh\", \"-c\", \"env > source-env.txt; echo data\"], restore = [\"sh\", \"-c\", \"env > restore-env.txt; cat > /dev/null\"], env = [\"AWS_PROFILE\"] }}\ndestinations = [\"local\"]\nencryption = {{ kind = \"none\" }}\nhooks = {{ before = [\"env > hook-env.txt; printf '%s' \\\"${{HOOK_VALUE}}\\\" > hook-value.txt; printf '%s' $${{HOME:+home-set}} > dollar.txt\"], env = [\"EXTRA_FOR_HOOKS\"] }}\n"
-    ));
+    env.write_config(
+        "[destinations.local]\nkind = \"fs\"\npath = \"backups\"\n\n[jobs.app]\nsource = { kind = \"command\", backup = [\"sh\", \"-c\", \"env > source-env.txt; echo data\"], restore = [\"sh\", \"-c\", \"env > restore-env.txt; cat > /dev/null\"], env = [\"AWS_PROFILE\"] }\ndestinations = [\"local\"]\nencryption = { kind = \"none\" }\nhooks = { before = [\"env > hook-env.txt; printf '%s' \\\"${HOOK_VALUE}\\\" > hook-value.txt; printf '%s' $${HOME:+home-set} > dollar.txt\"], env = [\"EXTRA_FOR_HOOKS\"] }\n",
+    );
     let run = |args: &[&str]| {
         let out = env
             .cairn()
