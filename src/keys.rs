@@ -73,6 +73,7 @@ fn read_passphrase(job: &str, source: &PassphraseSource) -> Result<SecretString>
             "job `{job}`: the passphrase is empty; refusing to encrypt or decrypt with it"
         )));
     }
+    crate::redact::register(&secret);
     Ok(SecretString::from(secret))
 }
 

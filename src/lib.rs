@@ -16,6 +16,7 @@ pub mod keys;
 pub mod notify;
 pub mod pipeline;
 pub mod progress;
+pub mod redact;
 pub mod retention;
 pub mod schedule;
 pub mod source;

@@ -77,7 +77,7 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "CAIRN_LOG_FORMAT")]
     log_format: LogFormat,
 
-    /// More log output (-v info, -vv debug)
+    /// More log output (-v info, -vv debug, -vvv debug of dependencies too)
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
@@ -232,13 +232,17 @@ fn init_logging(cli: &Cli) {
             0 if std::io::stderr().is_terminal() => "warn",
             0 => "warn",
             1 => "info",
+            // Dependencies (HTTP, TLS, object-store signing) stay at info: their
+            // debug lines are noise, and some print credentials.
+            2 => "info,cairn=debug",
             _ => "debug",
         }
     };
     let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    // A closed stderr must not panic (the layer's own error report would).
+    // Whatever the filter lets through, no configured secret reaches stderr;
+    // and a closed stderr must not panic (the layer's own error report would).
     let output = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::redact::RedactingWriter(std::io::stderr()))
         .log_internal_errors(false)
         .with_target(false);
     // The daemon is read in journals, which stamp lines themselves; one-shot

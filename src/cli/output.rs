@@ -50,10 +50,11 @@ pub fn print_json<T: Serialize>(value: &T) {
 /// An error for people on stderr; with `--json` also as JSON on stdout, where
 /// a script reads the verb's result.
 pub fn print_error(error: &Error, json: bool) {
-    eprintln!("error: {error}");
+    let message = crate::redact::redact(&error.to_string());
+    eprintln!("error: {message}");
     if json {
         print_json(&serde_json::json!({
-            "error": error.to_string(),
+            "error": message,
             "exit_code": error.exit_code(),
         }));
     }

@@ -74,6 +74,10 @@ pub struct RestoreArgs {
     /// Databases: drop the target's objects first (pg_restore --clean --if-exists; MySQL: re-create the database)
     #[arg(long, requires = "force")]
     clean: bool,
+    /// Command and MySQL targets (and --force): stream at once instead of reading and
+    /// checking the whole artifact first (for artifacts too large to read twice)
+    #[arg(long)]
+    no_verify_first: bool,
 }
 
 pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
@@ -201,9 +205,13 @@ fn restore_located(
     let located = engine::locate(config, job, &args.which.selector(args.force > 0)?)?;
     let kind = located.manifest.source.kind.clone();
     Ok(match (kind.as_str(), args.to) {
-        ("command", None) => {
-            restore_server::restore_to_command(job, &located, args.dry_run, progress)?
-        }
+        ("command", None) => restore_server::restore_to_command(
+            job,
+            &located,
+            args.dry_run,
+            !args.no_verify_first,
+            progress,
+        )?,
         ("command", Some(_)) => {
             return Err(Error::Usage(format!(
                 "job `{}` restores through its `restore` command: drop --to",
@@ -216,6 +224,7 @@ fn restore_located(
                 dry_run: args.dry_run,
                 force: args.force > 0,
                 clean: args.clean,
+                verify_first: !args.no_verify_first,
             };
             restore_server::restore_to_server(job, &located, &options, progress)?
         }

@@ -84,6 +84,49 @@ pub fn opt_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>
     .transpose()
 }
 
+/// Shell command strings (hooks): checked like any other string (a missing
+/// variable is an error at load), but kept as written. At run time
+/// [`for_shell`] turns one into the text given to `sh -c`, and the variables
+/// it names are put into the child's environment, so the shell expands them:
+/// a value is never parsed as shell code.
+pub fn shell_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)?;
+    for s in &raw {
+        from_env(s).map_err(D::Error::custom)?;
+    }
+    Ok(raw)
+}
+
+/// A hook as `sh -c` gets it, plus the variables its `${NAME}`s refer to.
+/// `${NAME}` and `${NAME:-fallback}` mean the same to POSIX sh as to cairn,
+/// so they stay; cairn's `$$` (a literal `$`) becomes `$`.
+pub fn for_shell(text: &str) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(text.len());
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+            continue;
+        }
+        if let Some(body) = after.strip_prefix('{')
+            && let Some(end) = body.find('}')
+        {
+            let name = body[..end].split(":-").next().unwrap_or_default();
+            if !name.is_empty() && !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+        out.push('$');
+        rest = after;
+    }
+    out.push_str(rest);
+    (out, names)
+}
+
 pub fn path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     string(d).map(PathBuf::from)
 }
@@ -120,6 +163,18 @@ mod tests {
         assert_eq!(substitute("cost $$5", env).unwrap(), "cost $5");
         assert_eq!(substitute("${NOPE:-/tmp}", env).unwrap(), "/tmp");
         assert_eq!(substitute("${EMPTY:-d}", env).unwrap(), "d");
+    }
+
+    #[test]
+    fn hooks_keep_their_references_for_the_shell() {
+        use super::for_shell;
+        assert_eq!(
+            for_shell("echo \"${TOKEN}\" ${DIR:-/tmp} $$HOME $${X} $1"),
+            (
+                "echo \"${TOKEN}\" ${DIR:-/tmp} $HOME ${X} $1".to_string(),
+                vec!["TOKEN".to_string(), "DIR".to_string()]
+            )
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 
 pub use drill::{DEFAULT_ROW_COUNT_TOLERANCE, Drill, Validate};
-pub use interpolate::substitute;
+pub use interpolate::{for_shell, substitute};
 pub use schema::{
     CatchUp, CompressionKind, DaemonConfig, DestinationConfig, EncryptionConfig, Hooks, JobConfig,
     PassphraseSource, PgFormat, PgScope, RetentionConfig, RuleConfig, Secret, SigningConfig,
@@ -262,7 +262,7 @@ impl Config {
             err.key = Some("state.path".into());
             return Err(err);
         }
-        Ok(Config {
+        let config = Config {
             file: path.to_path_buf(),
             state_path,
             keep_history,
@@ -272,7 +272,55 @@ impl Config {
             notify: channels,
             checks,
             metrics: notify::validate_metrics(&located, &base, raw.metrics)?,
-        })
+        };
+        config.register_secrets();
+        Ok(config)
+    }
+
+    /// Registers for redaction what `Secret` values do not cover: passwords in
+    /// URLs and the values of the variables named by `*_env` keys.
+    fn register_secrets(&self) {
+        let env = |name: &Option<String>| {
+            if let Some(value) = name.as_deref().and_then(|n| std::env::var(n).ok()) {
+                crate::redact::register(&value);
+            }
+        };
+        for dest in self.destinations.values() {
+            match dest {
+                DestinationConfig::S3 { endpoint, .. }
+                | DestinationConfig::Azblob { endpoint, .. }
+                | DestinationConfig::Gcs { endpoint, .. } => {
+                    if let Some(endpoint) = endpoint {
+                        crate::redact::register_url(endpoint);
+                    }
+                }
+                DestinationConfig::Webdav { url, .. } => crate::redact::register_url(url),
+                DestinationConfig::Fs { .. } | DestinationConfig::Sftp { .. } => {}
+            }
+        }
+        for job in self.jobs.values() {
+            match &job.source {
+                SourceConfig::Postgres {
+                    url, password_env, ..
+                }
+                | SourceConfig::Mysql { url, password_env } => {
+                    crate::redact::register_url(url);
+                    env(password_env);
+                }
+                _ => {}
+            }
+            match &job.encryption {
+                EncryptionConfig::AgePassphrase(p) | EncryptionConfig::OpenPgp(p) => {
+                    env(&p.passphrase_env)
+                }
+                _ => {}
+            }
+        }
+        for channel in self.notify.values() {
+            if let ChannelConfig::Email { password_env, .. } = &channel.config {
+                env(password_env);
+            }
+        }
     }
 
     pub fn job(&self, name: &str) -> crate::Result<&Job> {
@@ -573,7 +621,10 @@ fn validate_job(
             backup,
             restore,
             extension,
+            env,
         } => {
+            check_variable_names(&env)
+                .map_err(|m| fail(located.find_key_in_job(&name, "source"), "source.env", m))?;
             if backup.is_empty() || restore.as_ref().is_some_and(Vec::is_empty) {
                 return Err(fail(
                     located.find_key_in_job(&name, "source"),
@@ -598,6 +649,7 @@ fn validate_job(
                 backup,
                 restore,
                 extension,
+                env,
             }
         }
     };
@@ -713,6 +765,8 @@ fn validate_job(
         &source,
         &fail,
     )?;
+    check_variable_names(&job.hooks.env)
+        .map_err(|m| fail(located.find_key_in_job(&name, "hooks"), "hooks.env", m))?;
     Ok(Job {
         verify: job.verify,
         drill,
@@ -784,6 +838,19 @@ fn validate_signing(
         key_file: raw.key_file.map(|p| base.join(p)),
         public_key,
     })
+}
+
+/// `env` lists name variables: letters, digits and `_`.
+fn check_variable_names(names: &[String]) -> Result<(), String> {
+    match names
+        .iter()
+        .find(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        Some(bad) => Err(format!(
+            "`{bad}` is not a variable name: list names such as \"AWS_PROFILE\", not values"
+        )),
+        None => Ok(()),
+    }
 }
 
 fn validate_passphrase(

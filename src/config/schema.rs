@@ -175,10 +175,16 @@ impl Default for Transfer {
     }
 }
 
-/// A secret config value: `${VAR}` is substituted, and it never prints.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(#[serde(deserialize_with = "interp::string")] String);
+/// A secret config value: `${VAR}` is substituted, it never prints, and it is
+/// registered for redaction (`crate::redact`) as soon as it is read.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        interp::string(d).map(Secret::new)
+    }
+}
 
 impl Secret {
     pub fn expose(&self) -> &str {
@@ -186,6 +192,7 @@ impl Secret {
     }
 
     pub fn new(value: String) -> Self {
+        crate::redact::register(&value);
         Secret(value)
     }
 }
@@ -408,17 +415,25 @@ impl RetentionConfig {
 }
 
 /// Shell commands (`sh -c`) run around each backup. They see CAIRN_JOB,
-/// CAIRN_STATUS (`running`, then `success` or `failure`), CAIRN_ARTIFACT_ID and
-/// CAIRN_ERROR in their environment.
+/// CAIRN_HOOK, CAIRN_STATUS (`running`, then `success` or `failure`),
+/// CAIRN_ARTIFACT_ID and CAIRN_ERROR in their environment, besides PATH, HOME,
+/// USER, LOGNAME, LANG, LANGUAGE, LC_*, TZ, TMPDIR, the variables their
+/// `${VAR}`s name (expanded by the shell) and those listed in `env`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hooks {
     /// Run before the backup; a failure fails the run.
-    #[serde(default, deserialize_with = "interp::strings")]
+    #[serde(default, deserialize_with = "interp::shell_strings")]
     pub before: Vec<String>,
     /// Always run after the backup, successful or not.
-    #[serde(default, deserialize_with = "interp::strings")]
+    #[serde(default, deserialize_with = "interp::shell_strings")]
     pub after: Vec<String>,
+    /// How long one hook may run before its process group is killed (default 5m).
+    #[serde(default, deserialize_with = "interp::opt_duration")]
+    pub timeout: Option<std::time::Duration>,
+    /// Further variables of cairn's environment the hooks see.
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -466,6 +481,10 @@ pub enum SourceConfig {
         /// The data object's innermost extension.
         #[serde(default = "default_command_extension")]
         extension: String,
+        /// Variables of cairn's environment the programs see besides PATH,
+        /// HOME, USER, LOGNAME, LANG, LANGUAGE, LC_*, TZ and TMPDIR.
+        #[serde(default)]
+        env: Vec<String>,
     },
 }
 

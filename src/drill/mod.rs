@@ -186,6 +186,8 @@ pub(crate) fn restore_to_scratch_database(
         dry_run: false,
         force: false,
         clean: false,
+        // A scratch database is dropped when anything fails.
+        verify_first: false,
     };
     let report =
         crate::engine::restore_server::restore_to_server(job, located, &options, progress)?;

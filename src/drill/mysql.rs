@@ -20,9 +20,7 @@ pub struct MyScratch {
     cleanup: u64,
 }
 
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
-}
+use crate::source::mysql::quote_string as literal;
 
 impl MyScratch {
     pub fn new(job: &Job) -> Result<Self> {

@@ -49,7 +49,7 @@ pub(super) fn with_database(url: &str, database: &str) -> Result<String> {
     let mut parsed = url::Url::parse(url).map_err(|e| {
         Error::Usage(format!(
             "`{}` is not a URL: {e}",
-            crate::source::external::without_password(url)
+            crate::redact::display_url(url)
         ))
     })?;
     parsed.set_path(&format!("/{database}"));

@@ -19,6 +19,9 @@ pub struct ServerRestoreOptions {
     pub dry_run: bool,
     pub force: bool,
     pub clean: bool,
+    /// Read and check the whole artifact before streaming it into a target
+    /// that is not restored in one transaction, or that `force` overwrites.
+    pub verify_first: bool,
 }
 
 /// What a receiving program consumed.
@@ -134,7 +137,7 @@ pub fn restore_to_server(
     let key = keys::decrypt_key(job)?;
     let target = source::server_restore_for(job, manifest, &options.target_url)?;
     let mut checked_first = Vec::new();
-    if options.force && !options.dry_run {
+    if options.verify_first && (options.force || !target.transactional()) && !options.dry_run {
         // --force may drop or overwrite live data, and not every client restores
         // in one transaction: prove the artifact and the key first.
         let (destination, bytes) = check_first_copy(located, &key, progress.clone())?;
@@ -213,14 +216,18 @@ pub fn restore_to_server(
 }
 
 /// Restores a `command` job's artifact by piping it into the job's `restore` program.
+/// A command is not transactional: unless `verify_first` is off, the whole
+/// artifact is read and checked once before it is piped into the program.
 pub fn restore_to_command(
     job: &Job,
     located: &Located,
     dry_run: bool,
+    verify_first: bool,
     progress: Arc<dyn Progress>,
 ) -> Result<RestoreReport> {
     let SourceConfig::Command {
         restore: Some(argv),
+        env,
         ..
     } = &job.source
     else {
@@ -231,7 +238,7 @@ pub fn restore_to_command(
     };
     let manifest = &located.manifest;
     let key = keys::decrypt_key(job)?;
-    let program = Program::new(argv.iter());
+    let program = Program::new(argv.iter()).inherit(env);
     let mut report = RestoreReport {
         job: job.name.clone(),
         id: manifest.id.clone(),
@@ -252,6 +259,13 @@ pub fn restore_to_command(
             program.name()
         ));
         return Ok(report);
+    }
+    if verify_first {
+        let (destination, bytes) = check_first_copy(located, &key, progress.clone())?;
+        report.actions.push(format!(
+            "checked the whole artifact ({bytes} bytes, copy in `{destination}`) before starting `{}`",
+            program.name()
+        ));
     }
     let delivered = stream_into(located, &key, &program, false, progress)?;
     report.destination = delivered.destination;

@@ -68,6 +68,7 @@ pub fn recorded<T: Summary>(
             ..RunEnd::default()
         },
     };
+    let end = redacted(end);
     if let Some(error) = &end.error {
         capture.line("ERROR", error);
     }
@@ -77,4 +78,14 @@ pub fn recorded<T: Summary>(
         tracing::warn!(job = %job, error = %e, "run end not recorded");
     }
     result
+}
+
+/// The history never holds a secret, whatever a tool or server echoed.
+fn redacted(mut end: RunEnd) -> RunEnd {
+    end.error = end.error.map(|e| crate::redact::redact(&e));
+    end.details = end.details.map(|details| {
+        let text = crate::redact::redact(&details.to_string());
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+    });
+    end
 }

@@ -2,12 +2,14 @@
 //! without) a backup. SQLite: `PRAGMA integrity_check` and
 //! `PRAGMA foreign_key_check`; PostgreSQL and MySQL: connectivity; then the
 //! job's rules, each a query that must return no rows, reported with the count
-//! of offending rows and the first few.
+//! of offending rows and the first few. Nothing here writes: see
+//! `source::read_only`.
 
 use serde::Serialize;
 
 use crate::config::{Job, RuleConfig, SourceConfig};
 use crate::drill::Check;
+use crate::source::read_only::{Dialect, open_sqlite, single_statement};
 use crate::source::{mysql::MyConn, postgres::PgConn};
 use crate::state::{RunEnd, RunKind, StateStore, Trigger};
 use crate::{Error, Result};
@@ -77,15 +79,14 @@ impl super::runs::Summary for ValidateReport {
 /// Offending rows of one rule: (total count, first rows as text).
 type Offending = (u64, Vec<String>);
 
-/// The rule's query wrapped so that one pass returns the total count and the first rows.
-fn trimmed(sql: &str) -> &str {
-    sql.trim().trim_end_matches(';').trim_end()
-}
+// Each rule is wrapped so that one pass returns the total count and the first
+// rows; it must be one statement, and runs where nothing can be written. The
+// line break ends a trailing `--` comment before the closing parenthesis.
 
 fn sqlite_rule(conn: &rusqlite::Connection, sql: &str) -> Result<Offending> {
     let wrapped = format!(
-        "SELECT count(*) OVER (), * FROM ({}) LIMIT {FIRST_ROWS}",
-        trimmed(sql)
+        "SELECT count(*) OVER (), * FROM ({}\n) LIMIT {FIRST_ROWS}",
+        single_statement(sql, Dialect::Sqlite)?
     );
     let mut stmt = conn
         .prepare(&wrapped)
@@ -114,9 +115,9 @@ fn sqlite_rule(conn: &rusqlite::Connection, sql: &str) -> Result<Offending> {
 }
 
 fn pg_rule(conn: &PgConn, sql: &str) -> Result<Offending> {
-    let text = conn.query(&format!(
-        "SELECT count(*) OVER (), q::text FROM ({}) q LIMIT {FIRST_ROWS}",
-        trimmed(sql)
+    let text = conn.query_read_only(&format!(
+        "SELECT count(*) OVER (), q::text FROM ({}\n) q LIMIT {FIRST_ROWS}",
+        single_statement(sql, Dialect::Postgres)?
     ))?;
     let mut total = 0;
     let mut first = Vec::new();
@@ -129,13 +130,10 @@ fn pg_rule(conn: &PgConn, sql: &str) -> Result<Offending> {
 }
 
 fn my_rule(conn: &MyConn, sql: &str) -> Result<Offending> {
-    let text = conn.query(
-        Some(&conn.database),
-        &format!(
-            "SELECT COUNT(*) OVER (), q.* FROM ({}) q LIMIT {FIRST_ROWS}",
-            trimmed(sql)
-        ),
-    )?;
+    let text = conn.query_read_only(&format!(
+        "SELECT COUNT(*) OVER (), q.* FROM ({}\n) q LIMIT {FIRST_ROWS}",
+        single_statement(sql, Dialect::Mysql)?
+    ))?;
     let mut total = 0;
     let mut first = Vec::new();
     for line in text.lines() {
@@ -168,33 +166,6 @@ fn run_rules(rules: &[RuleConfig], run: impl Fn(&str) -> Result<Offending>) -> V
             },
         })
         .collect()
-}
-
-fn open_sqlite(path: &std::path::Path) -> Result<rusqlite::Connection> {
-    use rusqlite::OpenFlags;
-    if !path.is_file() {
-        return Err(Error::Run(format!(
-            "SQLite database {} does not exist (check source.path)",
-            path.display()
-        )));
-    }
-    // Read-write (never create) so that WAL databases open without a -shm; else read-only.
-    rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .or_else(|_| {
-        rusqlite::Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-    })
-    .map_err(|e| {
-        Error::Run(format!(
-            "cannot open SQLite database {}: {e}",
-            path.display()
-        ))
-    })
 }
 
 /// Validates `job`'s live data.

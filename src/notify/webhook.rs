@@ -122,13 +122,14 @@ pub fn send(
     })
 }
 
-/// Replaces every secret in `text`.
+/// Replaces every secret in `text`: the given ones and every secret the
+/// process knows.
 pub fn redact(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_string();
     for secret in secrets.iter().filter(|s| s.len() >= 4) {
         out = out.replace(secret, "***");
     }
-    out
+    crate::redact::redact(&out)
 }
 
 /// One POST on a small runtime of its own: 2xx is success, 429 and 5xx and
@@ -169,7 +170,9 @@ pub fn post(
         if status.is_success() {
             return Ok(());
         }
-        let text = response.text().await.unwrap_or_default();
+        // Servers echo the request (its URL, a header) in error bodies: mask
+        // the secrets before cutting, so that no partial token survives.
+        let text = crate::redact::redact(&response.text().await.unwrap_or_default());
         let message = format!("HTTP {status}: {}", truncate(text.trim(), 200));
         if status.as_u16() == 429 || status.is_server_error() {
             Err(AttemptError::retry(message))

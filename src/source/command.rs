@@ -14,14 +14,17 @@ pub struct CommandSource {
     job: String,
     backup: Vec<String>,
     extension: String,
+    /// Variables of cairn's environment the program sees (`source.env`).
+    env: Vec<String>,
 }
 
 impl CommandSource {
-    pub fn new(job: &str, backup: &[String], extension: &str) -> Self {
+    pub fn new(job: &str, backup: &[String], extension: &str, env: &[String]) -> Self {
         CommandSource {
             job: job.to_string(),
             backup: backup.to_vec(),
             extension: extension.to_string(),
+            env: env.to_vec(),
         }
     }
 }
@@ -47,7 +50,7 @@ impl Dump for CommandSource {
     }
 
     fn dump(&self, out: &mut dyn Write) -> Result<serde_json::Value> {
-        let program = Program::new(self.backup.iter());
+        let program = Program::new(self.backup.iter()).inherit(&self.env);
         let stderr = program
             .stream_to(out)
             .map_err(|e| Error::source(&self.job, e))?;

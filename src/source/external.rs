@@ -21,48 +21,14 @@ const STDERR_TAIL: usize = 64 * 1024;
 /// Bytes of a restore stream held back until its hashes are checked.
 const HOLDBACK: usize = 256 * 1024;
 
-/// Replaces every secret in `text` with `***`.
+/// Replaces every secret in `text` with `***`: the caller's and every secret
+/// the process knows (`crate::redact`).
 pub fn redact(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_string();
     for secret in secrets.iter().filter(|s| s.len() >= 3) {
         out = out.replace(secret.as_str(), "***");
     }
-    out
-}
-
-/// `scheme://user:password@host/…?password=…` → `scheme://user@host/…`.
-/// The userinfo ends at the last `@` (passwords may hold `/`, `?`, `#`), and
-/// libpq's `password`/`sslpassword` query parameters are dropped.
-pub fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let rest = match rest.rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or_default();
-            format!("{user}@{}", &rest[at + 1..])
-        }
-        None => rest.to_string(),
-    };
-    let rest = match rest.split_once('?') {
-        Some((base, query)) => {
-            let kept: Vec<&str> = query
-                .split('&')
-                .filter(|p| {
-                    let key = p.split('=').next().unwrap_or_default();
-                    !key.eq_ignore_ascii_case("password")
-                        && !key.eq_ignore_ascii_case("sslpassword")
-                })
-                .collect();
-            if kept.is_empty() {
-                base.to_string()
-            } else {
-                format!("{base}?{}", kept.join("&"))
-            }
-        }
-        None => rest,
-    };
-    format!("{scheme}://{rest}")
+    crate::redact::redact(&out)
 }
 
 /// Decodes a percent-encoded URL component (`%40` → `@`; `+` stays `+`).
@@ -73,6 +39,18 @@ pub fn url_decode(text: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Variables of cairn's environment that every child sees; nothing else is
+/// passed on unless a program asks for it (`inherit`, `inherit_prefix`), so
+/// that secrets in cairn's environment stay out of dump tools and user commands.
+const BASE_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+];
+
+/// Whether a child gets `name` from cairn's environment by default.
+pub fn is_base_env(name: &str) -> bool {
+    BASE_ENV.contains(&name) || name.starts_with("LC_")
+}
+
 /// A program to run: argv plus extra environment.
 #[derive(Clone)]
 pub struct Program {
@@ -80,6 +58,11 @@ pub struct Program {
     pub env: Vec<(String, String)>,
     /// Values to hide in anything shown or logged.
     pub secrets: Vec<String>,
+    /// Names and name prefixes of cairn's variables passed on besides `BASE_ENV`.
+    inherit: Vec<String>,
+    inherit_prefixes: Vec<String>,
+    /// Files the program reads (a 0600 service file), removed with the last clone.
+    keep: Vec<Arc<SecretFile>>,
 }
 
 impl Program {
@@ -92,7 +75,38 @@ impl Program {
             argv: argv.into_iter().map(Into::into).collect(),
             env: Vec::new(),
             secrets: Vec::new(),
+            inherit: Vec::new(),
+            inherit_prefixes: Vec::new(),
+            keep: Vec::new(),
         }
+    }
+
+    /// Passes these variables of cairn's environment on (a config's `env` list).
+    pub fn inherit(mut self, names: &[String]) -> Self {
+        self.inherit.extend(names.iter().cloned());
+        self
+    }
+
+    /// Passes every variable of cairn's environment whose name starts with
+    /// `prefix` on (`PG` for libpq's, `MYSQL` for the MySQL clients').
+    pub fn inherit_prefix(mut self, prefix: &str) -> Self {
+        self.inherit_prefixes.push(prefix.to_string());
+        self
+    }
+
+    /// Keeps `file` until the program (and every clone of it) is dropped.
+    pub fn keep(mut self, file: SecretFile) -> Self {
+        self.keep.push(Arc::new(file));
+        self
+    }
+
+    fn inherits(&self, name: &str) -> bool {
+        is_base_env(name)
+            || self.inherit.iter().any(|n| n == name)
+            || self
+                .inherit_prefixes
+                .iter()
+                .any(|p| name.starts_with(p.as_str()))
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -130,7 +144,12 @@ impl Program {
             .split_first()
             .ok_or_else(|| Error::Usage("empty command".into()))?;
         let mut cmd = Command::new(program);
-        cmd.args(args);
+        cmd.args(args).env_clear();
+        for (key, value) in std::env::vars_os() {
+            if key.to_str().is_some_and(|k| self.inherits(k)) {
+                cmd.env(key, value);
+            }
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -474,20 +493,37 @@ mod tests {
 
     #[test]
     fn passwords_are_removed_from_urls() {
+        use crate::redact::display_url;
         assert_eq!(
-            without_password("postgres://app:s3cret@db:5432/shop?sslmode=require"),
+            display_url("postgres://app:s3cret@db:5432/shop?sslmode=require"),
             "postgres://app@db:5432/shop?sslmode=require"
         );
-        assert_eq!(without_password("mysql://root@h/db"), "mysql://root@h/db");
         assert_eq!(
-            without_password("postgres://app:ab/cd+ef@db/shop"),
+            display_url("postgres://app:ab/cd+ef@db/shop"),
             "postgres://app@db/shop"
         );
-        assert_eq!(
-            without_password("postgres://app@db/shop?sslmode=require&password=x"),
-            "postgres://app@db/shop?sslmode=require"
-        );
         assert_eq!(redact("pw=hunter2 x", &["hunter2".into()]), "pw=*** x");
+    }
+
+    #[test]
+    fn children_see_only_the_variables_they_need() {
+        let program = Program::new(["env"]).env("CAIRN_JOB", "j");
+        assert!(program.inherits("PATH") && program.inherits("LC_ALL"));
+        assert!(!program.inherits("AWS_SECRET_ACCESS_KEY") && !program.inherits("PGPASSWORD"));
+        let program = program
+            .inherit(&["AWS_PROFILE".to_string()])
+            .inherit_prefix("PG");
+        assert!(program.inherits("AWS_PROFILE") && program.inherits("PGHOST"));
+        assert!(!program.inherits("AWS_PROFILES"));
+        let seen = program.output().unwrap();
+        assert!(seen.contains("CAIRN_JOB=j\n"), "{seen}");
+        assert!(
+            seen.lines().all(|l| {
+                let name = l.split('=').next().unwrap_or_default();
+                program.inherits(name) || name == "CAIRN_JOB"
+            }),
+            "{seen}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod external;
 pub mod files;
 pub mod mysql;
 pub mod postgres;
+pub mod read_only;
 pub mod server;
 pub mod sqlite;
 
@@ -62,8 +63,13 @@ pub fn for_job(job: &Job) -> Result<Box<dyn Dump>> {
             ))
         }
         SourceConfig::Command {
-            backup, extension, ..
-        } => Box::new(command::CommandSource::new(&job.name, backup, extension)),
+            backup,
+            extension,
+            env,
+            ..
+        } => Box::new(command::CommandSource::new(
+            &job.name, backup, extension, env,
+        )),
     })
 }
 
@@ -71,7 +77,10 @@ pub fn for_job(job: &Job) -> Result<Box<dyn Dump>> {
 pub fn password_from_env(job: &str, var: Option<&str>) -> Result<Option<String>> {
     match var {
         None => Ok(None),
-        Some(var) => std::env::var(var).map(Some).map_err(|_| {
+        Some(var) => std::env::var(var)
+            .inspect(|password| crate::redact::register(password))
+            .map(Some)
+            .map_err(|_| {
             crate::Error::Usage(format!(
                 "job `{job}`: the password variable `{var}` (source.password_env) is not set in the environment"
             ))

@@ -8,7 +8,7 @@ use std::io::Write;
 use serde_json::json;
 
 use super::Dump;
-use super::external::{Program, SecretFile, find_tool, url_decode, without_password};
+use super::external::{Program, SecretFile, find_tool, url_decode};
 use super::server::{Prepared, ServerRestore};
 use crate::{Error, Result};
 
@@ -24,16 +24,17 @@ pub struct MyConn {
 
 impl MyConn {
     pub fn parse(url: &str, password: Option<String>) -> Result<Self> {
+        crate::redact::register_url(url);
         let parsed = url::Url::parse(url).map_err(|e| {
             Error::Usage(format!(
                 "`{}` is not a MySQL URL: {e}",
-                without_password(url)
+                crate::redact::display_url(url)
             ))
         })?;
         if !matches!(parsed.scheme(), "mysql" | "mariadb") {
             return Err(Error::Usage(format!(
                 "`{}` is not a mysql:// URL",
-                without_password(url)
+                crate::redact::display_url(url)
             )));
         }
         Ok(MyConn {
@@ -42,7 +43,7 @@ impl MyConn {
             user: url_decode(parsed.username()),
             password: parsed.password().map(url_decode).or(password),
             database: url_decode(parsed.path().trim_start_matches('/')),
-            display: without_password(url),
+            display: crate::redact::display_url(url),
         })
     }
 
@@ -77,7 +78,9 @@ impl MyConn {
             argv.push(format!("--user={}", self.user));
         }
         argv.extend(args.iter().map(|a| a.to_string()));
-        let mut program = Program::new(argv);
+        let mut program = Program::new(argv)
+            .inherit_prefix("MYSQL")
+            .inherit_prefix("MARIADB");
         if let Some(pw) = &self.password {
             program = program.secret(pw);
         }
@@ -87,16 +90,7 @@ impl MyConn {
     pub fn defaults_file(&self) -> Result<SecretFile> {
         let mut text = String::from("[client]\n");
         if let Some(pw) = &self.password {
-            if pw.contains(['\n', '\r']) {
-                return Err(Error::Usage(
-                    "the MySQL password contains a line break, which a defaults file cannot hold"
-                        .into(),
-                ));
-            }
-            text.push_str(&format!(
-                "password=\"{}\"\n",
-                pw.replace('\\', "\\\\").replace('"', "\\\"")
-            ));
+            text.push_str(&format!("password={}\n", quote_string(pw)));
         }
         SecretFile::new(&text)
     }
@@ -106,13 +100,26 @@ impl MyConn {
         let defaults = self.defaults_file()?;
         let client = client_tool()
             .ok_or_else(|| Error::Run("neither `mariadb` nor `mysql` is installed".into()))?;
-        let mut args = vec!["--batch", "--skip-column-names", "-e", sql];
+        // `quote_string` relies on backslash escapes, whatever the server's default.
+        let sql = format!(
+            "SET SESSION sql_mode = REPLACE(@@SESSION.sql_mode, 'NO_BACKSLASH_ESCAPES', ''); {sql}"
+        );
+        let mut args = vec!["--batch", "--skip-column-names", "-e", sql.as_str()];
         if let Some(db) = database {
             args.push(db);
         }
         self.program(&client, &defaults, &args)
             .output()
             .map_err(|e| Error::Run(format!("MySQL {}: {e}", self.display())))
+    }
+
+    /// Runs one statement (see `read_only::single_statement`) in a read-only
+    /// transaction of the connection's database: the server refuses writes.
+    pub fn query_read_only(&self, sql: &str) -> Result<String> {
+        self.query(
+            Some(&self.database),
+            &format!("START TRANSACTION READ ONLY; {sql}; ROLLBACK"),
+        )
     }
 }
 
@@ -122,6 +129,28 @@ pub fn dump_tool() -> Option<String> {
 
 pub fn client_tool() -> Option<String> {
     find_tool(&["mariadb", "mysql"])
+}
+
+/// `'text'` for MySQL: the one quoting of strings, read the same by the
+/// server (in its default `sql_mode`, which `query` ensures) and by the
+/// client's option files (`--defaults-extra-file`). Backslash, quotes and
+/// line breaks are escaped with a backslash.
+pub fn quote_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// `` `name` `` with backticks doubled.
@@ -274,8 +303,8 @@ fn exact_counts(
             .iter()
             .map(|t| {
                 format!(
-                    "SELECT '{}', COUNT(*) FROM {}",
-                    t.replace('\\', "\\\\").replace('\'', "''"),
+                    "SELECT {}, COUNT(*) FROM {}",
+                    quote_string(t),
                     quote_ident(t)
                 )
             })
@@ -357,6 +386,11 @@ impl MyRestore {
 }
 
 impl ServerRestore for MyRestore {
+    /// The client runs statement by statement, and DDL commits on its own.
+    fn transactional(&self) -> bool {
+        false
+    }
+
     fn describe(&self) -> String {
         self.target.display()
     }
@@ -457,6 +491,31 @@ impl ServerRestore for MyRestore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_quoted_one_way_for_sql_and_option_files() {
+        assert_eq!(quote_string("plain"), "'plain'");
+        assert_eq!(quote_string(r#"a'b"c\d"#), r#"'a\'b\"c\\d'"#);
+        assert_eq!(quote_string("x\ny"), "'x\\ny'");
+        // The client's option-file parser reads the same quoting back.
+        if client_tool().is_none() {
+            return;
+        }
+        let password = "p'w\"d\\ with space\nline";
+        let conn = MyConn::parse("mysql://u@127.0.0.1/db", Some(password.into())).unwrap();
+        let defaults = conn.defaults_file().unwrap();
+        let printed = Program::new([
+            client_tool().unwrap(),
+            format!("--defaults-extra-file={}", defaults.path().display()),
+            "--print-defaults".to_string(),
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            printed.contains(&format!("--password={password}")),
+            "{printed}"
+        );
+    }
 
     #[test]
     fn parses_urls_without_leaking_passwords() {

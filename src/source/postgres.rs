@@ -11,7 +11,7 @@ use std::io::Write;
 use serde_json::json;
 
 use super::Dump;
-use super::external::{Program, find_tool, url_decode, without_password};
+use super::external::{Program, SecretFile, find_tool, url_decode};
 use super::server::{Prepared, ServerRestore};
 use crate::config::{PgFormat, PgScope};
 use crate::{Error, Result};
@@ -21,27 +21,33 @@ use crate::{Error, Result};
 pub struct PgConn {
     url: url::Url,
     password: Option<String>,
+    /// The client key's passphrase (`?sslpassword=`), which libpq reads from
+    /// no environment variable: it reaches the tools in a 0600 service file.
+    ssl_password: Option<String>,
 }
 
 impl PgConn {
     pub fn parse(url: &str, password: Option<String>) -> Result<Self> {
+        crate::redact::register_url(url);
         let mut parsed = url::Url::parse(url).map_err(|e| {
             Error::Usage(format!(
                 "`{}` is not a PostgreSQL URL: {e}",
-                without_password(url)
+                crate::redact::display_url(url)
             ))
         })?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             return Err(Error::Usage(format!(
                 "`{}` is not a postgres:// URL",
-                without_password(url)
+                crate::redact::display_url(url)
             )));
         }
         let in_url = parsed.password().map(url_decode);
         let _ = parsed.set_password(None);
+        let (in_query, ssl_password) = take_password_parameters(&mut parsed);
         Ok(PgConn {
             url: parsed,
-            password: in_url.or(password),
+            password: in_url.or(in_query).or(password),
+            ssl_password,
         })
     }
 
@@ -65,9 +71,26 @@ impl PgConn {
         let mut program = Program::new(
             std::iter::once(tool.to_string()).chain(args.iter().map(|a| a.to_string())),
         );
-        program = program.env("PGCONNECT_TIMEOUT", "10");
+        program = program.env("PGCONNECT_TIMEOUT", "10").inherit_prefix("PG");
         if let Some(pw) = &self.password {
             program = program.env("PGPASSWORD", pw).secret(pw);
+        }
+        if let Some(pw) = &self.ssl_password {
+            // A service file has no escapes: a value is the rest of its line.
+            let line = pw.replace(['\n', '\r'], "");
+            match SecretFile::new(&format!("[cairn]\nsslpassword={line}\n")) {
+                Ok(file) => {
+                    let path = file.path().display().to_string();
+                    program = program
+                        .env("PGSERVICEFILE", &path)
+                        .env("PGSERVICE", "cairn")
+                        .secret(pw)
+                        .keep(file);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot pass sslpassword to the PostgreSQL tools")
+                }
+            }
         }
         program
     }
@@ -97,6 +120,32 @@ impl PgConn {
         .map_err(|e| self.fail(e))
     }
 
+    /// Runs one statement in a read-only transaction (checks, validation
+    /// rules): the server refuses any write, also one hidden in a function.
+    pub fn query_read_only(&self, sql: &str) -> Result<String> {
+        self.program(
+            "psql",
+            &[
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "--no-password",
+                "-v",
+                "ON_ERROR_STOP=1",
+                &self.dbname_arg(),
+                "-c",
+                "BEGIN READ ONLY",
+                "-c",
+                sql,
+                "-c",
+                "ROLLBACK",
+            ],
+        )
+        .output()
+        .map_err(|e| self.fail(e))
+    }
+
     fn fail(&self, e: Error) -> Error {
         Error::Run(format!("PostgreSQL {}: {e}", self.display()))
     }
@@ -107,6 +156,30 @@ impl PgConn {
             .parse()
             .map_err(|_| Error::Run(format!("unexpected server_version_num {:?}", text.trim())))
     }
+}
+
+/// Removes libpq's `password` and `sslpassword` query parameters from `url`
+/// (they would be shown and passed on command lines) and returns them.
+fn take_password_parameters(url: &mut url::Url) -> (Option<String>, Option<String>) {
+    let (mut password, mut ssl_password) = (None, None);
+    let mut kept = Vec::new();
+    for (key, value) in url.query_pairs() {
+        if key.eq_ignore_ascii_case("password") {
+            password = Some(value.into_owned());
+        } else if key.eq_ignore_ascii_case("sslpassword") {
+            ssl_password = Some(value.into_owned());
+        } else {
+            kept.push((key.into_owned(), value.into_owned()));
+        }
+    }
+    if password.is_some() || ssl_password.is_some() {
+        if kept.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(kept);
+        }
+    }
+    (password, ssl_password)
 }
 
 /// `"name"` with embedded quotes doubled.
@@ -365,6 +438,11 @@ impl PgRestore {
 }
 
 impl ServerRestore for PgRestore {
+    /// `pg_dumpall` scripts create databases, which no transaction can hold.
+    fn transactional(&self) -> bool {
+        self.scope == PgScope::Database
+    }
+
     fn describe(&self) -> String {
         self.target.display()
     }
@@ -548,5 +626,17 @@ mod tests {
             "postgres://app@127.0.0.1:5432/postgres"
         );
         assert!(PgConn::parse("mysql://x@h/db", None).is_err());
+        let conn = PgConn::parse(
+            "postgres://app@db/shop?sslmode=require&password=qp%26w&sslpassword=kp",
+            Some("env".into()),
+        )
+        .unwrap();
+        assert_eq!(conn.display(), "postgres://app@db/shop?sslmode=require");
+        assert_eq!(
+            conn.dbname_arg(),
+            "--dbname=postgres://app@db/shop?sslmode=require"
+        );
+        assert_eq!(conn.password.as_deref(), Some("qp&w"));
+        assert_eq!(conn.ssl_password.as_deref(), Some("kp"));
     }
 }

@@ -24,6 +24,12 @@ pub trait ServerRestore {
     fn listing_program(&self) -> Option<Program>;
     /// Drops a database that `prepare` created, after a failed restore.
     fn drop_created(&self);
+    /// Whether the client restores in one transaction, so that a stream cut
+    /// short by damage leaves nothing behind (else the artifact is checked
+    /// whole before it is streamed).
+    fn transactional(&self) -> bool {
+        true
+    }
     /// Judges what the client printed on stderr after it exited successfully.
     fn check_messages(&self, stderr: &str) -> Result<()> {
         let _ = stderr;

@@ -4,7 +4,8 @@
 //! job is being recorded, [`CaptureLayer`] copies every such event into the run's
 //! buffer, whichever thread logs it (a backup runs on several threads, so spans
 //! or thread-locals would miss lines). One job never runs twice at once, so the
-//! job name identifies the run.
+//! job name identifies the run. Every line is redacted (`crate::redact`)
+//! before it is kept.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -85,7 +86,7 @@ fn format_line(level: &str, message: &str, fields: &str) -> String {
     let now = jiff::Timestamp::now()
         .round(jiff::Unit::Millisecond)
         .unwrap_or_default();
-    format!("{now} {level:5} {message}{fields}\n")
+    crate::redact::redact(&format!("{now} {level:5} {message}{fields}\n"))
 }
 
 fn append(buffer: &Buffer, line: &str) {

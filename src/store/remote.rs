@@ -52,6 +52,7 @@ pub struct RemoteDestination {
 fn read_secret_file(name: &str, path: &std::path::Path) -> Result<String> {
     std::fs::read_to_string(path)
         .map(|s| s.lines().next().unwrap_or_default().trim().to_string())
+        .inspect(|secret| crate::redact::register(secret))
         .map_err(|e| {
             Error::destination(
                 name,
@@ -119,7 +120,7 @@ impl RemoteDestination {
                     prefix.trim_matches('/'),
                     endpoint
                         .as_ref()
-                        .map(|e| format!(" at {e}"))
+                        .map(|e| format!(" at {}", crate::redact::display_url(e)))
                         .unwrap_or_default()
                 );
                 (Operator::new(b).map_err(fail)?, location, transfer)
@@ -164,7 +165,9 @@ impl RemoteDestination {
                 let location = format!(
                     "azblob://{container}/{}{}",
                     prefix.trim_matches('/'),
-                    endpoint.map(|e| format!(" at {e}")).unwrap_or_default()
+                    endpoint
+                        .map(|e| format!(" at {}", crate::redact::display_url(&e)))
+                        .unwrap_or_default()
                 );
                 (Operator::new(b).map_err(fail)?, location, transfer)
             }
@@ -244,7 +247,7 @@ impl RemoteDestination {
                 )?);
                 let location = format!(
                     "{}/{}",
-                    crate::source::external::without_password(url).trim_end_matches('/'),
+                    crate::redact::display_url(url).trim_end_matches('/'),
                     prefix.trim_matches('/')
                 );
                 (Operator::new(b).map_err(fail)?, location, transfer)

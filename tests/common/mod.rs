@@ -5,6 +5,7 @@
 
 pub mod objstores;
 pub mod receivers;
+pub mod secrets;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
