@@ -17,6 +17,7 @@ mod output;
 mod prune;
 mod quickstart;
 mod read;
+mod repair;
 mod report;
 mod status;
 mod systemd;
@@ -93,6 +94,10 @@ enum Command {
     Check(check::Args),
     /// Delete artifacts the retention policy does not keep (shows keep/delete and why)
     Prune(prune::Args),
+    /// Copy good copies over damaged or missing ones in a job's destinations
+    Repair(repair::RepairArgs),
+    /// Copy artifacts into one of a job's destinations (e.g. one added later)
+    Copy(repair::CopyArgs),
     /// Restore an artifact into a scratch target and check it (integrity, row counts, assertions)
     Drill(drill::Args),
     /// Check live data: integrity checks and the job's validation rules
@@ -170,6 +175,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(&context, args),
         Command::Prune(args) => prune::run(&context, args),
         Command::Drill(args) => drill::run(&context, args),
+        Command::Repair(args) => repair::repair(&context, args),
+        Command::Copy(args) => repair::copy(&context, args),
         Command::Validate(args) => validate::run(&context, args),
         Command::Report(args) => report::run(&context, args),
         Command::Gc(args) => gc::run(&context, args),

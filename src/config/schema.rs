@@ -241,6 +241,17 @@ pub struct JobConfig {
     /// Live data validation rules (`cairn validate`, optionally before each backup).
     #[serde(default)]
     pub validate: Option<Spanned<ValidateConfig>>,
+    /// When the daemon runs `cairn repair` for this job.
+    #[serde(default)]
+    pub repair: Option<Spanned<RepairConfig>>,
+}
+
+/// `repair = { cron = "…" }` of a job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairConfig {
+    #[serde(deserialize_with = "interp::string")]
+    pub cron: String,
 }
 
 /// What the backup reads back after committing an artifact.

@@ -4,8 +4,9 @@
 use serde::Serialize;
 
 use crate::config::{Config, Job};
+use crate::engine::{CopyHealth, copy_health};
 use crate::state::{RunFilter, RunKind, RunRecord, RunStatus, StateStore};
-use crate::store::{self, ArtifactState, catalog};
+use crate::store::{self, catalog};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ScheduleStatus {
@@ -139,26 +140,25 @@ pub fn job_status(
         })
         .collect();
     let marks = store
-        .and_then(|s| s.artifact_marks(&job.name).ok())
+        .and_then(|s| s.copy_marks(&job.name).ok())
         .unwrap_or_default();
     let mut destinations = Vec::new();
     let mut newest_good: Option<(jiff::Timestamp, String)> = None;
     for name in &job.destinations {
-        let listed =
-            store::open(config, name).and_then(|d| catalog::list_job(d.as_ref(), &job.name));
+        let listed = store::open(config, name)
+            .and_then(|d| catalog::list_job_cached(config, d.as_ref(), &job.name));
         destinations.push(match listed {
             Ok(listing) => {
+                // Usable copies in this destination: intact and not marked bad.
                 let good: Vec<_> = listing
                     .artifacts
                     .iter()
-                    .filter(|a| a.state == ArtifactState::Ok)
+                    .filter(|a| copy_health(a, &marks) == CopyHealth::Good)
                     .collect();
                 for a in &good {
-                    let bad = marks.get(&a.manifest.id).is_some_and(|m| m.bad);
-                    if !bad
-                        && newest_good
-                            .as_ref()
-                            .is_none_or(|(t, _)| a.manifest.created_at > *t)
+                    if newest_good
+                        .as_ref()
+                        .is_none_or(|(t, _)| a.manifest.created_at > *t)
                     {
                         newest_good = Some((a.manifest.created_at, a.manifest.id.clone()));
                     }
@@ -166,7 +166,7 @@ pub fn job_status(
                 DestinationStatus {
                     destination: name.clone(),
                     artifacts: good.len(),
-                    stored_bytes: good.iter().map(|a| a.manifest.data.size).sum(),
+                    stored_bytes: catalog::total_bytes(good.iter().map(|a| a.manifest.data.size)),
                     newest: good.last().map(|a| a.manifest.created_at),
                     newest_bytes: good.last().map(|a| a.manifest.data.size),
                     error: None,
@@ -208,7 +208,7 @@ pub fn job_status(
             id,
             created_at,
         }),
-        stored_bytes: destinations.iter().map(|d| d.stored_bytes).sum(),
+        stored_bytes: catalog::total_bytes(destinations.iter().map(|d| d.stored_bytes)),
         destinations,
     }
 }

@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod fs;
 pub mod manifest;
+pub mod manifest_cache;
 pub mod naming;
 pub mod remote;
 pub mod webdav;
