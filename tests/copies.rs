@@ -673,3 +673,41 @@ fn repair_and_copy_with_s3_destinations() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(common::count_rows(&target, "items"), 30);
 }
+
+#[test]
+fn the_manifest_cache_is_used_while_an_object_is_unchanged_and_read_again_when_it_changes() {
+    let env = Env::new();
+    let entry = one_destination(&env);
+    let id = entry["id"].as_str().unwrap().to_string();
+    let path = env.path(&format!("backups/app/app-{id}.manifest.json"));
+    let cache = env.path("cairn-state.db.manifest-cache");
+    assert!(cache.exists(), "listing fills the cache");
+    let tag_of = |env: &Env| env.list()[0]["tag"].clone();
+    let rewrite = |tag: &str, keep_time: bool| {
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        manifest["tag"] = serde_json::json!(tag);
+        std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        let when = if keep_time {
+            modified
+        } else {
+            modified + Duration::from_secs(5)
+        };
+        file.set_modified(when).unwrap();
+    };
+    rewrite("aaaa", false);
+    assert_eq!(tag_of(&env), "aaaa");
+    // Same size and time: the cached manifest is what is listed.
+    rewrite("bbbb", true);
+    assert_eq!(tag_of(&env), "aaaa");
+    // A newer time (or another size) is read again.
+    rewrite("cccc", false);
+    assert_eq!(tag_of(&env), "cccc");
+    rewrite("longer tag", true);
+    assert_eq!(tag_of(&env), "longer tag");
+    // Deleting the cache loses nothing.
+    std::fs::remove_file(&cache).unwrap();
+    assert_eq!(tag_of(&env), "longer tag");
+}
