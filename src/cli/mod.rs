@@ -112,7 +112,7 @@ enum Command {
     Reload(daemon::ReloadArgs),
     /// Each job: schedules, next run, last run, newest good artifact, stored size
     Status(status::Args),
-    /// Recorded runs, newest first (backup, prune, verify, restore, drill, check)
+    /// Recorded runs, newest first (backup, prune, verify, restore, drill, check, repair, copy)
     History(history::Args),
     /// Run health checks now (all, or the named ones); exit 1 if any is failing
     Health(health::Args),
