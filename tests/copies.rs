@@ -163,7 +163,7 @@ fn a_damaged_copy_in_one_destination_never_costs_the_good_copy_in_another() {
         .args(["drill", "app", "--json"])
         .output()
         .unwrap();
-    // Drills need a drill table? They run with defaults: the newest good copy.
+    // A drill (no drill settings needed) also reads the good copy.
     assert!(out.status.success(), "{}", stderr(&out));
     let drilled: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(drilled["id"], newest.as_str());
