@@ -182,7 +182,7 @@ fn flipped_byte_fails_verification_and_the_bad_artifact_is_skipped() {
             .contains("SHA-256"),
         "{report}"
     );
-    // Marked bad: never the newest good one, never chosen without --force.
+    // Marked bad: never the newest good one, never chosen without --allow-bad.
     let (_, status) = json(&env, &["status", "app"]);
     assert_eq!(
         status["jobs"][0]["newest_good"]["id"],
@@ -201,8 +201,8 @@ fn flipped_byte_fails_verification_and_the_bad_artifact_is_skipped() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("marked bad"), "{}", stderr(&out));
     assert!(!env.path("out.db").exists());
-    // --force reads it, and the damage still stops the drill.
-    let (code, report) = json(&env, &["drill", "app", &bad, "--force"]);
+    // --allow-bad reads it, and the damage still stops the drill.
+    let (code, report) = json(&env, &["drill", "app", &bad, "--allow-bad"]);
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["damaged"], true);
     assert_eq!(report["cleaned_up"], true);
@@ -640,9 +640,9 @@ fn postgres_flipped_byte_fails_verification_and_a_forced_drill() {
     assert_eq!(
         out.status.code(),
         Some(1),
-        "a bad artifact is not drilled without --force"
+        "a bad artifact is not drilled without --allow-bad"
     );
-    let (code, report) = json(&env, &["drill", "app", "--force"]);
+    let (code, report) = json(&env, &["drill", "app", "--allow-bad"]);
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["damaged"], true);
     assert!(
@@ -811,7 +811,7 @@ fn mariadb_lost_table_and_flipped_byte_are_caught() {
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["damaged"], true, "{report}");
     assert!(!my_exists(&scratch_db(&report)));
-    // Marked bad by the drill: the next drill refuses it without --force.
+    // Marked bad by the drill: the next drill refuses it without --allow-bad.
     let out = env
         .cairn()
         .env("DB_PASSWORD", PASSWORD)

@@ -16,9 +16,9 @@ pub struct Args {
     /// Read from this destination only
     #[arg(long, value_name = "DESTINATION")]
     from: Option<String>,
-    /// Also drill an artifact that verification or a drill marked bad
+    /// Also drill a copy that verification or a drill marked bad
     #[arg(long)]
-    force: bool,
+    allow_bad: bool,
     /// Also drill an artifact whose manifest is not signed by signing.public_key
     #[arg(long)]
     allow_unsigned: bool,
@@ -35,7 +35,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         id: args.id.clone(),
         at: None,
         from: args.from.clone(),
-        allow_bad: args.force,
+        allow_bad: args.allow_bad,
         allow_unsigned: args.allow_unsigned,
     };
     remove_scratch_on_signals();
@@ -89,7 +89,7 @@ fn print(r: &DrillReport) {
     }
     if r.damaged {
         println!(
-            "  the artifact is damaged and was marked bad: it is not restored without --force"
+            "  the copy is damaged and was marked bad: it is not read again without --allow-bad"
         );
     }
     for l in &r.leftovers_removed {

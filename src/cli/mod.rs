@@ -34,6 +34,7 @@ mod output;
 mod prune;
 mod quickstart;
 mod read;
+mod repair;
 mod report;
 mod shell;
 mod status;
@@ -111,6 +112,10 @@ enum Command {
     Check(check::Args),
     /// Delete artifacts the retention policy does not keep (shows keep/delete and why)
     Prune(prune::Args),
+    /// Copy good copies over damaged or missing ones in a job's destinations
+    Repair(repair::RepairArgs),
+    /// Copy artifacts into one of a job's destinations (e.g. one added later)
+    Copy(repair::CopyArgs),
     /// Restore an artifact into a scratch target and check it (integrity, row counts, assertions)
     Drill(drill::Args),
     /// Check live data: integrity checks and the job's validation rules
@@ -125,7 +130,7 @@ enum Command {
     Reload(daemon::ReloadArgs),
     /// Each job: schedules, next run, last run, newest good artifact, stored size
     Status(status::Args),
-    /// Recorded runs, newest first (backup, prune, verify, restore, drill, check)
+    /// Recorded runs, newest first (backup, prune, verify, restore, drill, check, repair, copy)
     History(history::Args),
     /// Run health checks now (all, or the named ones); exit 1 if any is failing
     Health(health::Args),
@@ -192,6 +197,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(&context, args),
         Command::Prune(args) => prune::run(&context, args),
         Command::Drill(args) => drill::run(&context, args),
+        Command::Repair(args) => repair::repair(&context, args),
+        Command::Copy(args) => repair::copy(&context, args),
         Command::Validate(args) => validate::run(&context, args),
         Command::Report(args) => report::run(&context, args),
         Command::Gc(args) => gc::run(&context, args),

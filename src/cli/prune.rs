@@ -57,7 +57,7 @@ pub fn print(pruned: &prune::JobPrune) {
             println!("{} in `{}`: FAILED: {e}", r.job, r.destination);
             continue;
         }
-        let bytes: u64 = r.delete.iter().map(|d| d.bytes).sum();
+        let bytes = crate::store::catalog::total_bytes(r.delete.iter().map(|d| d.bytes));
         match &r.skipped {
             Some(why) => println!("{} in `{}`: nothing deleted: {why}", r.job, r.destination),
             None => println!(

@@ -53,6 +53,9 @@ pub struct VerifyArgs {
 pub struct CatArgs {
     #[command(flatten)]
     which: Which,
+    /// Also read a copy that verification or a drill marked bad
+    #[arg(long)]
+    allow_bad: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,11 +69,13 @@ pub struct RestoreArgs {
     /// Check everything and say what would happen, writing nothing
     #[arg(long)]
     dry_run: bool,
-    /// Replace an existing target (files: kept as a safety copy; databases: restore into a non-empty one);
-    /// also allows an artifact that verification or a drill marked bad. Twice: replace a SQLite
-    /// file even while another process has it open
+    /// Replace an existing target (files: kept as a safety copy; databases: restore into a
+    /// non-empty one). Twice: replace a SQLite file even while another process has it open
     #[arg(long, action = clap::ArgAction::Count)]
     force: u8,
+    /// Also restore from a copy that verification or a drill marked bad
+    #[arg(long)]
+    allow_bad: bool,
     /// Databases: drop the target's objects first (pg_restore --clean --if-exists; MySQL: re-create the database)
     #[arg(long, requires = "force")]
     clean: bool,
@@ -107,7 +112,7 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
     let report = result?;
     if let Some(store) = store.as_deref() {
         verify::mark_if_damaged(store, &report, "verification");
-        verify::clear_if_verified(store, &report);
+        verify::clear_if_verified(store, &report, &job.destinations);
     }
     if context.json {
         output::print_json(&report);
@@ -135,7 +140,7 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
 pub fn cat(context: &Context, args: CatArgs) -> Result<u8> {
     let config = context.load()?;
     let job = config.job(&args.which.job)?;
-    let located = engine::locate(&config, job, &args.which.selector(false)?)?;
+    let located = engine::locate(&config, job, &args.which.selector(args.allow_bad)?)?;
     let key = crate::keys::decrypt_key(job)?;
     let (dest, _) = located
         .copies
@@ -202,7 +207,7 @@ fn restore_located(
     args: RestoreArgs,
     progress: std::sync::Arc<dyn crate::progress::Progress>,
 ) -> Result<restore::RestoreReport> {
-    let located = engine::locate(config, job, &args.which.selector(args.force > 0)?)?;
+    let located = engine::locate(config, job, &args.which.selector(args.allow_bad)?)?;
     let kind = located.manifest.source.kind.clone();
     Ok(match (kind.as_str(), args.to) {
         ("command", None) => restore_server::restore_to_command(

@@ -115,6 +115,8 @@ pub struct Job {
     pub verify: VerifyMode,
     pub drill: Drill,
     pub validate: Validate,
+    /// `repair.cron`: when the daemon repairs the job's copies.
+    pub repair_schedule: Option<crate::schedule::cron::Schedule>,
     /// Where the job's events are sent.
     pub notify: Vec<Route>,
     /// Manifest signatures: the job's `signing`, else the top-level one.
@@ -767,7 +769,16 @@ fn validate_job(
     )?;
     check_variable_names(&job.hooks.env)
         .map_err(|m| fail(located.find_key_in_job(&name, "hooks"), "hooks.env", m))?;
+    let repair_schedule = job
+        .repair
+        .as_ref()
+        .map(|r| {
+            crate::schedule::cron::Schedule::parse(&r.get_ref().cron, None, &job_timezone)
+                .map_err(|e| fail(Some(r.span().start), "repair.cron", e))
+        })
+        .transpose()?;
     Ok(Job {
+        repair_schedule,
         verify: job.verify,
         drill,
         validate,

@@ -254,6 +254,17 @@ pub struct JobConfig {
     /// Manifest signatures (replaces the top-level `signing`).
     #[serde(default)]
     pub signing: Option<Spanned<SigningConfig>>,
+    /// When the daemon runs `cairn repair` for this job.
+    #[serde(default)]
+    pub repair: Option<Spanned<RepairConfig>>,
+}
+
+/// `repair = { cron = "…" }` of a job.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairConfig {
+    #[serde(deserialize_with = "interp::string")]
+    pub cron: String,
 }
 
 /// `signing = { … }`: minisign signatures of manifests.

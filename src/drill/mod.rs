@@ -558,20 +558,32 @@ pub fn drill(
             "drill: {}",
             report.failure().unwrap_or_else(|| "damaged".into())
         );
-        mark_bad(store, &job.name, &manifest.id, &reason);
+        mark_damaged_copies(job, located, &report.destination, store, &reason);
     }
     if report.ok
         && let Some(store) = store
-        && store
-            .artifact_marks(&job.name)
-            .is_ok_and(|m| m.get(&manifest.id).is_some_and(|m| m.bad))
     {
-        clear_mark(
-            store,
-            &job.name,
-            &manifest.id,
-            "a drill restored and checked it",
-        );
+        let marks = store.copy_marks(&job.name).unwrap_or_default();
+        let own = marks
+            .0
+            .get(&(manifest.id.clone(), report.destination.clone()))
+            .is_some_and(|m| m.bad);
+        if own {
+            clear_copy_mark(
+                store,
+                &job.name,
+                &manifest.id,
+                &report.destination,
+                "a drill restored and checked it",
+            );
+        }
+        let whole = marks
+            .0
+            .get(&(manifest.id.clone(), crate::state::EVERY_COPY.to_string()))
+            .is_some_and(|m| m.bad);
+        if whole && let Err(e) = store.forget_whole_mark(&job.name, &manifest.id) {
+            tracing::error!(job = %job.name, id = %manifest.id, error = %e, "cannot update the artifact's marks");
+        }
     }
     if report.ok {
         tracing::info!(job = %job.name, id = %manifest.id, seconds = report.restore_seconds, "drill passed");
@@ -581,31 +593,86 @@ pub fn drill(
     Ok(report)
 }
 
-/// Records that an artifact is damaged: it is then never the newest good one and
-/// is not restored without --force.
-pub fn mark_bad(store: &dyn StateStore, job: &str, id: &str, reason: &str) {
+/// Marks the copies a damaged drill speaks for. When the restore worked and a
+/// check failed, the copy it read holds data that was broken when it was
+/// backed up. When the restore itself failed, each copy's stored bytes are
+/// checked: those that do not match are marked; if all match, the damage is
+/// in what was stored and every copy is marked.
+fn mark_damaged_copies(
+    job: &Job,
+    located: &Located,
+    restored_from: &str,
+    store: &dyn StateStore,
+    reason: &str,
+) {
+    let mut damaged: Vec<String> = Vec::new();
+    if restored_from.is_empty() {
+        let quick = crate::engine::verify::verify_with(
+            job,
+            located,
+            crate::engine::verify::Depth::Quick,
+            Arc::new(crate::progress::Silent),
+        );
+        if let Ok(report) = quick {
+            damaged = report
+                .copies
+                .iter()
+                .filter(|c| c.damaged)
+                .map(|c| c.destination.clone())
+                .collect();
+        }
+        if damaged.is_empty() {
+            damaged = located
+                .copies
+                .iter()
+                .map(|(d, _)| d.name().to_string())
+                .collect();
+        }
+    } else {
+        damaged.push(restored_from.to_string());
+    }
+    for destination in damaged {
+        mark_copy_bad(store, &job.name, &located.manifest.id, &destination, reason);
+    }
+}
+
+/// Records that the copy of an artifact in `destination` is damaged: it is
+/// then not read, and is never the newest good one there, without --allow-bad.
+pub fn mark_copy_bad(store: &dyn StateStore, job: &str, id: &str, destination: &str, reason: &str) {
     let mark = ArtifactMark {
         bad: true,
         reason: reason.to_string(),
         at: jiff::Timestamp::now(),
     };
-    match store.mark_artifact(job, id, &mark) {
-        Ok(()) => tracing::warn!(job = %job, id = %id, "artifact marked bad: {reason}"),
-        Err(e) => tracing::error!(job = %job, id = %id, error = %e, "cannot mark the artifact bad"),
+    match store.mark_copy(job, id, destination, &mark) {
+        Ok(()) => {
+            tracing::warn!(job = %job, id = %id, destination = %destination, "copy marked bad: {reason}")
+        }
+        Err(e) => {
+            tracing::error!(job = %job, id = %id, destination = %destination, error = %e, "cannot mark the copy bad")
+        }
     }
 }
 
-/// Records that an artifact marked bad proved good again.
-pub fn clear_mark(store: &dyn StateStore, job: &str, id: &str, reason: &str) {
+/// Records that a copy marked bad proved good again (or was repaired).
+pub fn clear_copy_mark(
+    store: &dyn StateStore,
+    job: &str,
+    id: &str,
+    destination: &str,
+    reason: &str,
+) {
     let mark = ArtifactMark {
         bad: false,
         reason: reason.to_string(),
         at: jiff::Timestamp::now(),
     };
-    match store.mark_artifact(job, id, &mark) {
-        Ok(()) => tracing::info!(job = %job, id = %id, "artifact no longer marked bad: {reason}"),
+    match store.mark_copy(job, id, destination, &mark) {
+        Ok(()) => {
+            tracing::info!(job = %job, id = %id, destination = %destination, "copy no longer marked bad: {reason}")
+        }
         Err(e) => {
-            tracing::error!(job = %job, id = %id, error = %e, "cannot clear the artifact's mark")
+            tracing::error!(job = %job, id = %id, destination = %destination, error = %e, "cannot clear the copy's mark")
         }
     }
 }

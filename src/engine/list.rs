@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::config::{CompressionKind, Config, Job};
+use crate::engine::{CopyHealth, copy_health};
 use crate::pipeline::EncryptionKind;
 use crate::store::signature::Trust;
 use crate::store::{ArtifactState, catalog};
@@ -47,8 +48,16 @@ pub struct Listing {
     pub problems: Vec<Problem>,
 }
 
-/// Lists `jobs` in all their destinations, or only in `from`.
+/// Lists `jobs` in all their destinations, or only in `from`. Copies marked
+/// bad are listed as problems, not as artifacts.
 pub fn list(config: &Config, jobs: &[&Job], from: Option<&str>) -> Listing {
+    let store = crate::state::open_or_warn(config);
+    let marks_of = |job: &Job| {
+        store
+            .as_ref()
+            .and_then(|s| s.copy_marks(&job.name).ok())
+            .unwrap_or_default()
+    };
     let mut out = Listing::default();
     for job in jobs {
         for dest_name in job
@@ -57,7 +66,7 @@ pub fn list(config: &Config, jobs: &[&Job], from: Option<&str>) -> Listing {
             .filter(|d| from.is_none_or(|f| f == d.as_str()))
         {
             let listing = crate::store::open(config, dest_name).and_then(|dest| {
-                catalog::list_job_checked(dest.as_ref(), &job.name, job.signing.public_key.as_ref())
+                catalog::list_job_cached(config, dest.as_ref(), &job.name, job.signing.public_key.as_ref())
             });
             let listing = match listing {
                 Ok(l) => l,
@@ -79,7 +88,20 @@ pub fn list(config: &Config, jobs: &[&Job], from: Option<&str>) -> Listing {
                     problem: bad.problem,
                 });
             }
+            let marks = marks_of(job);
             for artifact in listing.artifacts {
+                if let CopyHealth::MarkedBad(mark) = copy_health(&artifact, &marks) {
+                    out.problems.push(Problem {
+                        job: job.name.clone(),
+                        destination: artifact.destination.clone(),
+                        key: artifact.manifest_key.clone(),
+                        problem: format!(
+                            "the copy of {} here is marked bad: {} (`cairn repair {}` replaces it from a good copy)",
+                            artifact.manifest.id, mark.reason, job.name
+                        ),
+                    });
+                    continue;
+                }
                 let m = artifact.manifest;
                 match artifact.state {
                     ArtifactState::Ok => out.entries.push(Entry {

@@ -9,6 +9,7 @@ pub mod list;
 pub mod overlap;
 pub mod prune;
 pub mod read;
+pub mod repair;
 pub mod report;
 pub mod restore;
 pub mod restore_server;
@@ -18,6 +19,7 @@ pub mod validate;
 pub mod verify;
 
 use crate::config::{Config, Job};
+use crate::state::CopyMarks;
 use crate::store::signature::Trust;
 use crate::store::{self, Artifact, ArtifactState, Destination, Manifest, catalog};
 use crate::{Error, Result};
@@ -41,7 +43,7 @@ pub struct Selector {
     pub at: Option<jiff::Timestamp>,
     /// Read only from this destination.
     pub from: Option<String>,
-    /// Also choose artifacts that verification or a drill marked bad (`--force`).
+    /// Also choose copies that verification or a drill marked bad (`--allow-bad`).
     pub allow_bad: bool,
     /// Also choose artifacts whose signature does not verify (`--allow-unsigned`).
     pub allow_unsigned: bool,
@@ -75,9 +77,18 @@ pub fn destinations_of(
 pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located> {
     let mut listings = Vec::new();
     let mut unreachable = Vec::new();
+    let mut unreadable = Vec::new();
     for dest in destinations_of(config, job, selector.from.as_deref())? {
-        match catalog::list_job_checked(dest.as_ref(), &job.name, job.signing.public_key.as_ref()) {
-            Ok(listing) => listings.push((dest, listing.artifacts)),
+        match catalog::list_job_cached(
+            config,
+            dest.as_ref(),
+            &job.name,
+            job.signing.public_key.as_ref(),
+        ) {
+            Ok(listing) => {
+                unreadable.extend(listing.unreadable);
+                listings.push((dest, listing.artifacts));
+            }
             Err(e) => {
                 tracing::warn!(job = %job.name, destination = %dest.name(), error = %e, "cannot list destination");
                 unreachable.push((dest.name().to_string(), e.to_string()));
@@ -96,11 +107,21 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
         .iter()
         .flat_map(|(_, artifacts)| artifacts.iter().cloned())
         .collect();
-    // Selection over the union: an id good anywhere is good. Sort again because
-    // the union interleaves destinations.
-    let usable = |a: &Artifact| {
-        a.state == ArtifactState::Ok && (selector.allow_unsigned || !a.trust.is_untrusted())
+    // Copies that verification or a drill found damaged are skipped unless
+    // `allow_bad`; a good copy of the same artifact elsewhere is still used.
+    let marks = if selector.allow_bad {
+        CopyMarks::default()
+    } else {
+        crate::state::open_or_warn(config)
+            .and_then(|store| store.copy_marks(&job.name).ok())
+            .unwrap_or_default()
     };
+    let usable = |a: &Artifact| {
+        copy_health(a, &marks) == CopyHealth::Good
+            && (selector.allow_unsigned || !a.trust.is_untrusted())
+    };
+    // Selection over the union: an id with a good copy anywhere is good. Sort
+    // again because the union interleaves destinations.
     let mut good: Vec<Artifact> = all.iter().filter(|a| usable(a)).cloned().collect();
     good.sort_by(|a, b| {
         (a.manifest.created_at, &a.manifest.id).cmp(&(b.manifest.created_at, &b.manifest.id))
@@ -116,44 +137,48 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
     {
         return Err(untrusted_error(job, untrusted));
     }
-    // Artifacts that verification or a drill found damaged are skipped unless forced.
-    let mut marked_bad = Vec::new();
-    if !selector.allow_bad {
-        let marks = crate::state::open_or_warn(config)
-            .and_then(|store| store.artifact_marks(&job.name).ok())
-            .unwrap_or_default();
-        good.retain(|a| match marks.get(&a.manifest.id) {
-            Some(mark) if mark.bad => {
-                marked_bad.push((a.clone(), mark.clone()));
-                false
-            }
-            _ => true,
+    let marked_bad: Vec<(&Artifact, &crate::state::ArtifactMark)> = all
+        .iter()
+        .filter_map(|a| match copy_health(a, &marks) {
+            CopyHealth::MarkedBad(mark) => Some((a, mark)),
+            _ => None,
+        })
+        .collect();
+    if let Some(id) = selector.id.as_deref()
+        && let Some((a, mark)) = marked_bad
+            .iter()
+            .find(|(a, _)| a.manifest.id == id || a.manifest.id.starts_with(id))
+        && !good.iter().any(|g| g.manifest.id.starts_with(id))
+    {
+        return Err(Error::Integrity {
+            job: job.name.clone(),
+            id: a.manifest.id.clone(),
+            message: format!(
+                "it was marked bad on {}: {}; pass --allow-bad to use it anyway",
+                mark.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                mark.reason
+            ),
         });
-        if let Some(id) = selector.id.as_deref()
-            && let Some((a, mark)) = marked_bad
-                .iter()
-                .find(|(a, _)| a.manifest.id == id || a.manifest.id.starts_with(id))
-            && !good.iter().any(|g| g.manifest.id.starts_with(id))
-        {
-            return Err(Error::Integrity {
-                job: job.name.clone(),
-                id: a.manifest.id.clone(),
-                message: format!(
-                    "it was marked bad on {}: {}; pass --force to use it anyway",
-                    mark.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    mark.reason
-                ),
-            });
-        }
     }
     let chosen_id = match catalog::select(&good, &job.name, selector.id.as_deref(), selector.at) {
         Ok(a) => a.manifest.id.clone(),
-        // An id that exists only as a broken copy: report why.
+        // An id that exists only as a broken copy or an unreadable manifest: report why.
         Err(Error::NotFound(message)) if selector.id.is_some() => {
             let mut all = all.clone();
             all.sort_by(|a, b| a.manifest.id.cmp(&b.manifest.id));
             all.dedup_by(|a, b| a.manifest.id == b.manifest.id);
-            catalog::select(&all, &job.name, selector.id.as_deref(), selector.at)?;
+            let found = catalog::select(&all, &job.name, selector.id.as_deref(), selector.at);
+            if let (Err(Error::NotFound(_)), Some(id)) = (&found, selector.id.as_deref())
+                && let Some(u) = unreadable.iter().find(|u| {
+                    catalog::id_of_key(&job.name, &u.key).is_some_and(|k| k.starts_with(id))
+                })
+            {
+                return Err(Error::Run(format!(
+                    "artifact {id} of job `{}` in `{}` cannot be used: its manifest is unreadable: {}",
+                    job.name, u.destination, u.problem
+                )));
+            }
+            found?;
             return Err(Error::NotFound(message));
         }
         Err(Error::NotFound(message)) => {
@@ -208,23 +233,34 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
             ));
         }
     }
-    if selector.id.is_none() {
-        let mut seen = std::collections::BTreeSet::new();
-        for (artifact, mark) in &marked_bad {
-            let newer = chosen_at.is_some_and(|at| artifact.manifest.created_at > at)
-                && selector
-                    .at
-                    .is_none_or(|limit| artifact.manifest.created_at <= limit);
-            if newer && seen.insert(artifact.manifest.id.clone()) {
-                tracing::warn!(job = %job.name, "a newer artifact {} is marked bad, skipped: {}", artifact.manifest.id, mark.reason);
-                damaged.push((
-                    artifact.destination.clone(),
-                    format!(
-                        "a newer artifact, skipped: {} is marked bad: {}",
-                        artifact.manifest.id, mark.reason
-                    ),
-                ));
-            }
+    let mut seen = std::collections::BTreeSet::new();
+    for (artifact, mark) in &marked_bad {
+        let same = artifact.manifest.id == chosen_id;
+        let newer = selector.id.is_none()
+            && chosen_at.is_some_and(|at| artifact.manifest.created_at > at)
+            && selector
+                .at
+                .is_none_or(|limit| artifact.manifest.created_at <= limit);
+        if same {
+            // Not read again: already marked (`verify JOB ID` re-checks it).
+            tracing::warn!(job = %job.name, destination = %artifact.destination, "the copy of {} is marked bad, skipped: {}", artifact.manifest.id, mark.reason);
+            damaged.push((
+                artifact.destination.clone(),
+                format!(
+                    "this copy is marked bad, skipped: {}; `cairn repair {}` copies a good one over it",
+                    mark.reason, job.name
+                ),
+            ));
+        } else if newer && seen.insert((artifact.manifest.id.clone(), artifact.destination.clone()))
+        {
+            tracing::warn!(job = %job.name, destination = %artifact.destination, "a newer artifact {} is marked bad, skipped: {}", artifact.manifest.id, mark.reason);
+            damaged.push((
+                artifact.destination.clone(),
+                format!(
+                    "a newer artifact, skipped: {} is marked bad: {}",
+                    artifact.manifest.id, mark.reason
+                ),
+            ));
         }
     }
     let mut copies = Vec::new();
@@ -250,6 +286,29 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
         unreachable,
         damaged,
     })
+}
+
+/// Whether one copy of an artifact can be read: what the catalog saw in its
+/// destination and what the state store recorded about it. Every condition
+/// that makes a copy unusable belongs here, so that locate, prune, status and
+/// repair agree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyHealth<'a> {
+    Good,
+    /// Missing or wrong-sized data object, or a manifest of another job.
+    Broken(&'a str),
+    /// Verification or a drill found this copy damaged.
+    MarkedBad(&'a crate::state::ArtifactMark),
+}
+
+pub fn copy_health<'a>(artifact: &'a Artifact, marks: &'a CopyMarks) -> CopyHealth<'a> {
+    if let ArtifactState::Broken(problem) = &artifact.state {
+        return CopyHealth::Broken(problem);
+    }
+    match marks.for_copy(&artifact.manifest.id, &artifact.destination) {
+        Some(mark) if mark.bad => CopyHealth::MarkedBad(mark),
+        _ => CopyHealth::Good,
+    }
 }
 
 /// Why an artifact whose signature does not verify is refused, and the way out.

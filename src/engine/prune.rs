@@ -9,11 +9,13 @@ use serde::Serialize;
 
 use crate::Result;
 use crate::config::{Config, Job};
+use crate::engine::{CopyHealth, copy_health};
 use crate::retention::{self, Candidate, Decision};
+use crate::state::CopyMarks;
 use crate::state::{RunFilter, RunKind, RunStatus, StateStore};
 use crate::store::naming;
 use crate::store::signature::{self, Trust};
-use crate::store::{self, ArtifactState, catalog};
+use crate::store::{self, catalog};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Kept {
@@ -90,12 +92,12 @@ impl crate::engine::runs::Summary for JobPrune {
                     .chain(d.delete.iter().filter_map(|x| x.error.clone()))
             })
             .collect();
-        let deleted: u64 = self
-            .destinations
-            .iter()
-            .flat_map(|d| d.delete.iter().filter(|x| x.error.is_none()))
-            .map(|x| x.bytes)
-            .sum();
+        let deleted = catalog::total_bytes(
+            self.destinations
+                .iter()
+                .flat_map(|d| d.delete.iter().filter(|x| x.error.is_none()))
+                .map(|x| x.bytes),
+        );
         crate::state::RunEnd {
             success: errors.is_empty(),
             bytes: Some(deleted),
@@ -136,7 +138,7 @@ pub fn prune(
 ) -> JobPrune {
     let blocked = latest_backup_failed(store, job);
     let marks = store
-        .and_then(|s| s.artifact_marks(&job.name).ok())
+        .and_then(|s| s.copy_marks(&job.name).ok())
         .unwrap_or_default();
     let now = jiff::Timestamp::now();
     let destinations = job
@@ -170,13 +172,12 @@ fn prune_destination(
     config: &Config,
     job: &Job,
     name: &str,
-    marks: &std::collections::BTreeMap<String, crate::state::ArtifactMark>,
+    marks: &CopyMarks,
     now: jiff::Timestamp,
     report: &mut PruneReport,
 ) -> Result<()> {
     let dest = store::open(config, name)?;
-    let listing =
-        catalog::list_job_checked(dest.as_ref(), &job.name, job.signing.public_key.as_ref())?;
+    let listing = catalog::list_job_cached(config, dest.as_ref(), &job.name, job.signing.public_key.as_ref())?;
     report.untouched = listing
         .unreadable
         .iter()
@@ -216,7 +217,7 @@ fn prune_destination(
             id: a.manifest.id.clone(),
             created_at: a.manifest.created_at,
             tag: a.manifest.tag.clone(),
-            good: a.state == ArtifactState::Ok && !marks.get(&a.manifest.id).is_some_and(|m| m.bad),
+            good: copy_health(a, marks) == CopyHealth::Good,
         })
         .collect();
     let decisions = retention::apply(job.retention_for(name), &candidates, now, &job.timezone);
@@ -229,11 +230,25 @@ fn prune_destination(
                 tag: m.tag.clone(),
                 reasons: reasons.iter().map(ToString::to_string).collect(),
             }),
+            // A mark from before marks were kept per copy does not say which
+            // copy is damaged: such a copy is not deleted on the mark alone.
+            Decision::Delete if marks.bad_only_as_whole(&m.id, name) => report.keep.push(Kept {
+                id: m.id.clone(),
+                created_at: m.created_at,
+                tag: m.tag.clone(),
+                reasons: vec![format!(
+                    "marked bad before marks were kept per copy, so not deleted: `cairn verify {} {}` finds the damaged copy",
+                    job.name, m.id
+                )],
+            }),
             Decision::Delete => {
-                let reason = match (&artifact.state, marks.get(&m.id)) {
-                    (ArtifactState::Broken(problem), _) => format!("broken: {problem}"),
-                    (_, Some(mark)) if mark.bad => format!("marked bad: {}", mark.reason),
-                    _ => "no rule keeps it".to_string(),
+                let reason = match copy_health(artifact, marks) {
+                    CopyHealth::Broken(problem) => format!("broken copy: {problem}"),
+                    CopyHealth::MarkedBad(mark) => format!(
+                        "this copy is marked bad (copies in other destinations are judged on their own): {}",
+                        mark.reason
+                    ),
+                    CopyHealth::Good => "no rule keeps it".to_string(),
                 };
                 report.delete.push(Deleted {
                     id: m.id.clone(),

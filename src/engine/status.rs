@@ -4,8 +4,9 @@
 use serde::Serialize;
 
 use crate::config::{Config, Job};
+use crate::engine::{CopyHealth, copy_health};
 use crate::state::{RunFilter, RunKind, RunRecord, RunStatus, StateStore};
-use crate::store::{self, ArtifactState, catalog};
+use crate::store::{self, catalog};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ScheduleStatus {
@@ -146,27 +147,27 @@ pub fn job_status(
         })
         .collect();
     let marks = store
-        .and_then(|s| s.artifact_marks(&job.name).ok())
+        .and_then(|s| s.copy_marks(&job.name).ok())
         .unwrap_or_default();
     let mut destinations = Vec::new();
     let mut newest_good: Option<(jiff::Timestamp, String)> = None;
     for name in &job.destinations {
         let listed = store::open(config, name).and_then(|d| {
-            catalog::list_job_checked(d.as_ref(), &job.name, job.signing.public_key.as_ref())
+            catalog::list_job_cached(config, d.as_ref(), &job.name, job.signing.public_key.as_ref())
         });
         destinations.push(match listed {
             Ok(listing) => {
+                // Usable copies in this destination: intact, not marked bad and,
+                // with a public key, signed by it (untrusted ones are counted apart).
                 let (untrusted, good): (Vec<_>, Vec<_>) = listing
                     .artifacts
                     .iter()
-                    .filter(|a| a.state == ArtifactState::Ok)
+                    .filter(|a| copy_health(a, &marks) == CopyHealth::Good)
                     .partition(|a| a.trust.is_untrusted());
                 for a in &good {
-                    let bad = marks.get(&a.manifest.id).is_some_and(|m| m.bad);
-                    if !bad
-                        && newest_good
-                            .as_ref()
-                            .is_none_or(|(t, _)| a.manifest.created_at > *t)
+                    if newest_good
+                        .as_ref()
+                        .is_none_or(|(t, _)| a.manifest.created_at > *t)
                     {
                         newest_good = Some((a.manifest.created_at, a.manifest.id.clone()));
                     }
@@ -174,7 +175,7 @@ pub fn job_status(
                 DestinationStatus {
                     destination: name.clone(),
                     artifacts: good.len(),
-                    stored_bytes: good.iter().map(|a| a.manifest.data.size).sum(),
+                    stored_bytes: catalog::total_bytes(good.iter().map(|a| a.manifest.data.size)),
                     newest: good.last().map(|a| a.manifest.created_at),
                     newest_bytes: good.last().map(|a| a.manifest.data.size),
                     untrusted: untrusted.len(),
@@ -218,7 +219,7 @@ pub fn job_status(
             id,
             created_at,
         }),
-        stored_bytes: destinations.iter().map(|d| d.stored_bytes).sum(),
+        stored_bytes: catalog::total_bytes(destinations.iter().map(|d| d.stored_bytes)),
         destinations,
     }
 }

@@ -142,7 +142,8 @@ pub fn verify_with(
             depth: "full",
             note: None,
             error: Some(reason.clone()),
-            damaged: damaged && reason.starts_with("this copy"),
+            // "this copy is marked bad" was not read again: already marked.
+            damaged: damaged && reason.starts_with("this copy:"),
         });
     }
     Ok(VerifyReport {
@@ -223,17 +224,10 @@ pub fn after_backup(
         crate::state::RunKind::Verify,
         &result,
     );
-    if let Some(store) = store {
-        match &result {
-            Ok(report) => mark_if_damaged(store, report, "verification after backup"),
-            Err(e @ Error::Integrity { .. }) => crate::drill::mark_bad(
-                store,
-                &job.name,
-                id,
-                &format!("verification after backup: {e}"),
-            ),
-            Err(_) => {}
-        }
+    if let Some(store) = store
+        && let Ok(report) = &result
+    {
+        mark_if_damaged(store, report, "verification after backup");
     }
     Some(result.unwrap_or_else(|e| {
         tracing::error!(job = %job.name, id = %id, error = %e, "verification after backup failed");
@@ -252,42 +246,66 @@ pub fn after_backup(
     }))
 }
 
-/// Marks the artifact bad when a copy was found damaged (an unreachable
-/// destination is not damage).
+/// Marks each copy that was found damaged bad (an unreachable destination is
+/// not damage); the other copies keep their standing.
 pub fn mark_if_damaged(store: &dyn crate::state::StateStore, report: &VerifyReport, what: &str) {
-    let damaged: Vec<String> = report
-        .copies
-        .iter()
-        .filter(|c| c.damaged)
-        .filter_map(|c| c.error.as_ref().map(|e| format!("{}: {e}", c.destination)))
-        .collect();
-    if !damaged.is_empty() {
-        crate::drill::mark_bad(
-            store,
-            &report.job,
-            &report.id,
-            &format!("{what}: {}", damaged.join("; ")),
-        );
+    for copy in report.copies.iter().filter(|c| c.damaged) {
+        if let Some(e) = &copy.error {
+            crate::drill::mark_copy_bad(
+                store,
+                &report.job,
+                &report.id,
+                &copy.destination,
+                &format!("{what}: {e}"),
+            );
+        }
     }
 }
 
-/// Clears a mark that an earlier verification set, once the artifact verified
-/// fully and cleanly again (the damage was transient or repaired). Marks from
-/// drills stay: only a passing drill clears those.
-pub fn clear_if_verified(store: &dyn crate::state::StateStore, report: &VerifyReport) {
-    if !report.ok() || report.copies.iter().any(|c| c.depth != "full") {
-        return;
+/// Clears the marks that earlier verifications set on copies that now
+/// verified fully and cleanly (the damage was transient or repaired). Marks
+/// from drills stay: only a passing drill clears those. An old mark of the
+/// whole artifact is dropped once every copy has a verdict of its own.
+pub fn clear_if_verified(
+    store: &dyn crate::state::StateStore,
+    report: &VerifyReport,
+    destinations: &[String],
+) {
+    let marks = store.copy_marks(&report.job).unwrap_or_default();
+    let by_verification =
+        |m: &crate::state::ArtifactMark| m.bad && m.reason.starts_with("verification");
+    for copy in report.copies.iter().filter(|c| c.ok && c.depth == "full") {
+        if marks
+            .0
+            .get(&(report.id.clone(), copy.destination.clone()))
+            .is_some_and(by_verification)
+        {
+            crate::drill::clear_copy_mark(
+                store,
+                &report.job,
+                &report.id,
+                &copy.destination,
+                "verified again: this copy matches",
+            );
+        }
     }
-    let marks = store.artifact_marks(&report.job).unwrap_or_default();
-    if let Some(mark) = marks.get(&report.id)
-        && mark.bad
-        && mark.reason.starts_with("verification")
+    let judged = |c: &&CopyVerdict| (c.ok && c.depth == "full") || c.damaged;
+    let every_copy_judged = !report.copies.is_empty()
+        && report.copies.iter().all(|c| judged(&c))
+        && destinations.iter().all(|d| {
+            report
+                .copies
+                .iter()
+                .filter(judged)
+                .any(|c| &c.destination == d)
+        });
+    if every_copy_judged
+        && marks
+            .0
+            .get(&(report.id.clone(), crate::state::EVERY_COPY.to_string()))
+            .is_some_and(by_verification)
+        && let Err(e) = store.forget_whole_mark(&report.job, &report.id)
     {
-        crate::drill::clear_mark(
-            store,
-            &report.job,
-            &report.id,
-            "verified again: every copy matches",
-        );
+        tracing::error!(job = %report.job, id = %report.id, error = %e, "cannot update the artifact's marks");
     }
 }

@@ -37,9 +37,13 @@ pub enum EventKind {
     ArtifactStale,
     /// `cairn notify test CHANNEL`.
     Test,
+    /// `repair` or `copy` wrote every copy it had to.
+    RepairSucceeded,
+    /// `repair` or `copy` left a copy damaged or missing.
+    RepairFailed,
 }
 
-const KINDS: [(EventKind, &str); 9] = [
+const KINDS: [(EventKind, &str); 11] = [
     (EventKind::BackupSucceeded, "backup_succeeded"),
     (EventKind::BackupFailed, "backup_failed"),
     (EventKind::VerifyFailed, "verify_failed"),
@@ -49,6 +53,8 @@ const KINDS: [(EventKind, &str); 9] = [
     (EventKind::CheckRecovered, "check_recovered"),
     (EventKind::ArtifactStale, "artifact_stale"),
     (EventKind::Test, "test"),
+    (EventKind::RepairSucceeded, "repair_succeeded"),
+    (EventKind::RepairFailed, "repair_failed"),
 ];
 
 impl EventKind {
@@ -68,6 +74,7 @@ impl EventKind {
                 | EventKind::DrillFailed
                 | EventKind::CheckFailing
                 | EventKind::ArtifactStale
+                | EventKind::RepairFailed
         )
     }
 }
@@ -179,6 +186,7 @@ impl Event {
         match self.kind {
             EventKind::BackupSucceeded | EventKind::BackupFailed => Some(format!("backup:{job}")),
             EventKind::DrillSucceeded | EventKind::DrillFailed => Some(format!("drill:{job}")),
+            EventKind::RepairSucceeded | EventKind::RepairFailed => Some(format!("repair:{job}")),
             EventKind::CheckFailing | EventKind::CheckRecovered | EventKind::ArtifactStale => {
                 Some(format!("check:{}", self.check.as_deref().unwrap_or(job)))
             }
@@ -204,6 +212,9 @@ impl Event {
             EventKind::CheckRecovered => format!("check `{check}` recovered"),
             EventKind::ArtifactStale => format!("backups of `{job}` are STALE"),
             EventKind::Test => "test notification".to_string(),
+            EventKind::RepairSucceeded if self.recovery => format!("repair of `{job}` recovered"),
+            EventKind::RepairSucceeded => format!("repair of `{job}` succeeded"),
+            EventKind::RepairFailed => format!("repair of `{job}` FAILED"),
         };
         format!("cairn: {what} on {}", self.host)
     }
@@ -604,6 +615,7 @@ pub fn run_finished<T: crate::engine::runs::Summary>(
         .next_step(format!(
             "the artifact may be damaged: run `cairn verify {job}` again, then take a new backup with `cairn backup {job}`"
         )),
+        RunKind::Repair | RunKind::Copy => repair_event(job, kind, &end),
         _ => return Vec::new(),
     };
     if let Some(record) = &record {
@@ -679,6 +691,27 @@ pub fn drill_event(job: &str, end: &crate::state::RunEnd) -> Event {
     };
     let mut event = event.job(job).error(end.error.clone());
     event.artifact_id = end.artifact_id.clone();
+    event.details = end.details.clone();
+    event
+}
+
+/// The event for a finished `repair` or `copy` run.
+pub fn repair_event(job: &str, kind: crate::state::RunKind, end: &crate::state::RunEnd) -> Event {
+    let event = if end.success {
+        Event::new(
+            EventKind::RepairSucceeded,
+            format!("the {kind} of `{job}` wrote every copy it had to"),
+        )
+    } else {
+        Event::new(
+            EventKind::RepairFailed,
+            format!("the {kind} of `{job}` left copies damaged or missing"),
+        )
+        .next_step(format!(
+            "read the run with `cairn history {job}`; an artifact with no good copy left needs a new backup (`cairn backup {job}`)"
+        ))
+    };
+    let mut event = event.job(job).error(end.error.clone());
     event.details = end.details.clone();
     event
 }

@@ -39,6 +39,17 @@ pub fn entries(config: &Config) -> Vec<Entry> {
                 limited: true,
             });
         }
+        if let Some(schedule) = &job.repair_schedule {
+            entries.push(Entry {
+                key: format!("repair:{}:{}", job.name, schedule.expression),
+                subject: job.name.clone(),
+                args: vec!["repair".to_string(), job.name.clone()],
+                when: When::Cron(schedule.clone()),
+                catch_up: job.catch_up,
+                jitter: job.jitter,
+                limited: true,
+            });
+        }
     }
     // Health checks, each on its own interval (`cairn health NAME`).
     for check in config.checks.values() {

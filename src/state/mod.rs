@@ -31,6 +31,10 @@ pub enum RunKind {
     Drill,
     Validate,
     Check,
+    /// Copies of damaged or missing artifacts written from a good copy.
+    Repair,
+    /// Artifacts copied into a destination (e.g. one added later).
+    Copy,
 }
 
 /// What started a run.
@@ -87,6 +91,8 @@ text_enum!(RunKind {
     Drill = "drill",
     Validate = "validate",
     Check = "check",
+    Repair = "repair",
+    Copy = "copy",
 });
 text_enum!(Trigger {
     Schedule = "schedule",
@@ -173,12 +179,43 @@ pub struct RunFilter {
     pub with_log: bool,
 }
 
-/// A later fact about an artifact: verification or a drill found it bad.
+/// A later fact about one copy of an artifact: verification or a drill found it bad.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArtifactMark {
     pub bad: bool,
     pub reason: String,
     pub at: Timestamp,
+}
+
+/// The destination of marks made before marks were kept per copy: they apply
+/// to every copy of the artifact until a per-copy mark replaces them.
+pub const EVERY_COPY: &str = "";
+
+/// The marks of one job, per copy: (artifact id, destination) → mark.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyMarks(pub BTreeMap<(String, String), ArtifactMark>);
+
+impl CopyMarks {
+    /// The mark that holds for the copy of `id` in `destination`: its own, else
+    /// an old mark of the whole artifact.
+    pub fn for_copy(&self, id: &str, destination: &str) -> Option<&ArtifactMark> {
+        self.0
+            .get(&(id.to_string(), destination.to_string()))
+            .or_else(|| self.0.get(&(id.to_string(), EVERY_COPY.to_string())))
+    }
+
+    pub fn is_bad(&self, id: &str, destination: &str) -> bool {
+        self.for_copy(id, destination).is_some_and(|m| m.bad)
+    }
+
+    /// Whether the mark that makes this copy bad is an old whole-artifact mark,
+    /// which does not say which copy is damaged.
+    pub fn bad_only_as_whole(&self, id: &str, destination: &str) -> bool {
+        !self
+            .0
+            .contains_key(&(id.to_string(), destination.to_string()))
+            && self.is_bad(id, destination)
+    }
 }
 
 /// The persistent side of the daemon, the history and the alert states.
@@ -224,8 +261,12 @@ pub trait StateStore: Send + Sync {
     fn schedule_marks(&self) -> Result<BTreeMap<String, Timestamp>>;
     fn set_schedule_mark(&self, schedule: &str, at: Timestamp) -> Result<()>;
 
-    fn mark_artifact(&self, job: &str, id: &str, mark: &ArtifactMark) -> Result<()>;
-    fn artifact_marks(&self, job: &str) -> Result<BTreeMap<String, ArtifactMark>>;
+    /// Marks the copy of `job`'s artifact `id` in `destination` (or, with
+    /// [`EVERY_COPY`], the whole artifact).
+    fn mark_copy(&self, job: &str, id: &str, destination: &str, mark: &ArtifactMark) -> Result<()>;
+    /// Removes the whole-artifact mark of `id`, once every copy has its own.
+    fn forget_whole_mark(&self, job: &str, id: &str) -> Result<()>;
+    fn copy_marks(&self, job: &str) -> Result<CopyMarks>;
 
     /// Takes the exclusive claim on `name` (e.g. `backup:app`) for `holder` until
     /// `lease_secs` from now. Returns false when another live holder has it.

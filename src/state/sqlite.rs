@@ -12,7 +12,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ArtifactMark, NewRun, RunEnd, RunFilter, RunRecord, RunStatus, StateStore, host, state_error,
+    ArtifactMark, CopyMarks, NewRun, RunEnd, RunFilter, RunRecord, RunStatus, StateStore, host,
+    state_error,
 };
 use crate::{Error, Result};
 
@@ -21,7 +22,8 @@ use crate::{Error, Result};
 /// per `job\tkind\tstatus`.
 const FORGOTTEN_RUNS: &str = "forgotten_runs";
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE runs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         job TEXT NOT NULL,
         kind TEXT NOT NULL,
@@ -52,7 +54,19 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
         namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (namespace, key)
-     );"];
+     );",
+    // Marks per copy: an id-only mark of an older version becomes a mark of
+    // every copy (destination ''), which the next verification replaces.
+    "ALTER TABLE artifact_marks RENAME TO artifact_marks_v1;
+     CREATE TABLE artifact_marks (
+        job TEXT NOT NULL, id TEXT NOT NULL, destination TEXT NOT NULL,
+        bad INTEGER NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL,
+        PRIMARY KEY (job, id, destination)
+     );
+     INSERT INTO artifact_marks (job, id, destination, bad, reason, at)
+        SELECT job, id, '', bad, reason, at FROM artifact_marks_v1;
+     DROP TABLE artifact_marks_v1;",
+];
 
 /// Logs longer than this keep their head and tail.
 const LOG_LIMIT: usize = 256 * 1024;
@@ -257,7 +271,7 @@ impl StateStore for SqliteState {
                     id,
                     status.as_str(),
                     millis(Timestamp::now()),
-                    end.bytes.map(|b| b as i64),
+                    end.bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
                     end.artifact_id,
                     end.error,
                     end.details.as_ref().map(ToString::to_string),
@@ -471,34 +485,46 @@ impl StateStore for SqliteState {
             .map_err(|e| self.error("cannot write a schedule mark", e))
     }
 
-    fn mark_artifact(&self, job: &str, id: &str, mark: &ArtifactMark) -> Result<()> {
+    fn mark_copy(&self, job: &str, id: &str, destination: &str, mark: &ArtifactMark) -> Result<()> {
         self.lock()
             .execute(
-                "INSERT INTO artifact_marks (job, id, bad, reason, at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (job, id) DO UPDATE SET bad = excluded.bad,
+                "INSERT INTO artifact_marks (job, id, destination, bad, reason, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (job, id, destination) DO UPDATE SET bad = excluded.bad,
                  reason = excluded.reason, at = excluded.at",
-                params![job, id, mark.bad, mark.reason, millis(mark.at)],
+                params![job, id, destination, mark.bad, mark.reason, millis(mark.at)],
             )
             .map(|_| ())
             .map_err(|e| self.error("cannot mark the artifact", e))
     }
 
-    fn artifact_marks(&self, job: &str) -> Result<BTreeMap<String, ArtifactMark>> {
+    fn forget_whole_mark(&self, job: &str, id: &str) -> Result<()> {
+        self.lock()
+            .execute(
+                "DELETE FROM artifact_marks WHERE job = ?1 AND id = ?2 AND destination = ''",
+                params![job, id],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error("cannot update the artifact's marks", e))
+    }
+
+    fn copy_marks(&self, job: &str) -> Result<CopyMarks> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare("SELECT id, bad, reason, at FROM artifact_marks WHERE job = ?1")
+            .prepare("SELECT id, destination, bad, reason, at FROM artifact_marks WHERE job = ?1")
             .map_err(|e| self.error("cannot read artifact marks", e))?;
         stmt.query_map([job], |r| {
             Ok((
-                r.get(0)?,
+                (r.get(0)?, r.get(1)?),
                 ArtifactMark {
-                    bad: r.get(1)?,
-                    reason: r.get(2)?,
-                    at: from_millis(r.get(3)?),
+                    bad: r.get(2)?,
+                    reason: r.get(3)?,
+                    at: from_millis(r.get(4)?),
                 },
             ))
         })
         .and_then(Iterator::collect)
+        .map(CopyMarks)
         .map_err(|e| self.error("cannot read artifact marks", e))
     }
 
@@ -824,10 +850,42 @@ mod tests {
             reason: "sha256 mismatch".into(),
             at: Timestamp::from_millisecond(1_800_000_000_123).unwrap(),
         };
-        store.mark_artifact("app", "id1", &mark).unwrap();
-        assert_eq!(store.artifact_marks("app").unwrap()["id1"], mark);
+        store.mark_copy("app", "id1", "a", &mark).unwrap();
+        let marks = store.copy_marks("app").unwrap();
+        assert_eq!(marks.for_copy("id1", "a"), Some(&mark));
+        assert!(marks.is_bad("id1", "a") && !marks.is_bad("id1", "b"));
         let at = Timestamp::from_second(1_800_000_000).unwrap();
         store.set_schedule_mark("app#0", at).unwrap();
         assert_eq!(store.schedule_marks().unwrap()["app#0"], at);
+    }
+
+    #[test]
+    fn id_only_marks_become_marks_of_every_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO artifact_marks (job, id, bad, reason, at) VALUES ('app', 'id1', 1, 'old', 5)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteState::open(&path).unwrap();
+        let marks = store.copy_marks("app").unwrap();
+        assert!(marks.is_bad("id1", "a") && marks.is_bad("id1", "b"));
+        assert!(marks.bad_only_as_whole("id1", "a"));
+        let good = ArtifactMark {
+            bad: false,
+            reason: "verified".into(),
+            at: Timestamp::from_second(10).unwrap(),
+        };
+        store.mark_copy("app", "id1", "a", &good).unwrap();
+        let marks = store.copy_marks("app").unwrap();
+        assert!(!marks.is_bad("id1", "a") && marks.is_bad("id1", "b"));
+        store.forget_whole_mark("app", "id1").unwrap();
+        assert!(!store.copy_marks("app").unwrap().is_bad("id1", "b"));
     }
 }

@@ -4,9 +4,13 @@
 
 use serde::Serialize;
 
-use super::naming::{MANIFEST_SUFFIX, job_prefix};
+use std::io::Read;
+
+use super::manifest_cache::ManifestCache;
+use super::naming::{MANIFEST_SUFFIX, job_prefix, manifest_key};
 use super::signature::{self, PublicKey, Trust};
-use super::{Destination, Manifest};
+use super::{Destination, Manifest, ObjectInfo};
+use crate::config::Config;
 use crate::{Error, Result};
 
 /// Whether an artifact can be used.
@@ -42,9 +46,13 @@ pub struct Listing {
     pub unreadable: Vec<Unreadable>,
 }
 
+/// Manifests are small (a few KiB; a folder's file list stays under about
+/// 1 MB); anything beyond this is not read, so a planted giant cannot exhaust memory.
+pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Lists `job`'s artifacts in `dest`, checking each manifest against its data object.
 pub fn list_job(dest: &dyn Destination, job: &str) -> Result<Listing> {
-    list_job_checked(dest, job, None)
+    list_job_with(dest, job, None, None)
 }
 
 /// `list_job`, and with `public_key` also each manifest's signature, checked
@@ -54,18 +62,63 @@ pub fn list_job_checked(
     job: &str,
     public_key: Option<&PublicKey>,
 ) -> Result<Listing> {
-    let objects = dest.list(&job_prefix(job))?;
+    list_job_with(dest, job, None, public_key)
+}
+
+/// [`list_job_checked`] through the local manifest cache beside `config`'s
+/// state store (the signature, when checked, is always read fresh).
+pub fn list_job_cached(
+    config: &Config,
+    dest: &dyn Destination,
+    job: &str,
+    public_key: Option<&PublicKey>,
+) -> Result<Listing> {
+    let cache = ManifestCache::for_config(config);
+    list_job_with(dest, job, cache.as_ref(), public_key)
+}
+
+pub fn list_job_with(
+    dest: &dyn Destination,
+    job: &str,
+    cache: Option<&ManifestCache>,
+    public_key: Option<&PublicKey>,
+) -> Result<Listing> {
+    let prefix = job_prefix(job);
+    let objects = dest.list(&prefix)?;
     let sizes: std::collections::HashMap<&str, u64> =
         objects.iter().map(|o| (o.key.as_str(), o.size)).collect();
+    let manifests: Vec<&ObjectInfo> = objects
+        .iter()
+        .filter(|o| o.key.ends_with(MANIFEST_SUFFIX))
+        .collect();
+    let cache_name = format!("{}\n{}", dest.name(), dest.location());
+    let mut cached = cache
+        .map(|c| c.load(&cache_name, &prefix))
+        .unwrap_or_default();
+    let mut fresh = Vec::new();
     let mut artifacts = Vec::new();
     let mut unreadable = Vec::new();
-    for object in objects.iter().filter(|o| o.key.ends_with(MANIFEST_SUFFIX)) {
-        let parsed = dest.get(&object.key).and_then(|bytes| {
+    for object in manifests.iter().copied() {
+        let hit = cached.remove(&object.key).filter(|c| {
+            c.size == object.size && object.modified.is_some() && c.modified == object.modified
+        });
+        let from_cache = hit.is_some();
+        let bytes = match hit {
+            Some(c) => Ok(c.bytes),
+            None => read_manifest_bytes(dest, object),
+        };
+        let parsed = bytes.and_then(|bytes| {
             let manifest = Manifest::from_json(&bytes).map_err(Error::Run)?;
+            check_name(&manifest, job, &object.key).map_err(Error::Run)?;
             Ok((manifest, bytes))
         });
         let (manifest, bytes) = match parsed {
-            Ok(parsed) => parsed,
+            Ok((m, bytes)) => {
+                if !from_cache && object.modified.is_some() {
+                    fresh.push((object.clone(), bytes.clone()));
+                }
+                (m, bytes)
+            }
             Err(e) => {
                 unreadable.push(Unreadable {
                     destination: dest.name().to_string(),
@@ -75,7 +128,7 @@ pub fn list_job_checked(
                 continue;
             }
         };
-        let state = if manifest.job != job || !manifest.data.key.starts_with(&job_prefix(job)) {
+        let state = if manifest.job != job || !manifest.data.key.starts_with(&prefix) {
             ArtifactState::Broken(format!(
                 "manifest belongs to job `{}` ({}), not `{job}`",
                 manifest.job, manifest.data.key
@@ -115,6 +168,10 @@ pub fn list_job_checked(
             trust,
         });
     }
+    if let Some(cache) = cache {
+        let listed: Vec<&str> = manifests.iter().map(|o| o.key.as_str()).collect();
+        cache.update(&cache_name, &prefix, &fresh, &listed);
+    }
     artifacts.sort_by(|a, b| {
         (a.manifest.created_at, &a.manifest.id).cmp(&(b.manifest.created_at, &b.manifest.id))
     });
@@ -122,6 +179,58 @@ pub fn list_job_checked(
         artifacts,
         unreadable,
     })
+}
+
+/// Reads a manifest object whole, refusing one over [`MAX_MANIFEST_BYTES`]
+/// (by its listed size, and again while reading, in case it grew).
+pub fn read_manifest_bytes(dest: &dyn Destination, object: &ObjectInfo) -> Result<Vec<u8>> {
+    let too_large = |size: u64| {
+        Error::Run(format!(
+            "manifest too large: {size} bytes (cairn reads manifests of at most {MAX_MANIFEST_BYTES} bytes; this is not one it wrote)"
+        ))
+    };
+    if object.size > MAX_MANIFEST_BYTES {
+        return Err(too_large(object.size));
+    }
+    let mut bytes = Vec::new();
+    dest.open(&object.key)?
+        .take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::destination(dest.name(), format!("cannot read {}: {e}", object.key)))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// A manifest's id must be the one its object's name carries: an id from
+/// storage is never used to build a key on its own.
+fn check_name(manifest: &Manifest, job: &str, key: &str) -> std::result::Result<(), String> {
+    let plausible = !manifest.id.is_empty()
+        && manifest
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !plausible || manifest_key(job, &manifest.id) != key {
+        return Err(format!(
+            "the manifest's id `{}` does not match its name {key}: it was not written by cairn for this artifact",
+            manifest.id.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// The artifact id that `key` names as `job`'s manifest, if it does.
+pub fn id_of_key<'a>(job: &str, key: &'a str) -> Option<&'a str> {
+    key.strip_prefix(&format!("{job}/{job}-"))?
+        .strip_suffix(MANIFEST_SUFFIX)
+        .filter(|id| !id.is_empty())
+}
+
+/// Adds up byte counts from manifests without wrapping: a hostile size of
+/// `u64::MAX` shows as the largest total, never as a small one.
+pub fn total_bytes(sizes: impl IntoIterator<Item = u64>) -> u64 {
+    sizes.into_iter().fold(0, u64::saturating_add)
 }
 
 /// Picks one artifact: by id (or unique id prefix), else the newest at or before

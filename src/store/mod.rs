@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod fs;
 mod fs_at;
 pub mod manifest;
+pub mod manifest_cache;
 pub mod naming;
 pub mod remote;
 pub mod signature;
