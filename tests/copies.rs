@@ -333,14 +333,17 @@ fn verify_of_an_unreadable_manifest_says_so() {
 fn byte_totals_of_hostile_sizes_do_not_wrap() {
     let env = Env::new();
     let entry = one_destination(&env);
+    // The data keys cairn's naming gives these ids (prune deletes no other name).
+    let key = entry["key"].as_str().unwrap();
+    let extensions = &key[key.find('.').unwrap()..];
     plant_manifest(&env, &entry, "20200101T000000Z-00aa", |m| {
         m["data"]["size"] = serde_json::json!(u64::MAX);
-        m["data"]["key"] = serde_json::json!("app/app-20200101T000000Z-00aa.sqlite");
+        m["data"]["key"] = serde_json::json!(format!("app/app-20200101T000000Z-00aa{extensions}"));
         m["created_at"] = serde_json::json!("2020-01-01T00:00:00Z");
     });
     plant_manifest(&env, &entry, "20200101T000000Z-00bb", |m| {
         m["data"]["size"] = serde_json::json!(2);
-        m["data"]["key"] = serde_json::json!("app/app-20200101T000000Z-00bb.sqlite");
+        m["data"]["key"] = serde_json::json!(format!("app/app-20200101T000000Z-00bb{extensions}"));
         m["created_at"] = serde_json::json!("2020-01-01T00:00:01Z");
     });
     // u64::MAX + 2 would wrap to 1 byte.
@@ -683,31 +686,38 @@ fn the_manifest_cache_is_used_while_an_object_is_unchanged_and_read_again_when_i
     let cache = env.path("cairn-state.db.manifest-cache");
     assert!(cache.exists(), "listing fills the cache");
     let tag_of = |env: &Env| env.list()[0]["tag"].clone();
-    let rewrite = |tag: &str, keep_time: bool| {
-        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    // Objects are cached only once their modification time is a few seconds
+    // old (a store with whole seconds could not tell a rewrite in the same
+    // second), so the rewrites below are dated a minute back.
+    let base = std::time::SystemTime::now() - Duration::from_secs(60);
+    let rewrite = |tag: &str, when: std::time::SystemTime| {
         let mut manifest: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         manifest["tag"] = serde_json::json!(tag);
         std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
         let file = std::fs::File::options().write(true).open(&path).unwrap();
-        let when = if keep_time {
-            modified
-        } else {
-            modified + Duration::from_secs(5)
-        };
         file.set_modified(when).unwrap();
     };
-    rewrite("aaaa", false);
+    rewrite("aaaa", base);
     assert_eq!(tag_of(&env), "aaaa");
     // Same size and time: the cached manifest is what is listed.
-    rewrite("bbbb", true);
+    rewrite("bbbb", base);
     assert_eq!(tag_of(&env), "aaaa");
     // A newer time (or another size) is read again.
-    rewrite("cccc", false);
+    rewrite("cccc", base + Duration::from_secs(5));
     assert_eq!(tag_of(&env), "cccc");
-    rewrite("longer tag", true);
+    rewrite("longer tag", base + Duration::from_secs(5));
     assert_eq!(tag_of(&env), "longer tag");
+    // An object written just now is not cached yet: a rewrite within the
+    // same second is still seen.
+    rewrite("dddd", std::time::SystemTime::now());
+    assert_eq!(tag_of(&env), "dddd");
+    rewrite(
+        "eeee",
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+    );
+    assert_eq!(tag_of(&env), "eeee");
     // Deleting the cache loses nothing.
     std::fs::remove_file(&cache).unwrap();
-    assert_eq!(tag_of(&env), "longer tag");
+    assert_eq!(tag_of(&env), "eeee");
 }

@@ -66,7 +66,12 @@ pub fn list(config: &Config, jobs: &[&Job], from: Option<&str>) -> Listing {
             .filter(|d| from.is_none_or(|f| f == d.as_str()))
         {
             let listing = crate::store::open(config, dest_name).and_then(|dest| {
-                catalog::list_job_cached(config, dest.as_ref(), &job.name, job.signing.public_key.as_ref())
+                catalog::list_job_cached(
+                    config,
+                    dest.as_ref(),
+                    &job.name,
+                    job.signing.public_key.as_ref(),
+                )
             });
             let listing = match listing {
                 Ok(l) => l,

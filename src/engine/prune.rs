@@ -177,7 +177,12 @@ fn prune_destination(
     report: &mut PruneReport,
 ) -> Result<()> {
     let dest = store::open(config, name)?;
-    let listing = catalog::list_job_cached(config, dest.as_ref(), &job.name, job.signing.public_key.as_ref())?;
+    let listing = catalog::list_job_cached(
+        config,
+        dest.as_ref(),
+        &job.name,
+        job.signing.public_key.as_ref(),
+    )?;
     report.untouched = listing
         .unreadable
         .iter()

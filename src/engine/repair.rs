@@ -19,9 +19,6 @@ use crate::state::{CopyMarks, StateStore};
 use crate::store::{self, Artifact, Destination, ObjectInfo, catalog};
 use crate::{Error, Result};
 
-/// A detached signature beside a manifest is copied with it, when there is one.
-const SIGNATURE_SUFFIX: &str = ".minisig";
-
 /// What to repair or copy.
 #[derive(Debug, Clone)]
 pub enum Scope {
@@ -482,7 +479,7 @@ fn copy_artifact(
             ),
         )));
     }
-    let signature_key = format!("{}{SIGNATURE_SUFFIX}", artifact.manifest_key);
+    let signature_key = crate::store::signature::signature_key(&artifact.manifest_key);
     if let Ok(Some(size)) = source.size(&signature_key)
         && size <= catalog::MAX_MANIFEST_BYTES
     {

@@ -153,7 +153,12 @@ pub fn job_status(
     let mut newest_good: Option<(jiff::Timestamp, String)> = None;
     for name in &job.destinations {
         let listed = store::open(config, name).and_then(|d| {
-            catalog::list_job_cached(config, d.as_ref(), &job.name, job.signing.public_key.as_ref())
+            catalog::list_job_cached(
+                config,
+                d.as_ref(),
+                &job.name,
+                job.signing.public_key.as_ref(),
+            )
         });
         destinations.push(match listed {
             Ok(listing) => {

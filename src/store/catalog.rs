@@ -114,7 +114,7 @@ pub fn list_job_with(
         });
         let (manifest, bytes) = match parsed {
             Ok((m, bytes)) => {
-                if !from_cache && object.modified.is_some() {
+                if !from_cache && object.modified.is_some_and(settled) {
                     fresh.push((object.clone(), bytes.clone()));
                 }
                 (m, bytes)
@@ -179,6 +179,15 @@ pub fn list_job_with(
         artifacts,
         unreadable,
     })
+}
+
+/// Whether an object last modified at `modified` may be cached by (size,
+/// modification time): stores such as S3 keep whole seconds, so an object
+/// rewritten within the second it was listed in would look unchanged. Like
+/// git's racy-clean rule, only objects older than that are cached; younger ones
+/// are read again at the next listing.
+fn settled(modified: jiff::Timestamp) -> bool {
+    jiff::Timestamp::now().as_second() - modified.as_second() >= 2
 }
 
 /// Reads a manifest object whole, refusing one over [`MAX_MANIFEST_BYTES`]
