@@ -101,49 +101,34 @@ impl PgConn {
 
     /// Runs one query with psql and returns its unaligned, tuples-only output.
     pub fn query(&self, sql: &str) -> Result<String> {
-        self.program(
-            "psql",
-            &[
-                "-X",
-                "-A",
-                "-t",
-                "-q",
-                "--no-password",
-                "-v",
-                "ON_ERROR_STOP=1",
-                &self.dbname_arg(),
-                "-c",
-                sql,
-            ],
-        )
-        .output()
-        .map_err(|e| self.fail(e))
+        self.psql(&[sql])
     }
 
     /// Runs one statement in a read-only transaction (checks, validation
     /// rules): the server refuses any write, also one hidden in a function.
     pub fn query_read_only(&self, sql: &str) -> Result<String> {
-        self.program(
-            "psql",
-            &[
-                "-X",
-                "-A",
-                "-t",
-                "-q",
-                "--no-password",
-                "-v",
-                "ON_ERROR_STOP=1",
-                &self.dbname_arg(),
-                "-c",
-                "BEGIN READ ONLY",
-                "-c",
-                sql,
-                "-c",
-                "ROLLBACK",
-            ],
-        )
-        .output()
-        .map_err(|e| self.fail(e))
+        self.psql(&["BEGIN READ ONLY", sql, "ROLLBACK"])
+    }
+
+    /// psql running `commands` in order (one `-c` each), stopping at the first error.
+    fn psql(&self, commands: &[&str]) -> Result<String> {
+        let dbname = self.dbname_arg();
+        let mut args = vec![
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "--no-password",
+            "-v",
+            "ON_ERROR_STOP=1",
+            dbname.as_str(),
+        ];
+        for command in commands {
+            args.extend(["-c", command]);
+        }
+        self.program("psql", &args)
+            .output()
+            .map_err(|e| self.fail(e))
     }
 
     fn fail(&self, e: Error) -> Error {
