@@ -203,6 +203,15 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
         .iter()
         .find(|a| a.manifest.id == chosen_id)
         .map(|a| a.manifest.created_at);
+    // A newer artifact than the one chosen, passed over because it is unusable
+    // (only worth reporting when no id was asked for).
+    let skipped_newer = |artifact: &Artifact| {
+        selector.id.is_none()
+            && chosen_at.is_some_and(|at| artifact.manifest.created_at > at)
+            && selector
+                .at
+                .is_none_or(|limit| artifact.manifest.created_at <= limit)
+    };
     for artifact in &all {
         // An untrusted copy may have been planted: what it says is no evidence
         // of damage, so it is reported as untrusted, never as "this copy" (which
@@ -215,11 +224,7 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
             _ => continue,
         };
         let same = artifact.manifest.id == chosen_id;
-        let newer = selector.id.is_none()
-            && chosen_at.is_some_and(|at| artifact.manifest.created_at > at)
-            && selector
-                .at
-                .is_none_or(|limit| artifact.manifest.created_at <= limit);
+        let newer = skipped_newer(artifact);
         if same || newer {
             let what = match (same, untrusted) {
                 (true, false) => "this copy",
@@ -236,11 +241,7 @@ pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located
     let mut seen = std::collections::BTreeSet::new();
     for (artifact, mark) in &marked_bad {
         let same = artifact.manifest.id == chosen_id;
-        let newer = selector.id.is_none()
-            && chosen_at.is_some_and(|at| artifact.manifest.created_at > at)
-            && selector
-                .at
-                .is_none_or(|limit| artifact.manifest.created_at <= limit);
+        let newer = skipped_newer(artifact);
         if same {
             // Not read again: already marked (`verify JOB ID` re-checks it).
             tracing::warn!(job = %job.name, destination = %artifact.destination, "the copy of {} is marked bad, skipped: {}", artifact.manifest.id, mark.reason);
