@@ -9,8 +9,12 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, de::Error as _};
 
-/// Substitutes every `${NAME}` in `text` using `lookup`.
-pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+/// Copies `text`, turning `$$` into `$` and each `${EXPR}` into what
+/// `reference(EXPR)` gives; any other `$` stays.
+fn scan(
+    text: &str,
+    mut reference: impl FnMut(&str) -> Result<String, String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
@@ -23,25 +27,7 @@ pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
             let end = body
                 .find('}')
                 .ok_or_else(|| format!("unterminated `${{` in {text:?}: add the closing `}}`"))?;
-            let expr = &body[..end];
-            let (name, fallback) = match expr.split_once(":-") {
-                Some((name, fallback)) => (name, Some(fallback)),
-                None => (expr, None),
-            };
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "`${{{expr}}}` is not a valid variable reference (use letters, digits and _)"
-                ));
-            }
-            match (lookup(name).filter(|v| !v.is_empty()), fallback) {
-                (Some(value), _) => out.push_str(&value),
-                (None, Some(fallback)) => out.push_str(fallback),
-                (None, None) => {
-                    return Err(format!(
-                        "environment variable `{name}` is not set (export it, or write `${{{name}:-default}}`)"
-                    ));
-                }
-            }
+            out.push_str(&reference(&body[..end])?);
             rest = &body[end + 1..];
         } else {
             out.push('$');
@@ -50,6 +36,28 @@ pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Substitutes every `${NAME}` in `text` using `lookup`.
+pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    scan(text, |expr| {
+        let (name, fallback) = match expr.split_once(":-") {
+            Some((name, fallback)) => (name, Some(fallback)),
+            None => (expr, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "`${{{expr}}}` is not a valid variable reference (use letters, digits and _)"
+            ));
+        }
+        match (lookup(name).filter(|v| !v.is_empty()), fallback) {
+            (Some(value), _) => Ok(value),
+            (None, Some(fallback)) => Ok(fallback.to_string()),
+            (None, None) => Err(format!(
+                "environment variable `{name}` is not set (export it, or write `${{{name}:-default}}`)"
+            )),
+        }
+    })
 }
 
 fn from_env(text: &str) -> Result<String, String> {
@@ -101,30 +109,18 @@ pub fn shell_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::
 /// `${NAME}` and `${NAME:-fallback}` mean the same to POSIX sh as to cairn,
 /// so they stay; cairn's `$$` (a literal `$`) becomes `$`.
 pub fn for_shell(text: &str) -> (String, Vec<String>) {
-    let mut out = String::with_capacity(text.len());
-    let mut names = Vec::new();
-    let mut rest = text;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        if let Some(stripped) = after.strip_prefix('$') {
-            out.push('$');
-            rest = stripped;
-            continue;
+    let mut names: Vec<String> = Vec::new();
+    let shell = scan(text, |expr| {
+        let name = expr.split(":-").next().unwrap_or_default();
+        if !name.is_empty() && !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
         }
-        if let Some(body) = after.strip_prefix('{')
-            && let Some(end) = body.find('}')
-        {
-            let name = body[..end].split(":-").next().unwrap_or_default();
-            if !name.is_empty() && !names.iter().any(|n| n == name) {
-                names.push(name.to_string());
-            }
-        }
-        out.push('$');
-        rest = after;
-    }
-    out.push_str(rest);
-    (out, names)
+        Ok(format!("${{{expr}}}"))
+    })
+    // The config loader already refused an unterminated `${`; should one get
+    // here, the shell sees the text as written.
+    .unwrap_or_else(|_| text.replace("$$", "$"));
+    (shell, names)
 }
 
 pub fn path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {

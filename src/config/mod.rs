@@ -409,10 +409,10 @@ fn shortened(name: &str) -> String {
 /// becomes part of file names and object keys, so no `/`, no `..`, no control
 /// characters, and not too long.
 pub fn name_problem(name: &str) -> Option<String> {
-    let printable = shortened(name);
     if name.len() > MAX_NAME_LEN {
         return Some(format!(
-            "the name `{printable}` is {} characters long: use at most {MAX_NAME_LEN} (it becomes part of file names)",
+            "the name `{}` is {} characters long: use at most {MAX_NAME_LEN} (it becomes part of file names)",
+            shortened(name),
             name.chars().count()
         ));
     }
@@ -424,7 +424,8 @@ pub fn name_problem(name: &str) -> Option<String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     (!ok).then(|| format!(
-        "the name `{printable}` is not allowed: use letters, digits, `_`, `-` and `.`, starting with a letter or digit (it becomes part of file names)"
+        "the name `{}` is not allowed: use letters, digits, `_`, `-` and `.`, starting with a letter or digit (it becomes part of file names)",
+        shortened(name)
     ))
 }
 

@@ -28,27 +28,22 @@ pub fn entries(config: &Config) -> Vec<Entry> {
                 limited: true,
             });
         }
-        if let Some(schedule) = &job.drill.schedule {
-            entries.push(Entry {
-                key: format!("drill:{}:{}", job.name, schedule.expression),
-                subject: job.name.clone(),
-                args: vec!["drill".to_string(), job.name.clone()],
-                when: When::Cron(schedule.clone()),
-                catch_up: job.catch_up,
-                jitter: job.jitter,
-                limited: true,
-            });
-        }
-        if let Some(schedule) = &job.repair_schedule {
-            entries.push(Entry {
-                key: format!("repair:{}:{}", job.name, schedule.expression),
-                subject: job.name.clone(),
-                args: vec!["repair".to_string(), job.name.clone()],
-                when: When::Cron(schedule.clone()),
-                catch_up: job.catch_up,
-                jitter: job.jitter,
-                limited: true,
-            });
+        // Other verbs a job may have on a schedule: `cairn VERB JOB`.
+        for (verb, schedule) in [
+            ("drill", &job.drill.schedule),
+            ("repair", &job.repair_schedule),
+        ] {
+            if let Some(schedule) = schedule {
+                entries.push(Entry {
+                    key: format!("{verb}:{}:{}", job.name, schedule.expression),
+                    subject: job.name.clone(),
+                    args: vec![verb.to_string(), job.name.clone()],
+                    when: When::Cron(schedule.clone()),
+                    catch_up: job.catch_up,
+                    jitter: job.jitter,
+                    limited: true,
+                });
+            }
         }
     }
     // Health checks, each on its own interval (`cairn health NAME`).

@@ -85,6 +85,7 @@ pub fn list_job_with(
 ) -> Result<Listing> {
     let prefix = job_prefix(job);
     let objects = dest.list(&prefix)?;
+    let listed_at = jiff::Timestamp::now();
     let sizes: std::collections::HashMap<&str, u64> =
         objects.iter().map(|o| (o.key.as_str(), o.size)).collect();
     let manifests: Vec<&ObjectInfo> = objects
@@ -114,7 +115,7 @@ pub fn list_job_with(
         });
         let (manifest, bytes) = match parsed {
             Ok((m, bytes)) => {
-                if !from_cache && object.modified.is_some_and(settled) {
+                if !from_cache && object.modified.is_some_and(|m| settled(m, listed_at)) {
                     fresh.push((object.clone(), bytes.clone()));
                 }
                 (m, bytes)
@@ -186,8 +187,8 @@ pub fn list_job_with(
 /// rewritten within the second it was listed in would look unchanged. Like
 /// git's racy-clean rule, only objects older than that are cached; younger ones
 /// are read again at the next listing.
-fn settled(modified: jiff::Timestamp) -> bool {
-    jiff::Timestamp::now().as_second() - modified.as_second() >= 2
+fn settled(modified: jiff::Timestamp, listed_at: jiff::Timestamp) -> bool {
+    listed_at.as_second() - modified.as_second() >= 2
 }
 
 /// Reads a manifest object whole, refusing one over [`MAX_MANIFEST_BYTES`]
