@@ -5,6 +5,45 @@ use std::path::PathBuf;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What went wrong with a destination, so that callers can act on it: try the
+/// next copy, retry later, or stop and tell the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageKind {
+    /// The object (or the container) does not exist.
+    NotFound,
+    /// Credentials are wrong or lack the permission.
+    Denied,
+    /// A timeout, a dropped connection, a throttled or unavailable service: may work later.
+    Transient,
+    /// The destination is full or over its quota.
+    NoSpace,
+    /// The object exists but its bytes are not what was stored.
+    Damaged,
+    /// Anything else.
+    Other,
+}
+
+impl StorageKind {
+    /// The kind of a local I/O error.
+    pub fn of_io(error: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        match error.kind() {
+            K::NotFound => StorageKind::NotFound,
+            K::PermissionDenied => StorageKind::Denied,
+            K::StorageFull | K::QuotaExceeded => StorageKind::NoSpace,
+            K::TimedOut
+            | K::Interrupted
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::BrokenPipe
+            | K::WouldBlock => StorageKind::Transient,
+            K::InvalidData | K::UnexpectedEof => StorageKind::Damaged,
+            _ => StorageKind::Other,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The configuration file is missing, malformed or inconsistent.
@@ -19,10 +58,13 @@ pub enum Error {
     #[error("source of job `{job}`: {message}")]
     Source { job: String, message: String },
 
-    /// A destination could not be read or written.
+    /// A destination could not be read or written. `kind` tells the caller
+    /// what to do next (try another copy, retry, stop); `message` keeps the
+    /// underlying error's text.
     #[error("destination `{destination}`: {message}")]
     Destination {
         destination: String,
+        kind: StorageKind,
         message: String,
     },
 
@@ -73,10 +115,25 @@ impl Error {
         }
     }
 
+    /// A destination error whose kind is not known (prefer [`Error::storage`]).
     pub fn destination(destination: &str, message: impl std::fmt::Display) -> Self {
+        Self::storage(destination, StorageKind::Other, message)
+    }
+
+    pub fn storage(destination: &str, kind: StorageKind, message: impl std::fmt::Display) -> Self {
         Error::Destination {
             destination: destination.to_string(),
+            kind,
             message: message.to_string(),
+        }
+    }
+
+    /// The storage kind of a destination error; `Damaged` for integrity failures.
+    pub fn storage_kind(&self) -> Option<StorageKind> {
+        match self {
+            Error::Destination { kind, .. } => Some(*kind),
+            Error::Integrity { .. } => Some(StorageKind::Damaged),
+            _ => None,
         }
     }
 

@@ -25,7 +25,7 @@ pub mod store;
 pub mod time;
 pub mod web;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, StorageKind};
 
 /// The version recorded in every manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
