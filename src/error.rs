@@ -3,6 +3,37 @@
 
 use std::path::PathBuf;
 
+/// A configuration that cannot be used, located in its file. It is defined here,
+/// not in `config`, so that `error` stays a leaf that every module may use
+/// (`config` re-exports it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "key `{key}`: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong with a destination, so that callers can act on it: try the
@@ -48,7 +79,7 @@ impl StorageKind {
 pub enum Error {
     /// The configuration file is missing, malformed or inconsistent.
     #[error("{0}")]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] ConfigError),
 
     /// The command line names something that does not exist or cannot be combined.
     #[error("{0}")]

@@ -8,8 +8,34 @@ use std::str::FromStr;
 
 pub use age::secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{EncryptionConfig, Job, PassphraseSource};
 use crate::{Error, Result};
+
+pub mod signing;
+
+/// Where a job's encryption keys come from, as its configuration says.
+/// `config` describes this for each job (`keys` stays below `config`).
+pub enum KeySource<'a> {
+    None,
+    Age {
+        recipients: &'a [String],
+        recipients_file: Option<&'a Path>,
+        identity_file: Option<&'a Path>,
+    },
+    AgePassphrase(Passphrase<'a>),
+    OpenPgp(Passphrase<'a>),
+}
+
+/// Where a passphrase is read from: an environment variable or a file's first line.
+pub struct Passphrase<'a> {
+    pub env: Option<&'a str>,
+    pub file: Option<&'a Path>,
+}
+
+/// A job as keys see it: its name (for messages) and where its keys come from.
+pub trait JobKeys {
+    fn job_name(&self) -> &str;
+    fn key_source(&self) -> KeySource<'_>;
+}
 
 /// What the pipeline needs to encrypt one job's backups.
 pub enum EncryptKey {
@@ -50,8 +76,8 @@ fn read_recipients_file(path: &Path) -> Result<Vec<age::x25519::Recipient>> {
         .collect()
 }
 
-fn read_passphrase(job: &str, source: &PassphraseSource) -> Result<SecretString> {
-    let secret = match (&source.passphrase_env, &source.passphrase_file) {
+fn read_passphrase(job: &str, source: &Passphrase) -> Result<SecretString> {
+    let secret = match (source.env, source.file) {
         (Some(var), _) => std::env::var(var).map_err(|_| {
             Error::Usage(format!(
                 "job `{job}`: the passphrase variable `{var}` (encryption.passphrase_env) is not set in the environment"
@@ -78,10 +104,11 @@ fn read_passphrase(job: &str, source: &PassphraseSource) -> Result<SecretString>
 }
 
 /// Keys to encrypt `job`'s backups. Fails (closed) when any key cannot be loaded.
-pub fn encrypt_key(job: &Job) -> Result<EncryptKey> {
-    Ok(match &job.encryption {
-        EncryptionConfig::None {} => EncryptKey::None,
-        EncryptionConfig::Age {
+pub fn encrypt_key(job: &impl JobKeys) -> Result<EncryptKey> {
+    let name = job.job_name();
+    Ok(match job.key_source() {
+        KeySource::None => EncryptKey::None,
+        KeySource::Age {
             recipients,
             recipients_file,
             ..
@@ -96,39 +123,36 @@ pub fn encrypt_key(job: &Job) -> Result<EncryptKey> {
             if all.is_empty() {
                 return Err(Error::Crypto(format!(
                     "job `{}`: no age recipients to encrypt to",
-                    job.name
+                    name
                 )));
             }
             EncryptKey::AgeRecipients(all)
         }
-        EncryptionConfig::AgePassphrase(source) => {
-            EncryptKey::AgePassphrase(read_passphrase(&job.name, source)?)
+        KeySource::AgePassphrase(source) => {
+            EncryptKey::AgePassphrase(read_passphrase(name, &source)?)
         }
-        EncryptionConfig::OpenPgp(source) => {
-            EncryptKey::OpenPgp(read_passphrase(&job.name, source)?)
-        }
+        KeySource::OpenPgp(source) => EncryptKey::OpenPgp(read_passphrase(name, &source)?),
     })
 }
 
 /// Keys to decrypt `job`'s artifacts.
-pub fn decrypt_key(job: &Job) -> Result<DecryptKey> {
-    Ok(match &job.encryption {
-        EncryptionConfig::None {} => DecryptKey::None,
-        EncryptionConfig::Age { identity_file, .. } => {
+pub fn decrypt_key(job: &impl JobKeys) -> Result<DecryptKey> {
+    let name = job.job_name();
+    Ok(match job.key_source() {
+        KeySource::None => DecryptKey::None,
+        KeySource::Age { identity_file, .. } => {
             let path = identity_file.as_ref().ok_or_else(|| {
                 Error::Crypto(format!(
                     "job `{}` is encrypted to age recipients; decrypting needs the matching identity: set encryption.identity_file",
-                    job.name
+                    name
                 ))
             })?;
             DecryptKey::AgeIdentities(load_identities(path)?)
         }
-        EncryptionConfig::AgePassphrase(source) => {
-            DecryptKey::AgePassphrase(read_passphrase(&job.name, source)?)
+        KeySource::AgePassphrase(source) => {
+            DecryptKey::AgePassphrase(read_passphrase(name, &source)?)
         }
-        EncryptionConfig::OpenPgp(source) => {
-            DecryptKey::OpenPgp(read_passphrase(&job.name, source)?)
-        }
+        KeySource::OpenPgp(source) => DecryptKey::OpenPgp(read_passphrase(name, &source)?),
     })
 }
 

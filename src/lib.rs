@@ -8,11 +8,13 @@
 pub mod cancel;
 pub mod cli;
 pub mod config;
+pub mod cron;
 pub mod drill;
 pub mod engine;
 pub mod error;
 pub mod health;
 pub mod keys;
+pub mod local_fs;
 pub mod notify;
 pub mod pipeline;
 pub mod progress;

@@ -77,7 +77,7 @@ fn url_secrets(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(password) = url.password() {
         out.push(password.to_string());
-        out.push(crate::source::external::url_decode(password));
+        out.push(url_decode(password));
     }
     for (key, value) in url.query_pairs() {
         if is_password_parameter(&key) {
@@ -104,6 +104,24 @@ fn url_secrets(text: &str) -> Vec<String> {
 /// libpq's connection parameters that carry a password.
 pub fn is_password_parameter(key: &str) -> bool {
     key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword")
+}
+
+/// Replaces every secret in `text` with `***`: the caller's and every secret
+/// the process knows.
+pub fn redact_with(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= 3) {
+        out = out.replace(secret.as_str(), "***");
+    }
+    redact(&out)
+}
+
+/// Decodes a percent-encoded URL component (`%40` → `@`; `+` stays `+`).
+pub fn url_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 /// `text` with every registered secret masked, and the password of any URL

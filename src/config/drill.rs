@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::schema::{DrillConfig, RuleConfig, ValidateConfig};
 use super::{ConfigError, Secret, SourceConfig};
-use crate::schedule::cron::Schedule;
+use crate::cron::Schedule;
 
 /// Default allowed relative difference of row counts (10 %).
 pub const DEFAULT_ROW_COUNT_TOLERANCE: f64 = 0.1;
@@ -94,10 +94,10 @@ pub(super) fn drill(
     if let Some(url) = &raw.url {
         let parsed = match source {
             SourceConfig::Postgres { .. } => {
-                crate::source::postgres::PgConn::parse(url.expose(), None).map(drop)
+                super::connection::PgConn::parse(url.expose(), None).map(drop)
             }
             SourceConfig::Mysql { .. } => {
-                crate::source::mysql::MyConn::parse(url.expose(), None).map(drop)
+                super::connection::MyConn::parse(url.expose(), None).map(drop)
             }
             _ => Err(crate::Error::Usage(
                 "`drill.url` applies to postgres and mysql jobs only".into(),

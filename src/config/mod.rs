@@ -4,19 +4,21 @@
 //! resolved against the folder that holds it, so a config means the same thing
 //! whichever directory cairn is started from.
 
+pub mod connection;
 mod drill;
+mod event_kind;
 mod interpolate;
 pub mod notify;
 mod notify_schema;
 mod schema;
 pub mod template;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
 pub use drill::{DEFAULT_ROW_COUNT_TOLERANCE, Drill, Validate};
+pub use event_kind::EventKind;
 pub use interpolate::{for_shell, substitute};
 pub use schema::{
     CatchUp, CompressionKind, DaemonConfig, DestinationConfig, EncryptionConfig, Hooks, JobConfig,
@@ -29,42 +31,16 @@ pub use notify_schema::{
     ChannelConfig, CheckConfig, Delivery, MetricsConfig, SmtpTls, WebhookFormat,
 };
 
+pub use crate::error::ConfigError;
+
+use crate::cron::{self, Schedule};
 use crate::retention::Policy;
-use crate::schedule::cron::{self, Schedule};
 
 /// The state store's file name when `[state] path` is not set.
 pub const DEFAULT_STATE_FILE: &str = "cairn-state.db";
 
 /// The name of the config file looked for in the current directory.
 pub const DEFAULT_FILE: &str = "cairn.toml";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    pub key: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(column) = self.column {
-                write!(f, ":{column}")?;
-            }
-        }
-        write!(f, ": ")?;
-        if let Some(key) = &self.key {
-            write!(f, "key `{key}`: ")?;
-        }
-        write!(f, "{}", self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// A loaded, validated configuration.
 #[derive(Debug, Clone)]
@@ -116,7 +92,7 @@ pub struct Job {
     pub drill: Drill,
     pub validate: Validate,
     /// `repair.cron`: when the daemon repairs the job's copies.
-    pub repair_schedule: Option<crate::schedule::cron::Schedule>,
+    pub repair_schedule: Option<crate::cron::Schedule>,
     /// Where the job's events are sent.
     pub notify: Vec<Route>,
     /// Manifest signatures: the job's `signing`, else the top-level one.
@@ -129,7 +105,7 @@ pub struct Signing {
     /// Signs each new manifest.
     pub key_file: Option<PathBuf>,
     /// Artifacts not signed by this key are untrusted.
-    pub public_key: Option<crate::store::signature::PublicKey>,
+    pub public_key: Option<crate::keys::signing::PublicKey>,
 }
 
 impl Job {
@@ -138,6 +114,36 @@ impl Job {
         self.destination_retention
             .get(destination)
             .unwrap_or(&self.retention)
+    }
+}
+
+impl crate::keys::JobKeys for Job {
+    fn job_name(&self) -> &str {
+        &self.name
+    }
+
+    fn key_source(&self) -> crate::keys::KeySource<'_> {
+        use crate::keys::{KeySource, Passphrase};
+        fn passphrase(source: &PassphraseSource) -> Passphrase<'_> {
+            Passphrase {
+                env: source.passphrase_env.as_deref(),
+                file: source.passphrase_file.as_deref(),
+            }
+        }
+        match &self.encryption {
+            EncryptionConfig::None {} => KeySource::None,
+            EncryptionConfig::Age {
+                recipients,
+                recipients_file,
+                identity_file,
+            } => KeySource::Age {
+                recipients,
+                recipients_file: recipients_file.as_deref(),
+                identity_file: identity_file.as_deref(),
+            },
+            EncryptionConfig::AgePassphrase(source) => KeySource::AgePassphrase(passphrase(source)),
+            EncryptionConfig::OpenPgp(source) => KeySource::OpenPgp(passphrase(source)),
+        }
     }
 }
 
@@ -595,7 +601,7 @@ fn validate_job(
             scope,
             tool_dir,
         } => {
-            crate::source::postgres::PgConn::parse(&url, None).map_err(|e| {
+            connection::PgConn::parse(&url, None).map_err(|e| {
                 fail(
                     located.find_key_in_job(&name, "source"),
                     "source.url",
@@ -611,7 +617,7 @@ fn validate_job(
             }
         }
         SourceConfig::Mysql { url, password_env } => {
-            crate::source::mysql::MyConn::parse(&url, None).map_err(|e| {
+            connection::MyConn::parse(&url, None).map_err(|e| {
                 fail(
                     located.find_key_in_job(&name, "source"),
                     "source.url",
@@ -774,7 +780,7 @@ fn validate_job(
         .repair
         .as_ref()
         .map(|r| {
-            crate::schedule::cron::Schedule::parse(&r.get_ref().cron, None, &job_timezone)
+            crate::cron::Schedule::parse(&r.get_ref().cron, None, &job_timezone)
                 .map_err(|e| fail(Some(r.span().start), "repair.cron", e))
         })
         .transpose()?;
@@ -834,7 +840,7 @@ fn validate_signing(
     let public_key = raw
         .public_key
         .map(|text| {
-            crate::store::signature::PublicKey::parse(&text).map_err(|message| {
+            crate::keys::signing::PublicKey::parse(&text).map_err(|message| {
                 let offset = located
                     .text
                     .get(start..)

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use super::EventKind;
 use super::notify_schema::{ChannelConfig, CheckConfig, RouteConfig};
 use super::{ConfigError, Job, Locator};
-use crate::notify::EventKind;
 
 /// Where one job's or check's events go.
 #[derive(Debug, Clone, PartialEq, Eq)]

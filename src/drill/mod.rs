@@ -27,31 +27,17 @@ use serde::Serialize;
 use crate::config::Job;
 use crate::engine::Located;
 use crate::progress::Progress;
-use crate::state::{ArtifactMark, RunEnd, StateStore};
+use crate::state::{RunEnd, StateStore};
 use crate::{Error, Result};
+
+// Bad marks live with the state store and checks with validation; drills use both.
+pub use crate::engine::validate::Check;
+pub use crate::state::marks::{clear_copy_mark, mark_copy_bad};
 
 /// Prefix of scratch databases: `cairn_drill_<job>_<host>_<pid>_<random>`.
 pub const DB_PREFIX: &str = "cairn_drill_";
 /// Prefix of scratch files and folders: `.cairn-drill-<pid>-<random>`.
 pub const PATH_PREFIX: &str = ".cairn-drill-";
-
-/// One check of a drill.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub name: String,
-    pub ok: bool,
-    pub detail: String,
-}
-
-impl Check {
-    pub fn new(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Self {
-        Check {
-            name: name.into(),
-            ok,
-            detail: detail.into(),
-        }
-    }
-}
 
 /// A table's rows as recorded at backup time and as restored.
 #[derive(Debug, Clone, Serialize)]
@@ -399,7 +385,7 @@ fn scratch_for(job: &Job, located: &Located) -> Result<(Box<dyn Scratch>, Vec<St
         "files" => {
             let dir = job.drill.scratch_dir();
             let leftovers = remove_dead_scratch_paths(&dir);
-            crate::store::fs::ensure_dir(&dir).ok();
+            crate::local_fs::ensure_dir(&dir).ok();
             check_space(
                 &dir,
                 manifest.source.facts["file_bytes"].as_u64().unwrap_or(0),
@@ -435,8 +421,8 @@ pub fn readiness(job: &Job) -> Option<(bool, String)> {
         crate::config::SourceConfig::Sqlite { .. } | crate::config::SourceConfig::Files { .. } => {
             let dir = job.drill.scratch_dir();
             let probe = scratch_path(&dir, ".probe");
-            match crate::store::fs::ensure_dir(&dir)
-                .and_then(|()| crate::store::fs::create_private(&probe).map(drop))
+            match crate::local_fs::ensure_dir(&dir)
+                .and_then(|()| crate::local_fs::create_private(&probe).map(drop))
             {
                 Ok(()) => {
                     let _ = std::fs::remove_file(&probe);
@@ -633,47 +619,6 @@ fn mark_damaged_copies(
     }
     for destination in damaged {
         mark_copy_bad(store, &job.name, &located.manifest.id, &destination, reason);
-    }
-}
-
-/// Records that the copy of an artifact in `destination` is damaged: it is
-/// then not read, and is never the newest good one there, without --allow-bad.
-pub fn mark_copy_bad(store: &dyn StateStore, job: &str, id: &str, destination: &str, reason: &str) {
-    let mark = ArtifactMark {
-        bad: true,
-        reason: reason.to_string(),
-        at: jiff::Timestamp::now(),
-    };
-    match store.mark_copy(job, id, destination, &mark) {
-        Ok(()) => {
-            tracing::warn!(job = %job, id = %id, destination = %destination, "copy marked bad: {reason}")
-        }
-        Err(e) => {
-            tracing::error!(job = %job, id = %id, destination = %destination, error = %e, "cannot mark the copy bad")
-        }
-    }
-}
-
-/// Records that a copy marked bad proved good again (or was repaired).
-pub fn clear_copy_mark(
-    store: &dyn StateStore,
-    job: &str,
-    id: &str,
-    destination: &str,
-    reason: &str,
-) {
-    let mark = ArtifactMark {
-        bad: false,
-        reason: reason.to_string(),
-        at: jiff::Timestamp::now(),
-    };
-    match store.mark_copy(job, id, destination, &mark) {
-        Ok(()) => {
-            tracing::info!(job = %job, id = %id, destination = %destination, "copy no longer marked bad: {reason}")
-        }
-        Err(e) => {
-            tracing::error!(job = %job, id = %id, destination = %destination, error = %e, "cannot clear the copy's mark")
-        }
     }
 }
 

@@ -11,7 +11,7 @@ use super::{Check, Scratch};
 use crate::config::Job;
 use crate::engine::Located;
 use crate::progress::Progress;
-use crate::source::sqlite::SqliteRestorer;
+use crate::source::sqlite::{SqliteRestorer, foreign_key_violations};
 use crate::{Error, Result};
 
 pub struct SqliteScratch {
@@ -21,7 +21,7 @@ pub struct SqliteScratch {
 
 impl SqliteScratch {
     pub fn new(dir: &Path) -> Result<Self> {
-        crate::store::fs::ensure_dir(dir).map_err(|e| Error::Target {
+        crate::local_fs::ensure_dir(dir).map_err(|e| Error::Target {
             path: dir.to_path_buf(),
             message: format!("cannot use it as the drill's scratch folder: {e}"),
         })?;
@@ -55,24 +55,6 @@ fn open_immutable(path: &Path) -> rusqlite::Result<Connection> {
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-}
-
-/// `PRAGMA foreign_key_check`: how many rows violate a foreign key, and the first few.
-pub fn foreign_key_violations(conn: &Connection) -> rusqlite::Result<(usize, Vec<String>)> {
-    let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
-    let rows: Vec<String> = stmt
-        .query_map([], |r| {
-            let table: String = r.get(0)?;
-            let rowid: Option<i64> = r.get(1)?;
-            let parent: String = r.get(2)?;
-            Ok(format!(
-                "{table} row {} references a missing {parent} row",
-                rowid.map_or("?".to_string(), |id| id.to_string())
-            ))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let first = rows.iter().take(5).cloned().collect();
-    Ok((rows.len(), first))
 }
 
 impl Scratch for SqliteScratch {

@@ -220,7 +220,7 @@ pub fn repair(
                     action.status = Status::Repaired;
                     tracing::info!(job = %job.name, id = %action.id, from = %action.from, destination = %action.destination, "copy written from a good copy");
                     if let Some(store) = store {
-                        crate::drill::clear_copy_mark(
+                        crate::state::marks::clear_copy_mark(
                             store,
                             &job.name,
                             &action.id,

@@ -135,7 +135,12 @@ pub fn restore_to_server(
 ) -> Result<RestoreReport> {
     let manifest = &located.manifest;
     let key = keys::decrypt_key(job)?;
-    let target = source::server_restore_for(job, manifest, &options.target_url)?;
+    let target = source::server_restore_for(
+        job,
+        &manifest.source.kind,
+        &manifest.source.facts,
+        &options.target_url,
+    )?;
     let mut checked_first = Vec::new();
     if options.verify_first && (options.force || !target.transactional()) && !options.dry_run {
         // --force may drop or overwrite live data, and not every client restores

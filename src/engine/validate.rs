@@ -8,11 +8,28 @@
 use serde::Serialize;
 
 use crate::config::{Job, RuleConfig, SourceConfig};
-use crate::drill::Check;
 use crate::source::read_only::{Dialect, open_sqlite, single_statement};
 use crate::source::{mysql::MyConn, postgres::PgConn};
 use crate::state::{RunEnd, RunKind, StateStore, Trigger};
 use crate::{Error, Result};
+
+/// One named check of a drill or of live data, passed or not.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl Check {
+    pub fn new(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Self {
+        Check {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+        }
+    }
+}
 
 /// Offending rows shown per rule.
 pub const FIRST_ROWS: usize = 5;
@@ -186,7 +203,7 @@ pub fn validate(job: &Job) -> Result<ValidateReport> {
                 }
                 Err(e) => Check::new("integrity_check", false, e.to_string()),
             });
-            checks.push(match crate::drill::sqlite::foreign_key_violations(&conn) {
+            checks.push(match crate::source::sqlite::foreign_key_violations(&conn) {
                 Ok((0, _)) => Check::new("foreign_key_check", true, "no violations"),
                 Ok((n, first)) => Check::new(
                     "foreign_key_check",

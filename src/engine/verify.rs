@@ -251,7 +251,7 @@ pub fn after_backup(
 pub fn mark_if_damaged(store: &dyn crate::state::StateStore, report: &VerifyReport, what: &str) {
     for copy in report.copies.iter().filter(|c| c.damaged) {
         if let Some(e) = &copy.error {
-            crate::drill::mark_copy_bad(
+            crate::state::marks::mark_copy_bad(
                 store,
                 &report.job,
                 &report.id,
@@ -280,7 +280,7 @@ pub fn clear_if_verified(
             .get(&(report.id.clone(), copy.destination.clone()))
             .is_some_and(by_verification)
         {
-            crate::drill::clear_copy_mark(
+            crate::state::marks::clear_copy_mark(
                 store,
                 &report.job,
                 &report.id,

@@ -1,10 +1,12 @@
 //! Scheduling: cron expressions (`cron`), the pure plan of what fires when
 //! (`plan`), and the daemon that sleeps until then and runs it (`daemon`).
 
-pub mod cron;
 pub mod daemon;
 pub mod plan;
 pub mod systemd;
+
+/// Cron expressions are a leaf module (`config` parses them too); the old path stays.
+pub use crate::cron;
 
 use crate::config::Config;
 use plan::{Entry, When};

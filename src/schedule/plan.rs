@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::cron::Schedule;
 use crate::config::CatchUp;
+use crate::cron::Schedule;
 use crate::state::Trigger;
 
 /// When an entry fires.

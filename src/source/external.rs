@@ -21,23 +21,7 @@ const STDERR_TAIL: usize = 64 * 1024;
 /// Bytes of a restore stream held back until its hashes are checked.
 const HOLDBACK: usize = 256 * 1024;
 
-/// Replaces every secret in `text` with `***`: the caller's and every secret
-/// the process knows (`crate::redact`).
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for secret in secrets.iter().filter(|s| s.len() >= 3) {
-        out = out.replace(secret.as_str(), "***");
-    }
-    crate::redact::redact(&out)
-}
-
-/// Decodes a percent-encoded URL component (`%40` → `@`; `+` stays `+`).
-pub fn url_decode(text: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", text.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
+pub use crate::redact::{redact_with as redact, url_decode};
 
 /// Variables of cairn's environment that every child sees; nothing else is
 /// passed on unless a program asks for it (`inherit`, `inherit_prefix`), so
@@ -454,7 +438,7 @@ impl SecretFile {
         let dir = std::env::temp_dir();
         let nonce: u64 = rand::random();
         let path = dir.join(format!("cairn-{}-{nonce:016x}.cnf", std::process::id()));
-        let mut file = crate::store::fs::create_private(&path).map_err(|e| {
+        let mut file = crate::local_fs::create_private(&path).map_err(|e| {
             Error::Run(format!(
                 "cannot create a private temp file in {}: {e}",
                 dir.display()

@@ -395,7 +395,7 @@ impl Restorer for FilesRestorer {
     }
 
     fn write(&self, stream: &mut dyn Read, temp: &Path) -> Result<()> {
-        crate::store::fs::ensure_dir(temp)
+        crate::local_fs::ensure_dir(temp)
             .map_err(|e| Error::Run(format!("cannot create {}: {e}", temp.display())))?;
         let stream_failed = std::rc::Rc::new(std::cell::Cell::new(false));
         let mut archive = tar::Archive::new(ReadTracker {
@@ -417,7 +417,7 @@ impl Restorer for FilesRestorer {
                     path: temp.to_path_buf(),
                     message: format!(
                         "cannot unpack the archive here: {e}{}",
-                        crate::store::fs::hint(&e)
+                        crate::local_fs::hint(&e)
                     ),
                 }
             }

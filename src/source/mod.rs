@@ -93,11 +93,13 @@ pub fn restores_to_server(kind: &str) -> bool {
     matches!(kind, "postgres" | "mysql")
 }
 
-/// The server-side restorer for a manifest's source, aimed at `target_url`.
+/// The server-side restorer for a manifest's source (`kind` and `facts` as the
+/// manifest records them), aimed at `target_url`.
 /// The password comes from the URL, else from the job's `password_env`.
 pub fn server_restore_for(
     job: &Job,
-    manifest: &crate::store::Manifest,
+    kind: &str,
+    facts: &serde_json::Value,
     target_url: &str,
 ) -> Result<Box<dyn server::ServerRestore>> {
     let password_env = match &job.source {
@@ -107,8 +109,7 @@ pub fn server_restore_for(
         _ => None,
     };
     let password = password_from_env(&job.name, password_env)?;
-    let facts = &manifest.source.facts;
-    match manifest.source.kind.as_str() {
+    match kind {
         "postgres" => {
             let format = serde_json::from_value(facts["format"].clone()).unwrap_or_default();
             let scope = serde_json::from_value(facts["scope"].clone()).unwrap_or_default();

@@ -8,59 +8,13 @@ use std::io::Write;
 use serde_json::json;
 
 use super::Dump;
-use super::external::{Program, SecretFile, find_tool, url_decode};
+use super::external::{Program, SecretFile, find_tool};
 use super::server::{Prepared, ServerRestore};
 use crate::{Error, Result};
 
-#[derive(Clone)]
-pub struct MyConn {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub password: Option<String>,
-    pub database: String,
-    display: String,
-}
+pub use crate::config::connection::MyConn;
 
 impl MyConn {
-    pub fn parse(url: &str, password: Option<String>) -> Result<Self> {
-        crate::redact::register_url(url);
-        let parsed = url::Url::parse(url).map_err(|e| {
-            Error::Usage(format!(
-                "`{}` is not a MySQL URL: {e}",
-                crate::redact::display_url(url)
-            ))
-        })?;
-        if !matches!(parsed.scheme(), "mysql" | "mariadb") {
-            return Err(Error::Usage(format!(
-                "`{}` is not a mysql:// URL",
-                crate::redact::display_url(url)
-            )));
-        }
-        Ok(MyConn {
-            host: parsed.host_str().unwrap_or("127.0.0.1").to_string(),
-            port: parsed.port().unwrap_or(3306),
-            user: url_decode(parsed.username()),
-            password: parsed.password().map(url_decode).or(password),
-            database: url_decode(parsed.path().trim_start_matches('/')),
-            display: crate::redact::display_url(url),
-        })
-    }
-
-    pub fn display(&self) -> String {
-        self.display.clone()
-    }
-
-    pub fn with_database(&self, name: &str) -> MyConn {
-        let mut other = self.clone();
-        other.database = name.to_string();
-        other.display = match self.display.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => self.display.clone(),
-        };
-        other
-    }
-
     /// A client program with the connection options; the defaults file must come first.
     fn program(&self, tool: &str, defaults: &SecretFile, args: &[&str]) -> Program {
         let mut argv = vec![

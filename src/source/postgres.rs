@@ -11,62 +11,14 @@ use std::io::Write;
 use serde_json::json;
 
 use super::Dump;
-use super::external::{Program, SecretFile, find_tool, url_decode};
+use super::external::{Program, SecretFile, find_tool};
 use super::server::{Prepared, ServerRestore};
 use crate::config::{PgFormat, PgScope};
 use crate::{Error, Result};
 
-/// A connection: URL without password, plus the password if known.
-#[derive(Clone)]
-pub struct PgConn {
-    url: url::Url,
-    password: Option<String>,
-    /// The client key's passphrase (`?sslpassword=`), which libpq reads from
-    /// no environment variable: it reaches the tools in a 0600 service file.
-    ssl_password: Option<String>,
-}
+pub use crate::config::connection::PgConn;
 
 impl PgConn {
-    pub fn parse(url: &str, password: Option<String>) -> Result<Self> {
-        crate::redact::register_url(url);
-        let mut parsed = url::Url::parse(url).map_err(|e| {
-            Error::Usage(format!(
-                "`{}` is not a PostgreSQL URL: {e}",
-                crate::redact::display_url(url)
-            ))
-        })?;
-        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
-            return Err(Error::Usage(format!(
-                "`{}` is not a postgres:// URL",
-                crate::redact::display_url(url)
-            )));
-        }
-        let in_url = parsed.password().map(url_decode);
-        let _ = parsed.set_password(None);
-        let (in_query, ssl_password) = take_password_parameters(&mut parsed);
-        Ok(PgConn {
-            url: parsed,
-            password: in_url.or(in_query).or(password),
-            ssl_password,
-        })
-    }
-
-    pub fn database(&self) -> String {
-        url_decode(self.url.path().trim_start_matches('/'))
-    }
-
-    /// The same server, another database.
-    pub fn with_database(&self, name: &str) -> PgConn {
-        let mut other = self.clone();
-        other.url.set_path(&format!("/{name}"));
-        other
-    }
-
-    /// The URL for messages: never a password.
-    pub fn display(&self) -> String {
-        self.url.to_string()
-    }
-
     fn program(&self, tool: &str, args: &[&str]) -> Program {
         let mut program = Program::new(
             std::iter::once(tool.to_string()).chain(args.iter().map(|a| a.to_string())),
@@ -141,30 +93,6 @@ impl PgConn {
             .parse()
             .map_err(|_| Error::Run(format!("unexpected server_version_num {:?}", text.trim())))
     }
-}
-
-/// Removes libpq's `password` and `sslpassword` query parameters from `url`
-/// (they would be shown and passed on command lines) and returns them.
-fn take_password_parameters(url: &mut url::Url) -> (Option<String>, Option<String>) {
-    let (mut password, mut ssl_password) = (None, None);
-    let mut kept = Vec::new();
-    for (key, value) in url.query_pairs() {
-        if key.eq_ignore_ascii_case("password") {
-            password = Some(value.into_owned());
-        } else if key.eq_ignore_ascii_case("sslpassword") {
-            ssl_password = Some(value.into_owned());
-        } else {
-            kept.push((key.into_owned(), value.into_owned()));
-        }
-    }
-    if password.is_some() || ssl_password.is_some() {
-        if kept.is_empty() {
-            url.set_query(None);
-        } else {
-            url.query_pairs_mut().clear().extend_pairs(kept);
-        }
-    }
-    (password, ssl_password)
 }
 
 /// `"name"` with embedded quotes doubled.

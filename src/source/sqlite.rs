@@ -193,7 +193,7 @@ impl Restorer for SqliteRestorer {
             }
         };
         let file =
-            crate::store::fs::create_private(temp).map_err(|e| target_err("cannot create", e))?;
+            crate::local_fs::create_private(temp).map_err(|e| target_err("cannot create", e))?;
         let mut writer = std::io::BufWriter::with_capacity(crate::pipeline::CHUNK, file);
         let mut buf = vec![0u8; crate::pipeline::CHUNK];
         loop {
@@ -265,4 +265,22 @@ pub fn integrity_check(path: &Path) -> rusqlite::Result<String> {
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(lines.join("; "))
+}
+
+/// `PRAGMA foreign_key_check`: how many rows violate a foreign key, and the first few.
+pub fn foreign_key_violations(conn: &Connection) -> rusqlite::Result<(usize, Vec<String>)> {
+    let mut stmt = conn.prepare("PRAGMA foreign_key_check")?;
+    let rows: Vec<String> = stmt
+        .query_map([], |r| {
+            let table: String = r.get(0)?;
+            let rowid: Option<i64> = r.get(1)?;
+            let parent: String = r.get(2)?;
+            Ok(format!(
+                "{table} row {} references a missing {parent} row",
+                rowid.map_or("?".to_string(), |id| id.to_string())
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let first = rows.iter().take(5).cloned().collect();
+    Ok((rows.len(), first))
 }

@@ -6,6 +6,7 @@
 //! behind [`StateStore`]; `sqlite.rs` is the embedded implementation and nothing
 //! else in the code speaks SQL to it.
 
+pub mod marks;
 pub mod runlog;
 pub mod sqlite;
 

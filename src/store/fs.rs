@@ -9,9 +9,8 @@
 //! (`fs_at`), listing skips links with a warning, reading and deleting refuse
 //! them, and uploads never write through a linked folder.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
@@ -165,44 +164,7 @@ fn remove_dead_partials(dir: &Dir) {
     }
 }
 
-/// What to do about common I/O failures, for messages.
-pub fn hint(e: &io::Error) -> &'static str {
-    match e.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
-            " (the disk is full: free space or point the destination elsewhere)"
-        }
-        Some(libc::EACCES) | Some(libc::EPERM) => {
-            " (permission denied: check the folder's owner and mode)"
-        }
-        Some(libc::EROFS) => " (read-only file system)",
-        Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
-            " (a symbolic link or a file stands where a folder or file was expected: cairn never follows links inside a destination; remove it)"
-        }
-        _ => "",
-    }
-}
-
-/// Creates `path` and its missing parents with mode 0700.
-pub fn ensure_dir(path: &Path) -> io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-}
-
-/// Creates a new file with mode 0600, failing if it exists.
-pub fn create_private(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-/// Makes a rename or creation inside `dir` durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub use crate::local_fs::{create_private, ensure_dir, hint, sync_dir};
 
 struct FsUpload {
     /// The `.partial` folder and the temporary name in it.
@@ -458,6 +420,7 @@ impl Destination for FsDestination {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::symlink;
 
     fn setup() -> (tempfile::TempDir, FsDestination, PathBuf) {

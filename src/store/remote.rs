@@ -18,7 +18,7 @@ use opendal::{ErrorKind, Operator, services};
 use super::{Destination, ObjectInfo, Upload};
 use crate::config::{DestinationConfig, Transfer};
 use crate::pipeline::Source;
-use crate::source::external::redact;
+use crate::redact::redact_with as redact;
 use crate::{Error, Result};
 
 /// One runtime drives every remote destination; engine threads block on it.

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::Upload;
-use crate::source::external::redact;
+use crate::redact::redact_with as redact;
 use crate::{Error, Result};
 
 /// Chunks in flight between the writer thread and the HTTP request.
