@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod health;
 pub mod keys;
+pub mod leftovers;
 pub mod notify;
 pub mod pipeline;
 pub mod progress;
