@@ -320,6 +320,23 @@ mod tests {
     }
 
     #[test]
+    fn a_note_from_the_client_keeps_the_kind_so_the_next_copy_is_still_tried() {
+        let noted = with_note(damaged(), "; `pg_restore` said: unexpected end of input");
+        assert_eq!(noted.storage_kind(), Some(StorageKind::Damaged));
+        assert!(
+            noted
+                .to_string()
+                .ends_with("`pg_restore` said: unexpected end of input")
+        );
+        let noted = with_note(Error::storage("a", StorageKind::Transient, "reset"), "; x");
+        assert_eq!(noted.storage_kind(), Some(StorageKind::Transient));
+        assert_eq!(
+            next_after(&with_note(Error::Crypto("no key".into()), "; x")),
+            Next::Stop
+        );
+    }
+
+    #[test]
     fn the_warning_names_the_destination_and_the_kind() {
         insta::assert_snapshot!(
             "moved_on_damaged",

@@ -582,6 +582,16 @@ mod tests {
         }
     }
 
+    /// Every one of `manifests`, intact, in `destination`.
+    fn all_in(destination: &str, manifests: &[Manifest]) -> Listing {
+        listing(
+            manifests
+                .iter()
+                .map(|m| artifact(destination, m, ArtifactState::Ok))
+                .collect(),
+        )
+    }
+
     fn keep_last(n: u32) -> Policy {
         Policy {
             keep_last: Some(n),
@@ -641,11 +651,7 @@ mod tests {
     #[test]
     fn what_no_rule_keeps_is_deleted_with_its_keys() {
         let m = three();
-        let listed = listing(
-            m.iter()
-                .map(|m| artifact("a", m, ArtifactState::Ok))
-                .collect(),
-        );
+        let listed = all_in("a", &m);
         let plan = plan_of("a", &keep_last(1), &CopyMarks::default(), None, &listed);
         assert_eq!(
             ids(&plan),
@@ -708,16 +714,8 @@ mod tests {
             (m[2].id.clone(), "a".into()),
             mark("verify: SHA-256 mismatch"),
         );
-        let in_a = listing(
-            m.iter()
-                .map(|m| artifact("a", m, ArtifactState::Ok))
-                .collect(),
-        );
-        let in_b = listing(
-            m.iter()
-                .map(|m| artifact("b", m, ArtifactState::Ok))
-                .collect(),
-        );
+        let in_a = all_in("a", &m);
+        let in_b = all_in("b", &m);
         let a = plan_of("a", &keep_last(1), &marks, None, &in_a);
         let b = plan_of("b", &keep_last(1), &marks, None, &in_b);
         // In `a` the newest good one is the middle artifact; the marked copy goes.
@@ -762,11 +760,7 @@ mod tests {
             (m[0].id.clone(), crate::state::EVERY_COPY.into()),
             mark("drill: restore failed"),
         );
-        let listed = listing(
-            m.iter()
-                .map(|m| artifact("a", m, ArtifactState::Ok))
-                .collect(),
-        );
+        let listed = all_in("a", &m);
         let plan = plan_of("a", &keep_last(1), &marks, None, &listed);
         assert_eq!(
             ids(&plan),
@@ -810,11 +804,7 @@ mod tests {
     #[test]
     fn a_refused_plan_deletes_nothing_and_an_applied_one_deletes_manifest_first() {
         let m = three();
-        let listed = listing(
-            m.iter()
-                .map(|m| artifact("a", m, ArtifactState::Ok))
-                .collect(),
-        );
+        let listed = all_in("a", &m);
         let refused = plan_of(
             "a",
             &keep_last(1),
@@ -851,11 +841,7 @@ mod tests {
     #[test]
     fn a_failed_delete_is_reported_on_its_artifact() {
         let m = three();
-        let listed = listing(
-            m.iter()
-                .map(|m| artifact("a", m, ArtifactState::Ok))
-                .collect(),
-        );
+        let listed = all_in("a", &m);
         let plan = plan_of("a", &keep_last(1), &CopyMarks::default(), None, &listed);
         let mut dest = Empty::new("a");
         dest.fail_deletes = Some(m[0].id.clone());

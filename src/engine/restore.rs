@@ -244,10 +244,7 @@ pub fn apply(
     let target = &plan.target;
     let parent = target.parent().unwrap_or(Path::new("."));
     let file_name = target.file_name().unwrap_or_default();
-    let mut removed = Vec::new();
-    if !plan.leftovers.is_empty() {
-        removed = crate::leftovers::sweep_paths(plan.leftovers.clone(), "an interrupted restore");
-    }
+    let removed = crate::leftovers::sweep_paths(plan.leftovers.clone(), "an interrupted restore");
     let found = fallback::first_good_copy(located, "restore", &progress, |dest| {
         let temp = temp_path(parent, file_name);
         let result = read::read_artifact(dest, manifest, &key, progress.clone(), &mut |stream| {
