@@ -708,7 +708,7 @@ mod tests {
         }
         let located = located_in(&["local"]);
         let plan = plan(&located, &options(&dir.path().join("app.db"), false)).unwrap();
-        assert_eq!(plan.leftovers, [dead.clone()]);
+        assert_eq!(plan.leftovers, std::slice::from_ref(&dead));
         // Planning removed nothing.
         assert!(dead.exists() && live.exists() && other.exists());
     }
