@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod health;
 pub mod keys;
+pub mod leftovers;
 pub mod local_fs;
 pub mod notify;
 pub mod pipeline;

@@ -129,7 +129,6 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
             &located,
             &restore::RestoreOptions {
                 target: target.clone(),
-                dry_run: false,
                 force: false,
                 replace_open: false,
             },

@@ -226,12 +226,16 @@ fn restore_located(
         (kind, Some(url)) if crate::source::restores_to_server(kind) => {
             let options = restore_server::ServerRestoreOptions {
                 target_url: url,
-                dry_run: args.dry_run,
                 force: args.force > 0,
                 clean: args.clean,
                 verify_first: !args.no_verify_first,
             };
-            restore_server::restore_to_server(job, &located, &options, progress)?
+            let planned = restore_server::plan(job, &located, &options)?;
+            if args.dry_run {
+                restore_server::rehearse(job, &located, &planned, progress)?
+            } else {
+                restore_server::apply(job, &located, &planned, progress)?
+            }
         }
         (kind, None) if crate::source::restores_to_server(kind) => {
             return Err(Error::Usage(format!(
@@ -253,11 +257,15 @@ fn restore_located(
             }
             let options = restore::RestoreOptions {
                 target: PathBuf::from(path),
-                dry_run: args.dry_run,
                 force: args.force > 0,
                 replace_open: args.force > 1,
             };
-            restore::restore(job, &located, &options, progress)?
+            let plan = restore::plan(&located, &options)?;
+            if args.dry_run {
+                restore::rehearse(job, &located, &plan, progress)?
+            } else {
+                restore::apply(job, &located, &plan, progress)?
+            }
         }
     })
 }

@@ -169,7 +169,6 @@ pub(crate) fn restore_to_scratch_database(
 ) -> Result<(String, u64)> {
     let options = crate::engine::restore_server::ServerRestoreOptions {
         target_url: url.to_string(),
-        dry_run: false,
         force: false,
         clean: false,
         // A scratch database is dropped when anything fails.
@@ -198,35 +197,18 @@ pub(crate) fn restore_local(
     path: &std::path::Path,
 ) -> Result<(String, u64)> {
     let key = crate::keys::decrypt_key(job)?;
-    let manifest = &located.manifest;
-    let mut last_error = None;
-    for (dest, _) in &located.copies {
+    let found = crate::engine::fallback::first_good_copy(located, "drill", &progress, |dest| {
+        // What a failed copy left is not restored over.
         let _ = remove_path(path);
-        progress.start(
-            &format!("drill {} from {}", manifest.id, dest.name()),
-            Some(manifest.data.size),
-        );
-        let outcome = crate::engine::read::read_artifact(
-            dest.as_ref(),
-            manifest,
+        crate::engine::read::read_artifact(
+            dest,
+            &located.manifest,
             &key,
             progress.clone(),
             &mut |stream| restorer.write(stream, path),
-        );
-        progress.finish();
-        match outcome {
-            Ok(outcome) => return Ok((dest.name().to_string(), outcome.plaintext.size)),
-            Err(e @ (Error::Integrity { .. } | Error::Destination { .. }))
-                if located.copies.len() > 1 =>
-            {
-                tracing::warn!(job = %job.name, destination = %dest.name(), error = %e, "copy unusable, trying the next destination");
-                last_error = Some(e);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last_error
-        .unwrap_or_else(|| Error::NotFound(format!("no copy of {} to read", manifest.id))))
+        )
+    })?;
+    Ok((found.destination, found.value.plaintext.size))
 }
 
 /// A random suffix for scratch names.
@@ -274,10 +256,7 @@ pub fn is_dead_scratch_db(name: &str) -> bool {
     else {
         return false;
     };
-    host == host_tag()
-        && pid
-            .parse::<i32>()
-            .is_ok_and(|pid| !crate::store::fs::process_alive(pid))
+    host == host_tag() && crate::leftovers::owner_dead(pid)
 }
 
 /// `<scratch_dir>/.cairn-drill-<pid>-<random><suffix>`.
@@ -291,59 +270,13 @@ pub fn scratch_path(dir: &Path, suffix: &str) -> PathBuf {
 
 /// Removes scratch files and folders in `dir` of drills whose process is gone.
 pub fn remove_dead_scratch_paths(dir: &Path) -> Vec<String> {
-    let mut removed = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return removed;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(PATH_PREFIX) else {
-            continue;
-        };
-        let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
-        if pid.is_some_and(|pid| !crate::store::fs::process_alive(pid)) {
-            tracing::info!(path = %entry.path().display(), "removing the scratch target of an interrupted drill");
-            if remove_path(&entry.path()).is_ok() {
-                removed.push(entry.path().display().to_string());
-            }
-        }
-    }
-    removed
+    crate::leftovers::sweep_dir(dir, PATH_PREFIX, "an interrupted drill")
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
-/// Removes a file or folder, making read-only folders writable first.
-pub fn remove_path(path: &Path) -> std::io::Result<()> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if !meta.is_dir() {
-        return std::fs::remove_file(path);
-    }
-    if std::fs::remove_dir_all(path).is_ok() {
-        return Ok(());
-    }
-    make_writable(path);
-    std::fs::remove_dir_all(path)
-}
-
-fn make_writable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::symlink_metadata(path)
-        && meta.is_dir()
-    {
-        let _ = std::fs::set_permissions(
-            path,
-            std::fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
-        );
-        if let Ok(entries) = std::fs::read_dir(path) {
-            for entry in entries.flatten() {
-                make_writable(&entry.path());
-            }
-        }
-    }
-}
+pub use crate::leftovers::remove_path;
 
 /// Free bytes for an unprivileged user in the file system holding `dir`.
 fn free_bytes(dir: &Path) -> Option<u64> {

@@ -66,21 +66,22 @@ impl MyScratch {
         ) else {
             return Vec::new();
         };
-        let mut removed = Vec::new();
-        for name in text
-            .lines()
-            .map(str::trim)
-            .filter(|n| super::is_dead_scratch_db(n))
-        {
-            tracing::info!(database = %name, "dropping the scratch database of an interrupted drill");
-            if drop_database(&self.conn, name).is_ok() {
-                removed.push(format!(
-                    "{} database {name}",
-                    self.conn.with_database(name).display()
-                ));
-            }
-        }
-        removed
+        crate::leftovers::sweep(
+            text.lines().map(str::trim),
+            |name| super::is_dead_scratch_db(name),
+            |name| {
+                tracing::info!(database = %name, "dropping the scratch database of an interrupted drill");
+                drop_database(&self.conn, name)
+            },
+        )
+        .into_iter()
+        .map(|name| {
+            format!(
+                "{} database {name}",
+                self.conn.with_database(name).display()
+            )
+        })
+        .collect()
     }
 }
 

@@ -110,18 +110,17 @@ impl PgScratch {
         let Ok(text) = listed else {
             return Vec::new();
         };
-        let mut removed = Vec::new();
-        for name in text
-            .lines()
-            .map(str::trim)
-            .filter(|n| super::is_dead_scratch_db(n))
-        {
-            tracing::info!(database = %name, "dropping the scratch database of an interrupted drill");
-            if drop_database(&self.maintenance, name).is_ok() {
-                removed.push(format!("{} database {name}", self.maintenance.display()));
-            }
-        }
-        removed
+        crate::leftovers::sweep(
+            text.lines().map(str::trim),
+            |name| super::is_dead_scratch_db(name),
+            |name| {
+                tracing::info!(database = %name, "dropping the scratch database of an interrupted drill");
+                drop_database(&self.maintenance, name)
+            },
+        )
+        .into_iter()
+        .map(|name| format!("{} database {name}", self.maintenance.display()))
+        .collect()
     }
 }
 

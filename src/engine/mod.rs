@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod fallback;
 pub mod gc;
 pub mod hooks;
 pub mod list;
@@ -15,6 +16,8 @@ pub mod restore;
 pub mod restore_server;
 pub mod runs;
 pub mod status;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod validate;
 pub mod verify;
 

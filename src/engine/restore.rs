@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{Located, read};
+use super::{Located, fallback, read};
 use crate::config::Job;
 use crate::keys;
 use crate::progress::Progress;
@@ -26,7 +26,6 @@ const TEMP_MARK: &str = ".cairn-restore-";
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     pub target: PathBuf,
-    pub dry_run: bool,
     pub force: bool,
     /// Replace a database file that another process has open (`--force` twice).
     pub replace_open: bool,
@@ -60,15 +59,115 @@ impl crate::engine::runs::Summary for RestoreReport {
     }
 }
 
-pub fn restore(
-    job: &Job,
-    located: &Located,
-    options: &RestoreOptions,
-    progress: Arc<dyn Progress>,
-) -> Result<RestoreReport> {
-    let manifest = &located.manifest;
-    let restorer = source::restorer_for(&manifest.source.kind)?;
-    let key = keys::decrypt_key(job)?;
+/// The artifact a restore reads, as its plan names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedArtifact {
+    pub job: String,
+    pub id: String,
+    pub kind: String,
+    pub stored_bytes: u64,
+    pub plaintext_bytes: u64,
+    /// The destinations holding a good copy, in the order they are read: the
+    /// next is tried when a copy turns out damaged or unreachable.
+    pub copies: Vec<String>,
+}
+
+impl PlannedArtifact {
+    pub fn of(located: &Located) -> Self {
+        let manifest = &located.manifest;
+        PlannedArtifact {
+            job: manifest.job.clone(),
+            id: manifest.id.clone(),
+            kind: manifest.source.kind.clone(),
+            stored_bytes: manifest.data.size,
+            plaintext_bytes: manifest.plaintext.size,
+            copies: located
+                .copies
+                .iter()
+                .map(|(d, _)| d.name().to_string())
+                .collect(),
+        }
+    }
+
+    /// The first line of every restore's actions.
+    pub fn read_line(&self) -> String {
+        format!(
+            "read artifact {} of job `{}` ({} bytes stored, {} bytes of {})",
+            self.id, self.job, self.stored_bytes, self.plaintext_bytes, self.kind
+        )
+    }
+
+    /// The order copies are read in, when there is a choice.
+    pub fn copies_line(&self) -> Option<String> {
+        (self.copies.len() > 1).then(|| {
+            let named: Vec<String> = self.copies.iter().map(|c| format!("`{c}`")).collect();
+            format!(
+                "would read the copies in this order, each next one only if the one before is damaged or unreachable: {}",
+                named.join(", ")
+            )
+        })
+    }
+}
+
+/// What restoring to a path will do, decided from the target and the located
+/// artifact before anything is written. A dry run renders it; `apply` does it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestorePlan {
+    pub artifact: PlannedArtifact,
+    pub target: PathBuf,
+    /// The target exists (and `--force` was given): it is replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replace: Option<Replacement>,
+    /// Temporaries of killed restores of this target, removed first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub leftovers: Vec<PathBuf>,
+    /// Replace the target even while another process has it open.
+    pub replace_open: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replacement {
+    /// Where the current content goes.
+    pub safety_copy: PathBuf,
+    /// Files that belong to the current content (SQLite's `-wal`), which go with it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub companions: Vec<PathBuf>,
+}
+
+impl RestorePlan {
+    /// What applying the plan would do, after the artifact was read and checked.
+    pub fn intentions(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        lines.extend(self.artifact.copies_line());
+        for leftover in &self.leftovers {
+            lines.push(format!(
+                "would remove {}, left by an interrupted restore",
+                leftover.display()
+            ));
+        }
+        if let Some(replace) = &self.replace {
+            lines.push(format!(
+                "would move the existing {} to {}",
+                self.target.display(),
+                replace.safety_copy.display()
+            ));
+            for companion in &replace.companions {
+                lines.push(format!(
+                    "would move {} (it belongs to the existing content) beside the safety copy",
+                    companion.display()
+                ));
+            }
+        }
+        lines.push(format!("would write {}", self.target.display()));
+        lines
+    }
+}
+
+/// Decides what restoring `located` to `options.target` does: refuses a target
+/// that cannot be written, an existing one without `force`, an open database
+/// file without `replace_open`. Reads the file system, writes nothing.
+pub fn plan(located: &Located, options: &RestoreOptions) -> Result<RestorePlan> {
+    let restorer = source::restorer_for(&located.manifest.source.kind)?;
     let target = std::path::absolute(&options.target).unwrap_or(options.target.clone());
     let parent = target
         .parent()
@@ -83,104 +182,151 @@ pub fn restore(
     if exists && !options.replace_open {
         refuse_open_target(restorer.as_ref(), &target)?;
     }
+    let replace = exists.then(|| Replacement {
+        safety_copy: safety_path(&target),
+        companions: existing_companions(restorer.as_ref(), &target),
+    });
+    Ok(RestorePlan {
+        artifact: PlannedArtifact::of(located),
+        leftovers: crate::leftovers::dead_in_dir(&parent, &temp_prefix(&file_name)),
+        target,
+        replace,
+        replace_open: options.replace_open,
+    })
+}
 
-    let mut actions = vec![format!(
-        "read artifact {} of job `{}` ({} bytes stored, {} bytes of {})",
-        manifest.id, job.name, manifest.data.size, manifest.plaintext.size, manifest.source.kind
-    )];
-    if !options.dry_run {
-        remove_stale_temps(&parent, &file_name);
-    }
+/// Plans and applies in one go.
+pub fn restore(
+    job: &Job,
+    located: &Located,
+    options: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreReport> {
+    let plan = plan(located, options)?;
+    apply(job, located, &plan, progress)
+}
 
-    let mut last_error = None;
-    for (dest, _) in &located.copies {
-        progress.start(
-            &format!("restore {} from {}", manifest.id, dest.name()),
-            Some(manifest.data.size),
-        );
-        let temp = temp_path(&parent, &file_name);
-        let result = if options.dry_run {
-            read::read_artifact(
-                dest.as_ref(),
-                manifest,
-                &key,
-                progress.clone(),
-                &mut read::discard,
-            )
-        } else {
-            let result = read::read_artifact(
-                dest.as_ref(),
-                manifest,
-                &key,
-                progress.clone(),
-                &mut |stream| restorer.write(stream, &temp),
-            )
-            .and_then(|outcome| restorer.check(&temp).map(|()| outcome));
-            if result.is_err() {
-                remove_path(&temp);
-            }
-            result
-        };
-        progress.finish();
+/// Reads the artifact through every check and renders the plan: nothing is
+/// written (a dry run).
+pub fn rehearse(
+    job: &Job,
+    located: &Located,
+    plan: &RestorePlan,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreReport> {
+    let key = keys::decrypt_key(job)?;
+    let found = fallback::first_good_copy(located, "restore", &progress, |dest| {
+        read::read_artifact(
+            dest,
+            &located.manifest,
+            &key,
+            progress.clone(),
+            &mut read::discard,
+        )
+    })?;
+    let bytes = found.value.plaintext.size;
+    let mut report = report_of(plan, &found, bytes, true);
+    report.actions.extend(plan.intentions());
+    Ok(report)
+}
+
+/// Carries out `plan`: streams a good copy into a temporary beside the target,
+/// checks it, then puts it in place (keeping the old content as the safety copy).
+pub fn apply(
+    job: &Job,
+    located: &Located,
+    plan: &RestorePlan,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreReport> {
+    let manifest = &located.manifest;
+    let restorer = source::restorer_for(&manifest.source.kind)?;
+    let key = keys::decrypt_key(job)?;
+    let target = &plan.target;
+    let parent = target.parent().unwrap_or(Path::new("."));
+    let file_name = target.file_name().unwrap_or_default();
+    let removed = crate::leftovers::sweep_paths(plan.leftovers.clone(), "an interrupted restore");
+    let found = fallback::first_good_copy(located, "restore", &progress, |dest| {
+        let temp = temp_path(parent, file_name);
+        let result = read::read_artifact(dest, manifest, &key, progress.clone(), &mut |stream| {
+            restorer.write(stream, &temp)
+        })
+        .and_then(|outcome| restorer.check(&temp).map(|()| outcome));
         match result {
-            Ok(outcome) => {
-                actions.push(format!(
-                    "checked stored SHA-256 and plaintext SHA-256 against the manifest (copy in `{}`)",
-                    dest.name()
-                ));
-                let mut report = RestoreReport {
-                    job: job.name.clone(),
-                    id: manifest.id.clone(),
-                    destination: dest.name().to_string(),
-                    target: target.display().to_string(),
-                    dry_run: options.dry_run,
-                    safety_copy: None,
-                    plaintext_bytes: outcome.plaintext.size,
-                    actions,
-                };
-                let safety = exists.then(|| safety_path(&target));
-                if options.dry_run {
-                    if let Some(safety) = &safety {
-                        report.actions.push(format!(
-                            "would move the existing {} to {}",
-                            target.display(),
-                            safety.display()
-                        ));
-                    }
-                    report
-                        .actions
-                        .push(format!("would write {}", target.display()));
-                    return Ok(report);
-                }
-                if !options.replace_open {
-                    // It may have been opened while the artifact was read.
-                    if let Err(e) = refuse_open_target(restorer.as_ref(), &target) {
-                        remove_path(&temp);
-                        return Err(e);
-                    }
-                }
-                report.safety_copy =
-                    put_in_place(restorer.as_ref(), &temp, &target, safety.as_deref())?;
-                if let Some(safety) = &report.safety_copy {
-                    report
-                        .actions
-                        .push(format!("kept the previous content as {}", safety.display()));
-                }
-                report.actions.push(format!("wrote {}", target.display()));
-                return Ok(report);
+            Ok(outcome) => Ok((outcome, temp)),
+            Err(e) => {
+                let _ = crate::leftovers::remove_path(&temp);
+                Err(e)
             }
-            // Another copy may be good; a key or target problem will not change.
-            Err(e @ (Error::Integrity { .. } | Error::Destination { .. }))
-                if located.copies.len() > 1 =>
-            {
-                tracing::warn!(job = %job.name, destination = %dest.name(), error = %e, "copy unusable, trying the next destination");
-                last_error = Some(e);
-            }
-            Err(e) => return Err(e),
+        }
+    })?;
+    let (outcome, temp) = &found.value;
+    let temp = temp.clone();
+    let mut report = report_of(plan, &found, outcome.plaintext.size, false);
+    report.actions.splice(
+        1..1,
+        removed
+            .iter()
+            .map(|p| format!("removed {}, left by an interrupted restore", p.display())),
+    );
+    if !plan.replace_open {
+        // It may have been opened while the artifact was read.
+        if let Err(e) = refuse_open_target(restorer.as_ref(), target) {
+            let _ = crate::leftovers::remove_path(&temp);
+            return Err(e);
         }
     }
-    Err(last_error
-        .unwrap_or_else(|| Error::NotFound(format!("no copy of {} to read", manifest.id))))
+    // The planned name may have been taken while the artifact was read.
+    let safety = plan.replace.as_ref().map(|r| {
+        if fs::symlink_metadata(&r.safety_copy).is_ok() {
+            safety_path(target)
+        } else {
+            r.safety_copy.clone()
+        }
+    });
+    report.safety_copy = put_in_place(restorer.as_ref(), &temp, target, safety.as_deref())?;
+    if let Some(safety) = &report.safety_copy {
+        report
+            .actions
+            .push(format!("kept the previous content as {}", safety.display()));
+    }
+    report.actions.push(format!("wrote {}", target.display()));
+    Ok(report)
+}
+
+/// The report of a read that worked: the read line, the copies passed over, the check.
+fn report_of<T>(
+    plan: &RestorePlan,
+    found: &fallback::Found<T>,
+    plaintext_bytes: u64,
+    dry_run: bool,
+) -> RestoreReport {
+    let mut actions = vec![plan.artifact.read_line()];
+    actions.extend(found.skipped.iter().map(fallback::skipped_line));
+    actions.push(format!(
+        "checked stored SHA-256 and plaintext SHA-256 against the manifest (copy in `{}`)",
+        found.destination
+    ));
+    RestoreReport {
+        job: plan.artifact.job.clone(),
+        id: plan.artifact.id.clone(),
+        destination: found.destination.clone(),
+        target: plan.target.display().to_string(),
+        dry_run,
+        safety_copy: None,
+        plaintext_bytes,
+        actions,
+    }
+}
+
+fn existing_companions(restorer: &dyn Restorer, target: &Path) -> Vec<PathBuf> {
+    if restorer.shape() != TargetShape::File {
+        return Vec::new();
+    }
+    restorer
+        .companions(target)
+        .into_iter()
+        .filter(|c| fs::symlink_metadata(c).is_ok())
+        .collect()
 }
 
 fn target_error(target: &Path, message: impl Into<String>) -> Error {
@@ -312,6 +458,11 @@ fn writable(path: &Path) -> bool {
     unsafe { libc::access(c_path.as_ptr(), libc::W_OK) == 0 }
 }
 
+/// `.<name>.cairn-restore-`: what every temporary of a restore to `<name>` starts with.
+fn temp_prefix(file_name: &std::ffi::OsStr) -> String {
+    format!(".{}{TEMP_MARK}", file_name.to_string_lossy())
+}
+
 fn temp_path(parent: &Path, file_name: &std::ffi::OsStr) -> PathBuf {
     let nonce: u32 = rand::random();
     let mut name = OsString::from(".");
@@ -337,35 +488,6 @@ fn safety_path(target: &Path) -> PathBuf {
     path
 }
 
-/// Removes temporaries of earlier restores of this target whose process is gone
-/// (a restore that was killed leaves one behind).
-fn remove_stale_temps(parent: &Path, file_name: &std::ffi::OsStr) {
-    let prefix = format!(".{}{TEMP_MARK}", file_name.to_string_lossy());
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(&prefix) else {
-            continue;
-        };
-        let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
-        let alive = pid.is_some_and(crate::store::fs::process_alive);
-        if !alive {
-            tracing::info!(path = %entry.path().display(), "removing a leftover of an interrupted restore");
-            remove_path(&entry.path());
-        }
-    }
-}
-
-fn remove_path(path: &Path) {
-    let _ = match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(_) => Ok(()),
-    };
-}
-
 /// Moves the checked temporary into place, keeping what was there as `safety`.
 fn put_in_place(
     restorer: &dyn Restorer,
@@ -376,7 +498,7 @@ fn put_in_place(
     let parent = target.parent().unwrap_or(Path::new("."));
     sync_tree(temp);
     let fail = |what: &str, e: io::Error| {
-        remove_path(temp);
+        let _ = crate::leftovers::remove_path(temp);
         target_error(target, format!("{what}: {e}"))
     };
     let Some(safety) = safety else {
@@ -493,5 +615,110 @@ fn rename2(a: &Path, b: &Path, flags: libc::c_uint) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testing::located_in;
+
+    fn options(target: &Path, force: bool) -> RestoreOptions {
+        RestoreOptions {
+            target: target.to_path_buf(),
+            force,
+            replace_open: false,
+        }
+    }
+
+    /// Paths inside the temporary folder, as `/restore/…`, so snapshots hold.
+    fn tidy(text: &str, dir: &Path) -> String {
+        text.replace(&dir.display().to_string(), "/restore")
+    }
+
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn a_new_target_is_written_and_nothing_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let located = located_in(&["local", "offsite"]);
+        let plan = plan(&located, &options(&dir.path().join("app.db"), false)).unwrap();
+        assert_eq!(plan.replace, None);
+        assert_eq!(plan.artifact.copies, ["local", "offsite"]);
+        let lines = [plan.artifact.read_line()]
+            .into_iter()
+            .chain(plan.intentions())
+            .collect::<Vec<_>>()
+            .join("\n");
+        insta::assert_snapshot!(tidy(&lines, dir.path()));
+    }
+
+    #[test]
+    fn an_existing_target_needs_force_and_is_kept_with_its_companions() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("app.db");
+        std::fs::write(&target, b"old").unwrap();
+        std::fs::write(dir.path().join("app.db-wal"), b"old wal").unwrap();
+        let located = located_in(&["local"]);
+        let refused = plan(&located, &options(&target, false)).unwrap_err();
+        insta::assert_snapshot!(
+            "existing_target_refused",
+            tidy(&refused.to_string(), dir.path())
+        );
+
+        let plan = plan(&located, &options(&target, true)).unwrap();
+        let replace = plan.replace.clone().expect("the target is replaced");
+        assert_eq!(replace.companions, [dir.path().join("app.db-wal")]);
+        assert!(
+            replace
+                .safety_copy
+                .display()
+                .to_string()
+                .starts_with(&format!("{}.cairn-safety-", target.display()))
+        );
+        // Nothing was touched by planning.
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        let lines = plan.intentions().join("\n").replace(
+            &replace.safety_copy.display().to_string(),
+            "/restore/app.db.cairn-safety-TIME",
+        );
+        insta::assert_snapshot!("existing_target_replaced", tidy(&lines, dir.path()));
+    }
+
+    #[test]
+    fn leftovers_of_dead_restores_are_planned_and_live_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir
+            .path()
+            .join(format!(".app.db.cairn-restore-{}-0000abcd", dead_pid()));
+        let live = dir.path().join(format!(
+            ".app.db.cairn-restore-{}-0000abce",
+            std::process::id()
+        ));
+        let other = dir
+            .path()
+            .join(format!(".other.db.cairn-restore-{}-0000abcf", dead_pid()));
+        for p in [&dead, &live, &other] {
+            std::fs::write(p, b"partial").unwrap();
+        }
+        let located = located_in(&["local"]);
+        let plan = plan(&located, &options(&dir.path().join("app.db"), false)).unwrap();
+        assert_eq!(plan.leftovers, std::slice::from_ref(&dead));
+        // Planning removed nothing.
+        assert!(dead.exists() && live.exists() && other.exists());
+    }
+
+    #[test]
+    fn a_target_in_a_missing_folder_is_refused_before_anything_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let located = located_in(&["local"]);
+        let err = plan(&located, &options(&dir.path().join("nope/app.db"), false)).unwrap_err();
+        assert!(matches!(err, Error::Target { .. }), "{err}");
+        assert!(err.to_string().contains("create it first"), "{err}");
     }
 }

@@ -512,8 +512,8 @@ pub fn running_daemon(store: &dyn StateStore) -> Option<ProcessInfo> {
     if info.stopped_at.is_some() || info.host != crate::state::host() {
         return None;
     }
-    // SAFETY: signal 0 only checks that the process exists.
-    let alive = unsafe { libc::kill(info.pid as libc::pid_t, 0) } == 0;
+    // A daemon of another user (EPERM) is running too.
+    let alive = i32::try_from(info.pid).is_ok_and(crate::leftovers::process_alive);
     alive.then_some(info)
 }
 

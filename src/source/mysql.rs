@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::Dump;
 use super::external::{Program, SecretFile, find_tool};
-use super::server::{Prepared, ServerRestore};
+use super::server::{ServerRestore, TargetRequest, TargetStep};
 use crate::{Error, Result};
 
 pub use crate::config::connection::MyConn;
@@ -349,7 +349,7 @@ impl ServerRestore for MyRestore {
         self.target.display()
     }
 
-    fn prepare(&self, force: bool, clean: bool, dry_run: bool) -> Result<Prepared> {
+    fn plan(&self, request: TargetRequest) -> Result<TargetStep> {
         let name = self.target.database.clone();
         if name.is_empty() {
             return Err(Error::Usage(format!(
@@ -357,54 +357,53 @@ impl ServerRestore for MyRestore {
                 self.target.display()
             )));
         }
-        let mut prepared = Prepared::default();
-        let quoted = quote_ident(&name);
-        if self.exists()? {
-            let tables = self.table_count()?;
-            if tables > 0 && !force {
-                return Err(Error::Target {
-                    path: self.target.display().into(),
-                    message: format!(
-                        "database `{name}` already holds {tables} tables; pass --force to restore into it (add --clean to drop them first)"
-                    ),
-                });
-            }
-            if clean {
-                if dry_run {
-                    prepared
-                        .actions
-                        .push(format!("would drop and re-create database `{name}`"));
-                } else {
-                    self.target.query(
-                        None,
-                        &format!(
-                            "DROP DATABASE {quoted}; CREATE DATABASE {quoted}{}",
-                            self.create_options
-                        ),
-                    )?;
-                    prepared
-                        .actions
-                        .push(format!("dropped and re-created database `{name}`"));
-                }
-            } else {
-                prepared.actions.push(format!(
-                    "restore into the existing database `{name}` ({tables} tables)"
-                ));
-            }
-        } else if dry_run {
-            self.target.query(None, "SELECT 1")?;
-            prepared
-                .actions
-                .push(format!("would create database `{name}`"));
-        } else {
-            self.target.query(
-                None,
-                &format!("CREATE DATABASE {quoted}{}", self.create_options),
-            )?;
-            prepared.created = true;
-            prepared.actions.push(format!("created database `{name}`"));
+        if !self.exists()? {
+            return Ok(TargetStep::Create { database: name });
         }
-        Ok(prepared)
+        let tables = self.table_count()?;
+        if tables > 0 && !request.force {
+            return Err(Error::Target {
+                path: self.target.display().into(),
+                message: format!(
+                    "database `{name}` already holds {tables} tables; pass --force to restore into it (add --clean to drop them first)"
+                ),
+            });
+        }
+        Ok(if request.clean {
+            TargetStep::Recreate { database: name }
+        } else {
+            TargetStep::IntoExisting {
+                database: name,
+                holds: format!("{tables} tables"),
+            }
+        })
+    }
+
+    fn apply(&self, step: &TargetStep) -> Result<()> {
+        match step {
+            TargetStep::Create { database } => {
+                self.target.query(
+                    None,
+                    &format!(
+                        "CREATE DATABASE {}{}",
+                        quote_ident(database),
+                        self.create_options
+                    ),
+                )?;
+            }
+            TargetStep::Recreate { database } => {
+                let quoted = quote_ident(database);
+                self.target.query(
+                    None,
+                    &format!(
+                        "DROP DATABASE {quoted}; CREATE DATABASE {quoted}{}",
+                        self.create_options
+                    ),
+                )?;
+            }
+            TargetStep::IntoExisting { .. } | TargetStep::ReplayOnServer { .. } => {}
+        }
+        Ok(())
     }
 
     fn receiver_program(&self, _clean: bool) -> Program {

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::Dump;
 use super::external::{Program, SecretFile, find_tool};
-use super::server::{Prepared, ServerRestore};
+use super::server::{ServerRestore, TargetRequest, TargetStep};
 use crate::config::{PgFormat, PgScope};
 use crate::{Error, Result};
 
@@ -360,8 +360,7 @@ impl ServerRestore for PgRestore {
         self.target.display()
     }
 
-    fn prepare(&self, force: bool, clean: bool, dry_run: bool) -> Result<Prepared> {
-        let mut prepared = Prepared::default();
+    fn plan(&self, request: TargetRequest) -> Result<TargetStep> {
         if self.scope == PgScope::Server {
             let databases: u64 = self
                 .maintenance()
@@ -369,7 +368,7 @@ impl ServerRestore for PgRestore {
                 .trim()
                 .parse()
                 .unwrap_or(0);
-            if databases > 0 && !force {
+            if databases > 0 && !request.force {
                 return Err(Error::Target {
                     path: self.maintenance().display().into(),
                     message: format!(
@@ -377,13 +376,12 @@ impl ServerRestore for PgRestore {
                     ),
                 });
             }
-            prepared.actions.push(format!(
-                "would replay the pg_dumpall script on {}",
-                self.maintenance().display()
-            ));
-            return Ok(prepared);
+            return Ok(TargetStep::ReplayOnServer {
+                server: self.maintenance().display(),
+                databases,
+            });
         }
-        if clean && self.format == PgFormat::Plain {
+        if request.clean && self.format == PgFormat::Plain {
             return Err(Error::Usage(
                 "--clean needs a custom-format dump; drop the target database yourself for plain SQL dumps".into(),
             ));
@@ -397,7 +395,7 @@ impl ServerRestore for PgRestore {
         }
         if self.database_exists()? {
             let objects = self.object_count()?;
-            if objects > 0 && !force {
+            if objects > 0 && !request.force {
                 return Err(Error::Target {
                     path: self.target.display().into(),
                     message: format!(
@@ -405,33 +403,38 @@ impl ServerRestore for PgRestore {
                     ),
                 });
             }
-            prepared.actions.push(format!(
-                "restore into the existing database `{name}` ({objects} objects)"
-            ));
-        } else {
-            let can_create = self.maintenance().query(
-                "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
-            )?;
-            if can_create.trim() != "t" {
-                return Err(Error::Target {
-                    path: self.target.display().into(),
-                    message: format!(
-                        "database `{name}` does not exist and this user may not create databases"
-                    ),
-                });
-            }
-            if dry_run {
-                prepared
-                    .actions
-                    .push(format!("would create database `{name}`"));
-            } else {
-                self.maintenance()
-                    .query(&format!("CREATE DATABASE {}", quote_ident(&name)))?;
-                prepared.created = true;
-                prepared.actions.push(format!("created database `{name}`"));
-            }
+            // With --clean, pg_restore drops the objects itself.
+            return Ok(TargetStep::IntoExisting {
+                database: name,
+                holds: format!("{objects} objects"),
+            });
         }
-        Ok(prepared)
+        let can_create = self
+            .maintenance()
+            .query("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user")?;
+        if can_create.trim() != "t" {
+            return Err(Error::Target {
+                path: self.target.display().into(),
+                message: format!(
+                    "database `{name}` does not exist and this user may not create databases"
+                ),
+            });
+        }
+        Ok(TargetStep::Create { database: name })
+    }
+
+    fn apply(&self, step: &TargetStep) -> Result<()> {
+        match step {
+            TargetStep::Create { database } => {
+                self.maintenance()
+                    .query(&format!("CREATE DATABASE {}", quote_ident(database)))?;
+                Ok(())
+            }
+            TargetStep::ReplayOnServer { .. } | TargetStep::IntoExisting { .. } => Ok(()),
+            TargetStep::Recreate { database } => Err(Error::Run(format!(
+                "PostgreSQL restores never re-create database `{database}` (pg_restore --clean drops its objects)"
+            ))),
+        }
     }
 
     fn receiver_program(&self, clean: bool) -> Program {

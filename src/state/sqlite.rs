@@ -228,12 +228,6 @@ fn truncate_log(log: &str) -> String {
     )
 }
 
-fn process_alive(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
 impl StateStore for SqliteState {
     fn location(&self) -> String {
         self.path.display().to_string()
@@ -293,7 +287,7 @@ impl StateStore for SqliteState {
             .map_err(|e| self.error("cannot read runs", e))?;
         let mut marked = Vec::new();
         for (id, pid) in running {
-            if pid as u32 != std::process::id() && !process_alive(pid as u32) {
+            if pid as u32 != std::process::id() && crate::leftovers::owner_dead(&pid.to_string()) {
                 // Another process may sweep at the same time: the one whose
                 // update changes the row owns the run's alert.
                 let changed = conn
@@ -618,7 +612,7 @@ fn holder_dead(holder: &str) -> bool {
     let (Some(h), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
     };
-    h == host() && pid.parse::<u32>().is_ok_and(|pid| !process_alive(pid))
+    h == host() && crate::leftovers::owner_dead(pid)
 }
 
 /// The claim holder name of this process.

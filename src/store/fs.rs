@@ -131,14 +131,7 @@ fn this_host() -> String {
         .unwrap_or_default()
 }
 
-/// Whether a process with this id runs on this host.
-pub fn process_alive(pid: i32) -> bool {
-    // SAFETY: kill with signal 0 only checks whether the process exists.
-    // EPERM means it exists but belongs to someone else: alive.
-    pid > 0
-        && (unsafe { libc::kill(pid, 0) } == 0
-            || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
-}
+pub use crate::leftovers::process_alive;
 
 /// Removes uploads left by processes of this host that died (killed backups).
 /// Uploads of other hosts sharing the folder are left to `prune`.
@@ -157,7 +150,7 @@ fn remove_dead_partials(dir: &Dir) {
         else {
             continue;
         };
-        if owner_host == host && pid.parse().is_ok_and(|pid| !process_alive(pid)) {
+        if owner_host == host && crate::leftovers::owner_dead(pid) {
             tracing::info!(path = %dir.path.join(&entry.name).display(), "removing the leftover of an interrupted backup");
             let _ = dir.unlink(&entry.name);
         }
