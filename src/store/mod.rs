@@ -8,8 +8,10 @@
 pub mod catalog;
 pub mod fs;
 mod fs_at;
+pub mod layers;
 pub mod manifest;
 pub mod manifest_cache;
+pub mod memory;
 pub mod naming;
 pub mod remote;
 pub mod signature;
