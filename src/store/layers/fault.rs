@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::error::StorageKind;
 use crate::pipeline::Source;
-use crate::store::{Destination, ObjectInfo, Upload};
+use crate::store::{Destination, ObjectInfo, Upload, io_error_kind};
 use crate::{Error, Result};
 
 /// The operations a fault can hit.
@@ -197,17 +197,6 @@ fn injected(destination: &str, op: Op, key: &str, kind: StorageKind) -> Error {
     )
 }
 
-fn io_kind(kind: StorageKind) -> io::ErrorKind {
-    match kind {
-        StorageKind::NotFound => io::ErrorKind::NotFound,
-        StorageKind::Denied => io::ErrorKind::PermissionDenied,
-        StorageKind::Transient => io::ErrorKind::TimedOut,
-        StorageKind::NoSpace => io::ErrorKind::StorageFull,
-        StorageKind::Damaged => io::ErrorKind::InvalidData,
-        StorageKind::Other => io::ErrorKind::Other,
-    }
-}
-
 /// Runs `operation` unless a fault of `op` on `key` says otherwise.
 fn guarded<T>(
     faults: &Faults,
@@ -336,7 +325,7 @@ impl Write for FaultUpload {
             Some(Effect::Stall(duration)) => std::thread::sleep(duration),
             Some(Effect::Fail(kind)) | Some(Effect::FailAfterApplying(kind)) => {
                 return Err(io::Error::new(
-                    io_kind(kind),
+                    io_error_kind(kind),
                     injected(&self.destination, Op::Write, &self.key, kind).to_string(),
                 ));
             }
@@ -395,7 +384,7 @@ impl Read for FaultReader {
             Some(Effect::Stall(duration)) => std::thread::sleep(duration),
             Some(Effect::Fail(kind)) | Some(Effect::FailAfterApplying(kind)) => {
                 return Err(io::Error::new(
-                    io_kind(kind),
+                    io_error_kind(kind),
                     format!("injected fault: Read of {} failed ({kind:?})", self.key),
                 ));
             }
