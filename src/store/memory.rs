@@ -127,13 +127,17 @@ impl MemoryDestination {
         }
     }
 
-    /// `<folder>/.partial/<file>.cairn-memory-<n>` for `<folder>/<file>`.
+    /// `<folder>/.partial/<file>.cairn-<pid>-<n>-memory` for `<folder>/<file>`:
+    /// the owner format of cairn's other partial uploads, so `gc` knows it.
     fn temp_key(key: &str, n: u64) -> String {
         let (dir, file) = match key.rsplit_once('/') {
             Some((dir, file)) => (format!("{dir}/"), file),
             None => (String::new(), key),
         };
-        format!("{dir}{PARTIAL_DIR}/{file}.cairn-memory-{n}")
+        format!(
+            "{dir}{PARTIAL_DIR}/{file}.cairn-{}-{n:08x}-memory",
+            std::process::id()
+        )
     }
 }
 
@@ -233,13 +237,18 @@ impl Destination for MemoryDestination {
 
     fn list_partial(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let dir = format!("{prefix}{PARTIAL_DIR}/");
-        Ok(self
-            .lock()
-            .partial
-            .range(dir.clone()..)
-            .take_while(|(key, _)| key.starts_with(&dir))
-            .map(|(key, stored)| info(key, stored))
-            .collect())
+        let objects = self.lock();
+        // Objects written there directly count too, as on the other stores.
+        let mut found: Vec<ObjectInfo> = [&objects.partial, &objects.committed]
+            .into_iter()
+            .flat_map(|map| {
+                map.range(dir.clone()..)
+                    .take_while(|(key, _)| key.starts_with(&dir))
+                    .map(|(key, stored)| info(key, stored))
+            })
+            .collect();
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
     }
 }
 

@@ -211,11 +211,18 @@ impl RemoteDestination {
                 prefix,
                 credential_file,
                 endpoint,
+                anonymous,
                 transfer,
             } => {
                 let mut b = services::Gcs::default()
                     .bucket(bucket)
                     .root(&root_of(prefix));
+                if *anonymous {
+                    b = b
+                        .skip_signature()
+                        .disable_vm_metadata()
+                        .disable_config_load();
+                }
                 if let Some(path) = credential_file {
                     b = b.credential_path(&path.display().to_string());
                 }
@@ -339,11 +346,49 @@ impl RemoteDestination {
     }
 }
 
+/// The temporary name of `key` in its folder's `.partial/`, in the owner
+/// format `gc` recognises (`<file>.cairn-<pid>-<nonce>`).
+pub fn partial_key(key: &str) -> String {
+    let (dir, file) = key.rsplit_once('/').unwrap_or(("", key));
+    let nonce: u32 = rand::random();
+    format!(
+        "{}{}/{file}.cairn-{}-{nonce:08x}",
+        dir,
+        if dir.is_empty() {
+            ".partial"
+        } else {
+            "/.partial"
+        },
+        std::process::id()
+    )
+}
+
 struct RemoteUpload {
     writer: Option<opendal::Writer>,
     key: String,
+    /// On services that write files in place (SFTP), the upload goes to this
+    /// temporary key and is renamed to `key` by `commit`.
+    staged: Option<Staged>,
     destination: String,
     secrets: Vec<String>,
+}
+
+struct Staged {
+    temp: String,
+    op: Operator,
+}
+
+impl RemoteUpload {
+    /// Stops the writer and removes what it left.
+    fn discard(&mut self) {
+        let Ok(rt) = runtime() else { return };
+        if let Some(mut writer) = self.writer.take() {
+            let _ = rt.block_on(writer.abort());
+        }
+        if let Some(staged) = self.staged.take() {
+            let _ = rt.block_on(staged.op.delete(&staged.temp));
+        }
+    }
 }
 
 impl RemoteUpload {
@@ -380,27 +425,37 @@ impl Upload for RemoteUpload {
                 "upload already closed",
             ));
         };
-        rt.block_on(writer.close()).map(drop).map_err(|e| {
-            Error::storage(
+        if let Err(e) = rt.block_on(writer.close()) {
+            self.discard();
+            return Err(Error::storage(
                 &self.destination,
                 kind_of(&e),
                 self.error("cannot complete the upload of", e),
-            )
-        })
+            ));
+        }
+        let Some(staged) = self.staged.take() else {
+            return Ok(());
+        };
+        rt.block_on(staged.op.rename(&staged.temp, &self.key))
+            .map_err(|e| {
+                let _ = rt.block_on(staged.op.delete(&staged.temp));
+                Error::storage(
+                    &self.destination,
+                    kind_of(&e),
+                    self.error("cannot rename into", e),
+                )
+            })
     }
 
     fn abort(mut self: Box<Self>) {
-        if let (Ok(rt), Some(mut writer)) = (runtime(), self.writer.take()) {
-            let _ = rt.block_on(writer.abort());
-        }
+        self.discard();
     }
 }
 
 impl Drop for RemoteUpload {
     fn drop(&mut self) {
-        if let (Ok(rt), Some(mut writer)) = (runtime(), self.writer.take()) {
-            let _ = rt.block_on(writer.abort());
-        }
+        // Neither committed nor aborted: an error path. Leave nothing behind.
+        self.discard();
     }
 }
 
@@ -415,10 +470,17 @@ impl Destination for RemoteDestination {
 
     fn create(&self, key: &str) -> Result<Box<dyn Upload>> {
         let rt = runtime()?;
+        // Object stores publish an upload only when it completes; services
+        // that can rename write files in place, so they get a temporary name.
+        let staged = self.can_rename.then(|| Staged {
+            temp: partial_key(key),
+            op: self.op_once.clone(),
+        });
+        let target = staged.as_ref().map_or(key, |s| s.temp.as_str());
         let writer = rt
             .block_on(
                 self.op
-                    .writer_with(key)
+                    .writer_with(target)
                     .chunk(self.part_size())
                     .concurrent(self.transfer.concurrency.max(1) as usize)
                     .into_future(),
@@ -427,6 +489,7 @@ impl Destination for RemoteDestination {
         Ok(Box::new(RemoteUpload {
             writer: Some(writer),
             key: key.to_string(),
+            staged,
             destination: self.name.clone(),
             secrets: self.secrets.clone(),
         }))
@@ -442,18 +505,7 @@ impl Destination for RemoteDestination {
                 .map(drop)
                 .map_err(|e| self.fail("cannot write", key, &e));
         }
-        let (dir, file) = key.rsplit_once('/').unwrap_or(("", key));
-        let nonce: u32 = rand::random();
-        let temp = format!(
-            "{}{}/{file}.cairn-{}-{nonce:08x}",
-            dir,
-            if dir.is_empty() {
-                ".partial"
-            } else {
-                "/.partial"
-            },
-            std::process::id()
-        );
+        let temp = partial_key(key);
         rt.block_on(self.op_once.write(&temp, data))
             .map_err(|e| self.fail("cannot write", &temp, &e))?;
         rt.block_on(self.op_once.rename(&temp, key)).map_err(|e| {

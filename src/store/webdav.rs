@@ -145,11 +145,13 @@ impl WebdavStreamer {
         })
     }
 
-    /// Starts a PUT of `key` whose body is what gets written to the upload.
+    /// Starts a PUT to `temp` whose body is what gets written to the upload;
+    /// `commit` moves it to `key`, so nothing shows under `key` before.
     pub fn start(
         &self,
         runtime: &tokio::runtime::Runtime,
         key: &str,
+        temp: &str,
         destination: &str,
     ) -> Box<dyn Upload> {
         let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
@@ -159,7 +161,7 @@ impl WebdavStreamer {
         });
         let request = self.authorized(
             self.client
-                .put(self.url_of(key))
+                .put(self.url_of(temp))
                 .body(reqwest::Body::wrap_stream(body)),
         );
         let task = runtime.spawn(async move {
@@ -183,6 +185,8 @@ impl WebdavStreamer {
             task: Some(task),
             runtime: runtime.handle().clone(),
             key: key.to_string(),
+            temp: temp.to_string(),
+            streamer: self.clone(),
             destination: destination.to_string(),
             secrets: self.secrets.clone(),
         })
@@ -225,6 +229,9 @@ struct WebdavUpload {
     task: Option<tokio::task::JoinHandle<std::result::Result<(), (StorageKind, String)>>>,
     runtime: tokio::runtime::Handle,
     key: String,
+    /// Where the body goes until `commit` moves it to `key`.
+    temp: String,
+    streamer: WebdavStreamer,
     destination: String,
     secrets: Vec<String>,
 }
@@ -254,6 +261,43 @@ impl WebdavUpload {
         self.tx = None;
         if let Some(task) = self.task.take() {
             task.abort();
+        }
+    }
+
+    /// Best effort: what an aborted PUT left under the temporary name.
+    fn remove_temp(&self) {
+        let request = self.streamer.authorized(
+            self.streamer
+                .client
+                .delete(self.streamer.url_of(&self.temp)),
+        );
+        // reqwest sets up its timers when sending starts: inside the runtime.
+        let _ = self.runtime.block_on(async { request.send().await });
+    }
+
+    async fn move_into_place(&self) -> std::result::Result<(), (StorageKind, String)> {
+        let method = reqwest::Method::from_bytes(b"MOVE")
+            .map_err(|e| (StorageKind::Other, e.to_string()))?;
+        let request = self
+            .streamer
+            .client
+            .request(method, self.streamer.url_of(&self.temp))
+            .header("Destination", self.streamer.url_of(&self.key))
+            .header("Overwrite", "T");
+        let response = self
+            .streamer
+            .authorized(request)
+            .send()
+            .await
+            .map_err(|e| (kind_of_request(&e), e.to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err((
+                kind_of_status(status),
+                format!("the server answered {status}"),
+            ))
         }
     }
 }
@@ -295,19 +339,36 @@ impl Write for WebdavUpload {
 
 impl Upload for WebdavUpload {
     fn commit(mut self: Box<Self>) -> Result<()> {
-        self.finish_task()
-            .map_err(|(kind, e)| Error::storage(&self.destination, kind, e))
+        if let Err((kind, e)) = self.finish_task() {
+            self.remove_temp();
+            return Err(Error::storage(&self.destination, kind, e));
+        }
+        let moved = self.runtime.block_on(self.move_into_place());
+        moved.map_err(|(kind, e)| {
+            self.remove_temp();
+            Error::storage(
+                &self.destination,
+                kind,
+                redact(
+                    &format!("cannot rename into {}: {e}", self.key),
+                    &self.secrets,
+                ),
+            )
+        })
     }
 
     fn abort(mut self: Box<Self>) {
         self.abort_task();
+        self.remove_temp();
     }
 }
 
 impl Drop for WebdavUpload {
     fn drop(&mut self) {
+        // Neither committed nor aborted: an error path. Leave nothing behind.
         if let Some(task) = self.task.take() {
             task.abort();
+            self.remove_temp();
         }
     }
 }

@@ -1,5 +1,6 @@
 //! WebDAV uploads streamed as one chunked PUT (`store::webdav`) in place of
-//! OpenDAL's writer, which buffers whole objects in memory. Only `create` is
+//! OpenDAL's writer, which buffers whole objects in memory. The PUT goes to a
+//! `.partial/` name and `commit` moves it into place. Only `create` is
 //! replaced; everything else goes to the destination below.
 
 use crate::Result;
@@ -29,8 +30,9 @@ impl Destination for WebdavUpload {
 
     fn create(&self, key: &str) -> Result<Box<dyn Upload>> {
         let runtime = remote::runtime()?;
-        self.streamer.ensure_folder(runtime, key, self.name())?;
-        Ok(self.streamer.start(runtime, key, self.name()))
+        let temp = remote::partial_key(key);
+        self.streamer.ensure_folder(runtime, &temp, self.name())?;
+        Ok(self.streamer.start(runtime, key, &temp, self.name()))
     }
 
     fn put_atomic(&self, key: &str, bytes: &[u8]) -> Result<()> {
