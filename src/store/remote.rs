@@ -674,3 +674,56 @@ impl<R: Read> Read for RedactingReader<R> {
             .map_err(|e| io::Error::new(e.kind(), redact(&e.to_string(), &self.secrets)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opendal_errors_map_to_the_kinds_callers_act_on() {
+        let error = |kind| opendal::Error::new(kind, "x");
+        assert_eq!(kind_of(&error(ErrorKind::NotFound)), StorageKind::NotFound);
+        assert_eq!(
+            kind_of(&error(ErrorKind::PermissionDenied)),
+            StorageKind::Denied
+        );
+        assert_eq!(
+            kind_of(&error(ErrorKind::RateLimited)),
+            StorageKind::Transient
+        );
+        assert_eq!(
+            kind_of(&error(ErrorKind::Unexpected).set_temporary()),
+            StorageKind::Transient
+        );
+        // Retries ran out: still worth trying later.
+        assert_eq!(
+            kind_of(&error(ErrorKind::Unexpected).set_persistent()),
+            StorageKind::Transient
+        );
+        assert_eq!(
+            kind_of(&opendal::Error::new(
+                ErrorKind::Unexpected,
+                "507 Insufficient Storage"
+            )),
+            StorageKind::NoSpace
+        );
+        assert_eq!(
+            kind_of(&error(ErrorKind::ConfigInvalid)),
+            StorageKind::Other
+        );
+    }
+
+    #[test]
+    fn partial_keys_sit_in_the_folders_partial_folder_with_an_owner() {
+        let temp = partial_key("app/app-20260101T000000Z-abcd.sqlite.zst");
+        assert!(
+            temp.starts_with("app/.partial/app-20260101T000000Z-abcd.sqlite.zst.cairn-"),
+            "{temp}"
+        );
+        assert!(
+            crate::store::naming::is_partial_upload("app", &temp),
+            "gc removes it when it is left behind: {temp}"
+        );
+        assert!(partial_key("top").starts_with(".partial/top.cairn-"));
+    }
+}

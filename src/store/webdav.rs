@@ -372,3 +372,20 @@ impl Drop for WebdavUpload {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_statuses_map_to_storage_kinds() {
+        let kind = |code| kind_of_status(reqwest::StatusCode::from_u16(code).unwrap());
+        assert_eq!(kind(401), StorageKind::Denied);
+        assert_eq!(kind(403), StorageKind::Denied);
+        assert_eq!(kind(404), StorageKind::NotFound);
+        assert_eq!(kind(507), StorageKind::NoSpace);
+        assert_eq!(kind(503), StorageKind::Transient);
+        assert_eq!(kind(429), StorageKind::Transient);
+        assert_eq!(kind(400), StorageKind::Other);
+    }
+}
