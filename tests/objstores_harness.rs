@@ -166,3 +166,29 @@ fn webdav_rclone_serves_its_folder_with_basic_auth() {
     assert_eq!(r.status, 207);
     assert!(r.text().contains("direct.txt"), "{}", r.text());
 }
+
+#[test]
+fn gcs_fake_server_stores_objects_in_buckets() {
+    let gcs = objstores::gcs();
+    eprintln!(
+        "fake-gcs-server at {} ready in {:?}",
+        gcs.endpoint(),
+        gcs.started_in
+    );
+    let bucket = unique_name("harness");
+    gcs.create_bucket(&bucket);
+    gcs.create_bucket(&bucket); // an existing bucket of ours is fine
+    assert_eq!(gcs.list_objects(&bucket), Vec::<String>::new());
+    let upload = http(
+        "POST",
+        gcs.port,
+        &format!("/upload/storage/v1/b/{bucket}/o?uploadType=media&name=dir%2Fa.txt"),
+        &[("Content-Type".into(), "application/octet-stream".into())],
+        b"hello gcs",
+    )
+    .expect("upload");
+    assert!(upload.is_success(), "{} {}", upload.status, upload.text());
+    assert_eq!(gcs.list_objects(&bucket), ["dir/a.txt"]);
+    let missing = http("GET", gcs.port, "/storage/v1/b/no-such-bucket/o", &[], b"").expect("list");
+    assert_eq!(missing.status, 404, "{}", missing.text());
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{Config, Job};
+use crate::store::layers::dry_run::DryRunRecord;
 use crate::store::naming::{self, MANIFEST_SUFFIX, job_prefix};
 use crate::store::signature::{self, SIGNATURE_SUFFIX};
 use crate::store::{self, ObjectInfo, catalog};
@@ -94,7 +95,13 @@ fn collect(
     dry_run: bool,
     report: &mut GcReport,
 ) -> crate::Result<()> {
-    let dest = store::open(config, name)?;
+    // A dry run deletes through a layer that only records what it would delete.
+    let layers = if dry_run {
+        store::Layers::dry_run(&DryRunRecord::new())
+    } else {
+        store::Layers::default()
+    };
+    let dest = store::open_with(config, name, &layers)?;
     let listing = catalog::list_job(dest.as_ref(), &job.name)?;
     if !listing.unreadable.is_empty() {
         // A manifest we cannot read might name any object: remove nothing.
@@ -146,8 +153,8 @@ fn collect(
             report.too_young += 1;
             continue;
         }
+        dest.delete(&object.key)?;
         if !dry_run {
-            dest.delete(&object.key)?;
             tracing::info!(job = %job.name, destination = %name, key = %object.key, "removed: {reason}");
         }
         report.removed.push(Removed {
