@@ -3,8 +3,10 @@
 
 pub mod backup;
 pub mod check;
+pub mod events;
 pub mod gc;
 pub mod hooks;
+pub mod job;
 pub mod list;
 pub mod overlap;
 pub mod prune;
@@ -18,6 +20,8 @@ pub mod status;
 pub mod validate;
 pub mod verify;
 
+use std::sync::Arc;
+
 use crate::config::{Config, Job};
 use crate::state::CopyMarks;
 use crate::store::signature::Trust;
@@ -28,7 +32,7 @@ use crate::{Error, Result};
 /// in the job's destination order.
 pub struct Located {
     pub manifest: Manifest,
-    pub copies: Vec<(Box<dyn Destination>, Artifact)>,
+    pub copies: Vec<(Arc<dyn Destination>, Artifact)>,
     /// Destinations that could not be listed, with the reason.
     pub unreachable: Vec<(String, String)>,
     /// Damaged copies of the chosen artifact, and newer artifacts that were
@@ -49,12 +53,14 @@ pub struct Selector {
     pub allow_unsigned: bool,
 }
 
-/// Opens the destinations to read `job` from: `from` alone, or all of the job's.
+/// Opens the destinations of `job`: `from` alone, or all of the job's, in the
+/// job's order. The one place that turns a job's destination names into
+/// destinations; engine operations take what it opened.
 pub fn destinations_of(
     config: &Config,
     job: &Job,
     from: Option<&str>,
-) -> Result<Vec<Box<dyn Destination>>> {
+) -> Result<Vec<Arc<dyn Destination>>> {
     match from {
         Some(name) => {
             if !job.destinations.iter().any(|d| d == name) {
@@ -64,21 +70,31 @@ pub fn destinations_of(
                     job.destinations.join(", ")
                 )));
             }
-            Ok(vec![store::open(config, name)?])
+            Ok(vec![Arc::from(store::open(config, name)?)])
         }
         None => job
             .destinations
             .iter()
-            .map(|name| store::open(config, name))
+            .map(|name| store::open(config, name).map(Arc::from))
             .collect(),
     }
 }
 
-pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located> {
+/// Chooses the artifact `selector` names among `destinations` (the job's, as
+/// [`destinations_of`] opened them; with `selector.from`, only that one is read).
+pub fn locate(
+    config: &Config,
+    job: &Job,
+    destinations: &[Arc<dyn Destination>],
+    selector: &Selector,
+) -> Result<Located> {
     let mut listings = Vec::new();
     let mut unreachable = Vec::new();
     let mut unreadable = Vec::new();
-    for dest in destinations_of(config, job, selector.from.as_deref())? {
+    let chosen = destinations
+        .iter()
+        .filter(|d| selector.from.as_deref().is_none_or(|from| d.name() == from));
+    for dest in chosen.cloned() {
         match catalog::list_job_cached(
             config,
             dest.as_ref(),
