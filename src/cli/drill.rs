@@ -41,7 +41,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
     remove_scratch_on_signals();
     let request = super::request(context, &config, job, store, args.trigger.trigger());
     let report = engine::job::recorded(&request, RunKind::Drill, || {
-        let destinations = engine::destinations_of(&config, job, selector.from.as_deref())?;
+        let destinations = request.destinations(selector.from.as_deref())?;
         let located = engine::locate(&config, job, &destinations, &selector)?;
         drill::drill(job, &located, store, request.progress.clone())
     })?;

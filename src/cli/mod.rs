@@ -349,6 +349,7 @@ fn request<'a>(
         trigger,
         events: &Notifier,
         progress: output::progress(context.progress),
+        open: Box::new(crate::engine::configured(config)),
     }
 }
 

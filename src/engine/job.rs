@@ -12,10 +12,11 @@ use super::gc::{self, GcReport};
 use super::prune::{self, JobPrune};
 use super::repair::{self, RepairReport, Scope};
 use super::runs::{self, Summary};
-use super::{Selector, verify};
+use super::{Open, Selector, verify};
 use crate::config::{Config, Job};
 use crate::progress::Progress;
 use crate::state::{RunKind, StateStore, Trigger};
+use crate::store::Destination;
 use crate::{Error, Result};
 
 /// How long a claim holds without being released (a process that dies
@@ -33,6 +34,24 @@ pub struct Request<'a> {
     /// Where the run's events go (the caller decides).
     pub events: &'a dyn EventSink,
     pub progress: Arc<dyn Progress>,
+    /// Opens the job's destinations by name (`engine::configured`, or layered
+    /// or fake ones); called inside the run, so a destination that cannot be
+    /// opened fails the run like any other destination error.
+    pub open: Box<Open<'a>>,
+}
+
+impl Request<'_> {
+    /// The job's destinations (`from` alone, when given); the first that
+    /// cannot be opened is the error.
+    pub fn destinations(&self, from: Option<&str>) -> Result<Vec<Arc<dyn Destination>>> {
+        super::destinations_with(&self.open, self.job, from)
+    }
+
+    /// Each of the job's destinations, a failure to open one kept beside the
+    /// others.
+    pub fn each_destination(&self) -> Vec<super::Opened> {
+        super::open_job_with(&self.open, self.job, None)
+    }
 }
 
 /// The exclusive claim on a job for this process, released when dropped.
@@ -121,7 +140,7 @@ pub fn backup<'a>(
     let job = request.job;
     let result = recorded(request, RunKind::Backup, || {
         super::validate::before_backup(job, request.store, request.trigger)?;
-        let destinations = super::destinations_of(request.config, job, None)?;
+        let destinations = request.destinations(None)?;
         let mut report = backup::backup(job, &destinations, options, request.progress.clone())?;
         report.verification = verify::after_backup(request, &report.id, &destinations);
         Ok(report)
@@ -181,7 +200,7 @@ pub fn prune(request: &Request<'_>, dry_run: bool) -> Result<JobPrune> {
 pub fn verify(request: &Request<'_>, selector: &Selector) -> Result<verify::VerifyReport> {
     let job = request.job;
     let report = recorded(request, RunKind::Verify, || {
-        let destinations = super::destinations_of(request.config, job, selector.from.as_deref())?;
+        let destinations = request.destinations(selector.from.as_deref())?;
         let located = super::locate(request.config, job, &destinations, selector)?;
         verify::verify(job, &located, request.progress.clone())
     })?;
@@ -196,8 +215,9 @@ pub fn verify(request: &Request<'_>, selector: &Selector) -> Result<verify::Veri
 /// nor records; a real one holds the job's claim.
 pub fn repair(request: &Request<'_>, scope: &Scope, dry_run: bool) -> Result<RepairReport> {
     let (config, job, store) = (request.config, request.job, request.store);
+    let destinations = || request.each_destination();
     if dry_run {
-        return repair::repair(config, job, store, scope, true);
+        return repair::repair(config, job, &destinations(), store, scope, true);
     }
     let kind = match scope {
         Scope::Repair => RunKind::Repair,
@@ -205,7 +225,7 @@ pub fn repair(request: &Request<'_>, scope: &Scope, dry_run: bool) -> Result<Rep
     };
     let _claim = claim(store, &job.name)?;
     recorded(request, kind, || {
-        repair::repair(config, job, store, scope, false)
+        repair::repair(config, job, &destinations(), store, scope, false)
     })
 }
 
@@ -214,5 +234,232 @@ pub fn repair(request: &Request<'_>, scope: &Scope, dry_run: bool) -> Result<Rep
 /// is running elsewhere and was left alone.
 pub fn gc(request: &Request<'_>, grace: Duration, dry_run: bool) -> Result<Vec<GcReport>> {
     let _claim = claim(request.store, &request.job.name)?;
-    Ok(gc::gc(request.config, &[request.job], grace, dry_run))
+    let destinations = request.each_destination();
+    Ok(gc::gc(request.job, &destinations, grace, dry_run))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::events::Recorder;
+    use crate::engine::testing::{self, Faults, Memory};
+    use crate::store::catalog;
+
+    const MIB: usize = 1024 * 1024;
+
+    fn request<'a>(
+        config: &'a Config,
+        store: Option<&'a dyn StateStore>,
+        events: &'a Recorder,
+        destinations: &[Arc<Memory>],
+    ) -> Request<'a> {
+        Request {
+            config,
+            job: config.job("app").expect("the test job"),
+            store,
+            trigger: Trigger::Manual,
+            events,
+            progress: Arc::new(crate::progress::Silent),
+            open: Box::new(testing::opener(destinations.to_vec())),
+        }
+    }
+
+    fn artifacts(dest: &Memory) -> usize {
+        catalog::list_job(dest, "app")
+            .expect("a memory destination lists")
+            .artifacts
+            .len()
+    }
+
+    fn backup(
+        faults_b: Faults,
+        bytes: usize,
+    ) -> (BackupRun, Arc<Memory>, Arc<Memory>, Vec<String>) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = testing::config(dir.path(), bytes, "quick");
+        let a = Memory::new("a", Faults::default());
+        let b = Memory::new("b", faults_b);
+        let events = Recorder::default();
+        let run = super::backup(
+            &request(&config, None, &events, &[a.clone(), b.clone()]),
+            &BackupOptions::default(),
+            false,
+        )
+        .expect("nothing else holds the job");
+        (run, a, b, events.lines())
+    }
+
+    #[test]
+    fn one_destination_failing_mid_stream_leaves_the_others_committed_and_is_named() {
+        let (run, a, b, events) = backup(
+            Faults {
+                write_after: Some(256 * 1024),
+                ..Faults::default()
+            },
+            2 * MIB,
+        );
+        let report = run.backup.expect("the backup ran");
+        assert!(report.failed());
+        let outcome = |name: &str| {
+            report
+                .destinations
+                .iter()
+                .find(|d| d.destination == name)
+                .expect("every destination has an outcome")
+        };
+        assert!(outcome("a").committed);
+        assert!(!outcome("b").committed);
+        let error = outcome("b").error.as_deref().unwrap_or_default();
+        assert!(error.contains("connection was reset"), "{error}");
+        assert_eq!(artifacts(&a), 1);
+        assert_eq!(artifacts(&b), 0);
+        assert!(b.keys().is_empty(), "{:?}", b.keys());
+        assert!(b.partial_keys().is_empty(), "{:?}", b.partial_keys());
+        // The committed copy was verified; the run's end names the failure.
+        let verified = report.verification.as_ref().expect("verify = quick");
+        assert!(verified.ok(), "{verified:?}");
+        assert_eq!(
+            events,
+            ["started app", "verify app succeeded", "backup app failed"]
+        );
+    }
+
+    #[test]
+    fn a_manifest_that_cannot_be_written_deletes_the_data_object_there() {
+        let (run, a, b, _) = backup(
+            Faults {
+                put_ending: Some(".manifest.json".into()),
+                ..Faults::default()
+            },
+            64 * 1024,
+        );
+        let report = run.backup.expect("one destination committed");
+        let b_outcome = &report.destinations[1];
+        assert_eq!(b_outcome.destination, "b");
+        assert!(!b_outcome.committed);
+        assert!(
+            b_outcome
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("write failed"))
+        );
+        assert_eq!(artifacts(&a), 1);
+        // The data object was written and committed, then removed with the manifest.
+        assert!(b.keys().is_empty(), "{:?}", b.keys());
+        assert_eq!(artifacts(&b), 0);
+    }
+
+    #[test]
+    fn a_commit_that_fails_leaves_nothing_behind_in_that_destination() {
+        let (run, a, b, _) = backup(
+            Faults {
+                commit: true,
+                ..Faults::default()
+            },
+            64 * 1024,
+        );
+        let report = run.backup.expect("one destination committed");
+        assert!(report.partially_failed());
+        assert_eq!(artifacts(&a), 1);
+        assert!(b.keys().is_empty() && b.partial_keys().is_empty());
+    }
+
+    #[test]
+    fn manifests_failing_everywhere_fail_the_backup_and_commit_nothing() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = testing::config(dir.path(), 64 * 1024, "quick");
+        let broken = || Faults {
+            put_ending: Some(".manifest.json".into()),
+            ..Faults::default()
+        };
+        let a = Memory::new("a", broken());
+        let b = Memory::new("b", broken());
+        let events = Recorder::default();
+        let run = super::backup(
+            &request(&config, None, &events, &[a.clone(), b.clone()]),
+            &BackupOptions::default(),
+            true,
+        )
+        .expect("nothing else holds the job");
+        let error = run.backup.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("nothing was committed"), "{error}");
+        assert!(error.contains("`a`") && error.contains("`b`"), "{error}");
+        assert!(run.prune.is_none(), "no prune after a failed backup");
+        assert!(a.keys().is_empty() && b.keys().is_empty());
+        assert_eq!(events.lines(), ["started app", "backup app failed"]);
+    }
+
+    #[test]
+    fn a_job_another_process_holds_is_not_run() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = testing::config(dir.path(), 1024, "off");
+        let store = crate::state::open(&config).expect("a state store");
+        assert!(
+            store
+                .claim("job:app", "another-host:1", 3600)
+                .expect("claim")
+        );
+        let a = Memory::new("a", Faults::default());
+        let b = Memory::new("b", Faults::default());
+        let events = Recorder::default();
+        let request = request(&config, Some(store.as_ref()), &events, &[a.clone(), b]);
+        let refused = super::backup(&request, &BackupOptions::default(), true)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refused.contains("already running"), "{refused}");
+        // gc, prune and repair take the same claim.
+        let gc = super::gc(&request, Duration::ZERO, false).err();
+        assert!(gc.is_some_and(|e| e.to_string().contains("already running")));
+        assert!(super::prune(&request, false).is_err());
+        assert!(super::repair(&request, &Scope::Repair, false).is_err());
+        assert!(events.lines().is_empty(), "{:?}", events.lines());
+        assert!(a.keys().is_empty());
+        let runs = store
+            .runs(&crate::state::RunFilter::default())
+            .expect("runs");
+        assert!(runs.is_empty(), "nothing was recorded: {runs:?}");
+    }
+
+    #[test]
+    fn a_backup_with_prune_records_backup_verify_and_prune_runs() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = testing::config(dir.path(), 64 * 1024, "full");
+        let store = crate::state::open(&config).expect("a state store");
+        let a = Memory::new("a", Faults::default());
+        let b = Memory::new("b", Faults::default());
+        let events = Recorder::default();
+        let request = request(
+            &config,
+            Some(store.as_ref()),
+            &events,
+            &[a.clone(), b.clone()],
+        );
+        let run = super::backup(&request, &BackupOptions::default(), true).expect("claimed");
+        let report = run.backup.expect("the backup succeeded");
+        assert!(!report.failed(), "{:?}", report.destinations);
+        assert!(run.prune.is_some());
+        assert_eq!(artifacts(&a), 1);
+        assert_eq!(artifacts(&b), 1);
+        let kinds: Vec<RunKind> = store
+            .runs(&crate::state::RunFilter::default())
+            .expect("runs")
+            .into_iter()
+            .map(|r| r.kind)
+            .collect();
+        for kind in [RunKind::Backup, RunKind::Verify, RunKind::Prune] {
+            assert!(kinds.contains(&kind), "{kind} not recorded: {kinds:?}");
+        }
+        assert_eq!(
+            events.lines(),
+            [
+                "started app",
+                "verify app succeeded",
+                "backup app succeeded",
+                "prune app succeeded"
+            ]
+        );
+        // The claim was released: the job can run again at once.
+        assert!(super::gc(&request, Duration::ZERO, true).is_ok());
+    }
 }

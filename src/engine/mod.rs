@@ -17,6 +17,8 @@ pub mod restore;
 pub mod restore_server;
 pub mod runs;
 pub mod status;
+#[cfg(test)]
+pub mod testing;
 pub mod validate;
 pub mod verify;
 
@@ -53,31 +55,86 @@ pub struct Selector {
     pub allow_unsigned: bool,
 }
 
-/// Opens the destinations of `job`: `from` alone, or all of the job's, in the
-/// job's order. The one place that turns a job's destination names into
-/// destinations; engine operations take what it opened.
+/// Opens a destination by its config name: how a caller gives the engine its
+/// destinations (the config's, layered as the caller wants, or fakes in tests).
+pub type Open<'a> = dyn Fn(&str) -> Result<Arc<dyn Destination>> + 'a;
+
+/// Opens destinations as the config defines them. This is the one place that
+/// turns destination names into destinations; engine operations take what a
+/// caller opened with it (or with an [`Open`] of its own).
+pub fn configured(config: &Config) -> impl Fn(&str) -> Result<Arc<dyn Destination>> + '_ {
+    move |name| store::open(config, name).map(Arc::from)
+}
+
+/// Opens the destinations of `job` with the config's destinations.
 pub fn destinations_of(
     config: &Config,
     job: &Job,
     from: Option<&str>,
 ) -> Result<Vec<Arc<dyn Destination>>> {
-    match from {
-        Some(name) => {
-            if !job.destinations.iter().any(|d| d == name) {
-                return Err(Error::Usage(format!(
-                    "job `{}` does not use destination `{name}` (it uses {})",
-                    job.name,
-                    job.destinations.join(", ")
-                )));
-            }
-            Ok(vec![Arc::from(store::open(config, name)?)])
-        }
-        None => job
-            .destinations
-            .iter()
-            .map(|name| store::open(config, name).map(Arc::from))
-            .collect(),
+    destinations_with(&configured(config), job, from)
+}
+
+/// Opens the destinations of `job` with `open`: `from` alone, or all of the
+/// job's, in the job's order; the first that cannot be opened is the error.
+pub fn destinations_with(
+    open: &Open<'_>,
+    job: &Job,
+    from: Option<&str>,
+) -> Result<Vec<Arc<dyn Destination>>> {
+    if let Some(name) = from
+        && !job.destinations.iter().any(|d| d == name)
+    {
+        return Err(Error::Usage(format!(
+            "job `{}` does not use destination `{name}` (it uses {})",
+            job.name,
+            job.destinations.join(", ")
+        )));
     }
+    open_job_with(open, job, from)
+        .into_iter()
+        .map(|opened| opened.destination)
+        .collect()
+}
+
+/// One of a job's destinations as it was opened: its name and the
+/// destination, or why it could not be opened. Operations that report on
+/// each destination (list, status, gc, repair, check) take these, so that one
+/// destination that cannot be opened is reported beside the others.
+pub struct Opened {
+    pub name: String,
+    pub destination: Result<Arc<dyn Destination>>,
+}
+
+/// Opens each destination named in `names`, keeping failures beside the
+/// others.
+pub fn open_each<'a>(config: &Config, names: impl IntoIterator<Item = &'a String>) -> Vec<Opened> {
+    let open = configured(config);
+    names
+        .into_iter()
+        .map(|name| Opened {
+            name: name.clone(),
+            destination: open(name),
+        })
+        .collect()
+}
+
+/// Opens the destinations of `job` (only `from`, when given and used by the
+/// job), keeping failures beside the others.
+pub fn open_job(config: &Config, job: &Job, from: Option<&str>) -> Vec<Opened> {
+    open_job_with(&configured(config), job, from)
+}
+
+/// [`open_job`] with `open`.
+pub fn open_job_with(open: &Open<'_>, job: &Job, from: Option<&str>) -> Vec<Opened> {
+    job.destinations
+        .iter()
+        .filter(|d| from.is_none_or(|f| f == d.as_str()))
+        .map(|name| Opened {
+            name: name.clone(),
+            destination: open(name),
+        })
+        .collect()
 }
 
 /// Chooses the artifact `selector` names among `destinations` (the job's, as
