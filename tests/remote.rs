@@ -246,9 +246,11 @@ fn killed_upload_is_never_listed_and_gc_removes_it() {
         .spawn()
         .unwrap();
     let job_dir = objstores::webdav().data.join(&prefix).join("app");
+    // The upload streams to a temporary name and is moved into place on commit.
+    let partial_dir = job_dir.join(".partial");
     let start = std::time::Instant::now();
     loop {
-        let uploading = std::fs::read_dir(&job_dir)
+        let uploading = std::fs::read_dir(&partial_dir)
             .map(|d| {
                 d.flatten().any(|e| {
                     e.metadata()
@@ -284,14 +286,16 @@ fn killed_upload_is_never_listed_and_gc_removes_it() {
         !removed.is_empty(),
         "gc removes the partial object: {reports}"
     );
-    let left: Vec<_> = std::fs::read_dir(&job_dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.metadata().is_ok_and(|m| m.is_file()))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(left.is_empty(), "{left:?}");
+    for dir in [&job_dir, &partial_dir] {
+        let left: Vec<_> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.metadata().is_ok_and(|m| m.is_file()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
 
 #[test]

@@ -94,6 +94,10 @@ pub enum DestinationConfig {
         credential_file: Option<PathBuf>,
         #[serde(default, deserialize_with = "interp::opt_string")]
         endpoint: Option<String>,
+        /// Unsigned requests, loading no credentials: public buckets and
+        /// local emulators (fake-gcs-server).
+        #[serde(default)]
+        anonymous: bool,
         #[serde(default)]
         transfer: Transfer,
     },

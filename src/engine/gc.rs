@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::Opened;
 use crate::config::Job;
+use crate::store::layers::dry_run::{DryRun, DryRunRecord};
 use crate::store::naming::{self, MANIFEST_SUFFIX, job_prefix};
 use crate::store::signature::{self, SIGNATURE_SUFFIX};
 use crate::store::{Destination, ObjectInfo, catalog};
@@ -79,6 +80,11 @@ pub fn gc(job: &Job, destinations: &[Opened], grace: Duration, dry_run: bool) ->
             skipped: None,
         };
         let result = match &opened.destination {
+            // A dry run deletes through a layer that only records what it would delete.
+            Ok(dest) if dry_run => {
+                let dest = DryRun::new(Box::new(dest.clone()), DryRunRecord::new());
+                collect(job, &dest, cutoff, grace, dry_run, &mut report).map_err(|e| e.to_string())
+            }
             Ok(dest) => collect(job, dest.as_ref(), cutoff, grace, dry_run, &mut report)
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -149,8 +155,8 @@ fn collect(
             report.too_young += 1;
             continue;
         }
+        dest.delete(&object.key)?;
         if !dry_run {
-            dest.delete(&object.key)?;
             tracing::info!(job = %job.name, destination = %name, key = %object.key, "removed: {reason}");
         }
         report.removed.push(Removed {

@@ -241,9 +241,10 @@ pub fn gc(request: &Request<'_>, grace: Duration, dry_run: bool) -> Result<Vec<G
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::StorageKind;
     use crate::engine::events::Recorder;
-    use crate::engine::testing::{self, Faults, Memory};
-    use crate::store::catalog;
+    use crate::engine::testing::{self, Faulty};
+    use crate::store::layers::fault::{Fault, Op};
 
     const MIB: usize = 1024 * 1024;
 
@@ -251,7 +252,7 @@ mod tests {
         config: &'a Config,
         store: Option<&'a dyn StateStore>,
         events: &'a Recorder,
-        destinations: &[Arc<Memory>],
+        destinations: &[&Faulty],
     ) -> Request<'a> {
         Request {
             config,
@@ -260,28 +261,19 @@ mod tests {
             trigger: Trigger::Manual,
             events,
             progress: Arc::new(crate::progress::Silent),
-            open: Box::new(testing::opener(destinations.to_vec())),
+            open: Box::new(testing::opener(destinations)),
         }
     }
 
-    fn artifacts(dest: &Memory) -> usize {
-        catalog::list_job(dest, "app")
-            .expect("a memory destination lists")
-            .artifacts
-            .len()
-    }
-
-    fn backup(
-        faults_b: Faults,
-        bytes: usize,
-    ) -> (BackupRun, Arc<Memory>, Arc<Memory>, Vec<String>) {
+    /// A backup of `bytes` random bytes into `a` (sound) and `b` (with `fault`).
+    fn backup(fault: Fault, bytes: usize) -> (BackupRun, Faulty, Faulty, Vec<String>) {
         let dir = tempfile::tempdir().expect("a temp dir");
         let config = testing::config(dir.path(), bytes, "quick");
-        let a = Memory::new("a", Faults::default());
-        let b = Memory::new("b", faults_b);
+        let (a, b) = (Faulty::new("a"), Faulty::new("b"));
+        b.faults.inject(fault);
         let events = Recorder::default();
         let run = super::backup(
-            &request(&config, None, &events, &[a.clone(), b.clone()]),
+            &request(&config, None, &events, &[&a, &b]),
             &BackupOptions::default(),
             false,
         )
@@ -289,32 +281,34 @@ mod tests {
         (run, a, b, events.lines())
     }
 
+    fn outcome<'r>(report: &'r BackupReport, name: &str) -> &'r backup::DestinationOutcome {
+        report
+            .destinations
+            .iter()
+            .find(|d| d.destination == name)
+            .expect("every destination has an outcome")
+    }
+
     #[test]
     fn one_destination_failing_mid_stream_leaves_the_others_committed_and_is_named() {
         let (run, a, b, events) = backup(
-            Faults {
-                write_after: Some(256 * 1024),
-                ..Faults::default()
-            },
+            Fault::fail(Op::Write, StorageKind::Transient).after_bytes(256 * 1024),
             2 * MIB,
         );
         let report = run.backup.expect("the backup ran");
         assert!(report.failed());
-        let outcome = |name: &str| {
-            report
-                .destinations
-                .iter()
-                .find(|d| d.destination == name)
-                .expect("every destination has an outcome")
-        };
-        assert!(outcome("a").committed);
-        assert!(!outcome("b").committed);
-        let error = outcome("b").error.as_deref().unwrap_or_default();
-        assert!(error.contains("connection was reset"), "{error}");
-        assert_eq!(artifacts(&a), 1);
-        assert_eq!(artifacts(&b), 0);
-        assert!(b.keys().is_empty(), "{:?}", b.keys());
-        assert!(b.partial_keys().is_empty(), "{:?}", b.partial_keys());
+        assert!(outcome(&report, "a").committed);
+        assert!(!outcome(&report, "b").committed);
+        let error = outcome(&report, "b").error.as_deref().unwrap_or_default();
+        assert!(error.contains("injected fault: Write"), "{error}");
+        assert_eq!(a.artifacts(), 1);
+        assert_eq!(b.artifacts(), 0);
+        assert!(b.memory.keys().is_empty(), "{:?}", b.memory.keys());
+        assert!(
+            b.memory.partial_keys().is_empty(),
+            "{:?}",
+            b.memory.partial_keys()
+        );
         // The committed copy was verified; the run's end names the failure.
         let verified = report.verification.as_ref().expect("verify = quick");
         assert!(verified.ok(), "{verified:?}");
@@ -327,56 +321,52 @@ mod tests {
     #[test]
     fn a_manifest_that_cannot_be_written_deletes_the_data_object_there() {
         let (run, a, b, _) = backup(
-            Faults {
-                put_ending: Some(".manifest.json".into()),
-                ..Faults::default()
-            },
+            Fault::fail(Op::PutAtomic, StorageKind::NoSpace).on_key(".manifest.json"),
             64 * 1024,
         );
         let report = run.backup.expect("one destination committed");
-        let b_outcome = &report.destinations[1];
-        assert_eq!(b_outcome.destination, "b");
-        assert!(!b_outcome.committed);
-        assert!(
-            b_outcome
-                .error
-                .as_deref()
-                .is_some_and(|e| e.contains("write failed"))
+        let error = outcome(&report, "b").error.as_deref().unwrap_or_default();
+        assert!(error.contains("PutAtomic"), "{error}");
+        assert_eq!(a.artifacts(), 1);
+        // The data object was committed, then removed with the manifest.
+        assert!(b.memory.keys().is_empty(), "{:?}", b.memory.keys());
+        assert_eq!(b.artifacts(), 0);
+    }
+
+    #[test]
+    fn a_manifest_written_despite_an_error_is_the_commit() {
+        let (run, _, b, _) = backup(
+            Fault::fail_after_applying(Op::PutAtomic, StorageKind::Transient)
+                .on_key(".manifest.json"),
+            64 * 1024,
         );
-        assert_eq!(artifacts(&a), 1);
-        // The data object was written and committed, then removed with the manifest.
-        assert!(b.keys().is_empty(), "{:?}", b.keys());
-        assert_eq!(artifacts(&b), 0);
+        let report = run.backup.expect("the backup ran");
+        assert!(outcome(&report, "b").committed, "{:?}", report.destinations);
+        assert_eq!(b.artifacts(), 1);
     }
 
     #[test]
     fn a_commit_that_fails_leaves_nothing_behind_in_that_destination() {
-        let (run, a, b, _) = backup(
-            Faults {
-                commit: true,
-                ..Faults::default()
-            },
-            64 * 1024,
-        );
+        let (run, a, b, _) = backup(Fault::fail(Op::Commit, StorageKind::Transient), 64 * 1024);
         let report = run.backup.expect("one destination committed");
         assert!(report.partially_failed());
-        assert_eq!(artifacts(&a), 1);
-        assert!(b.keys().is_empty() && b.partial_keys().is_empty());
+        assert_eq!(a.artifacts(), 1);
+        assert!(b.memory.keys().is_empty(), "{:?}", b.memory.keys());
+        assert_eq!(b.artifacts(), 0);
     }
 
     #[test]
     fn manifests_failing_everywhere_fail_the_backup_and_commit_nothing() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let config = testing::config(dir.path(), 64 * 1024, "quick");
-        let broken = || Faults {
-            put_ending: Some(".manifest.json".into()),
-            ..Faults::default()
-        };
-        let a = Memory::new("a", broken());
-        let b = Memory::new("b", broken());
+        let (a, b) = (Faulty::new("a"), Faulty::new("b"));
+        for d in [&a, &b] {
+            d.faults
+                .inject(Fault::fail(Op::PutAtomic, StorageKind::Denied).on_key(".manifest.json"));
+        }
         let events = Recorder::default();
         let run = super::backup(
-            &request(&config, None, &events, &[a.clone(), b.clone()]),
+            &request(&config, None, &events, &[&a, &b]),
             &BackupOptions::default(),
             true,
         )
@@ -385,7 +375,7 @@ mod tests {
         assert!(error.contains("nothing was committed"), "{error}");
         assert!(error.contains("`a`") && error.contains("`b`"), "{error}");
         assert!(run.prune.is_none(), "no prune after a failed backup");
-        assert!(a.keys().is_empty() && b.keys().is_empty());
+        assert!(a.memory.keys().is_empty() && b.memory.keys().is_empty());
         assert_eq!(events.lines(), ["started app", "backup app failed"]);
     }
 
@@ -399,10 +389,9 @@ mod tests {
                 .claim("job:app", "another-host:1", 3600)
                 .expect("claim")
         );
-        let a = Memory::new("a", Faults::default());
-        let b = Memory::new("b", Faults::default());
+        let (a, b) = (Faulty::new("a"), Faulty::new("b"));
         let events = Recorder::default();
-        let request = request(&config, Some(store.as_ref()), &events, &[a.clone(), b]);
+        let request = request(&config, Some(store.as_ref()), &events, &[&a, &b]);
         let refused = super::backup(&request, &BackupOptions::default(), true)
             .err()
             .map(|e| e.to_string())
@@ -414,7 +403,7 @@ mod tests {
         assert!(super::prune(&request, false).is_err());
         assert!(super::repair(&request, &Scope::Repair, false).is_err());
         assert!(events.lines().is_empty(), "{:?}", events.lines());
-        assert!(a.keys().is_empty());
+        assert!(a.memory.keys().is_empty());
         let runs = store
             .runs(&crate::state::RunFilter::default())
             .expect("runs");
@@ -426,21 +415,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temp dir");
         let config = testing::config(dir.path(), 64 * 1024, "full");
         let store = crate::state::open(&config).expect("a state store");
-        let a = Memory::new("a", Faults::default());
-        let b = Memory::new("b", Faults::default());
+        let (a, b) = (Faulty::new("a"), Faulty::new("b"));
         let events = Recorder::default();
-        let request = request(
-            &config,
-            Some(store.as_ref()),
-            &events,
-            &[a.clone(), b.clone()],
-        );
+        let request = request(&config, Some(store.as_ref()), &events, &[&a, &b]);
         let run = super::backup(&request, &BackupOptions::default(), true).expect("claimed");
         let report = run.backup.expect("the backup succeeded");
         assert!(!report.failed(), "{:?}", report.destinations);
         assert!(run.prune.is_some());
-        assert_eq!(artifacts(&a), 1);
-        assert_eq!(artifacts(&b), 1);
+        assert_eq!((a.artifacts(), b.artifacts()), (1, 1));
         let kinds: Vec<RunKind> = store
             .runs(&crate::state::RunFilter::default())
             .expect("runs")
@@ -459,7 +441,33 @@ mod tests {
                 "prune app succeeded"
             ]
         );
-        // The claim was released: the job can run again at once.
-        assert!(super::gc(&request, Duration::ZERO, true).is_ok());
+        // The claim was released, and gc cleans through the same destinations.
+        let cleaned = super::gc(&request, Duration::ZERO, false).expect("claimed again");
+        assert_eq!(cleaned.len(), 2);
+        assert!(cleaned.iter().all(|r| r.error.is_none()), "{cleaned:?}");
+    }
+
+    #[test]
+    fn gc_dry_run_removes_nothing_and_says_what_it_would() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let config = testing::config(dir.path(), 1024, "off");
+        let (a, b) = (Faulty::new("a"), Faulty::new("b"));
+        let events = Recorder::default();
+        let request = request(&config, None, &events, &[&a, &b]);
+        let report = super::backup(&request, &BackupOptions::default(), false)
+            .and_then(|run| run.backup)
+            .expect("the backup succeeded");
+        // A data object no manifest names: what a backup killed before its
+        // manifest leaves.
+        let manifest = crate::store::naming::manifest_key("app", &report.id);
+        a.memory.remove(&manifest);
+        let orphan = report.manifest.data.key.clone();
+        assert_eq!(a.memory.keys(), [orphan.clone()]);
+        let reports = super::gc(&request, Duration::ZERO, true).expect("no claims without a store");
+        let removed: Vec<&str> = reports[0].removed.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(removed, [orphan.as_str()]);
+        assert_eq!(a.memory.keys(), [orphan.clone()]);
+        super::gc(&request, Duration::ZERO, false).expect("no claims without a store");
+        assert!(a.memory.keys().is_empty(), "{:?}", a.memory.keys());
     }
 }

@@ -106,6 +106,44 @@ pub struct Opened {
     pub destination: Result<Arc<dyn Destination>>,
 }
 
+/// A shared destination is a destination, so that layers (which own what
+/// they wrap) can go over one that a caller opened and shares.
+impl Destination for Arc<dyn Destination> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn create(&self, key: &str) -> Result<Box<dyn store::Upload>> {
+        (**self).create(key)
+    }
+    fn put_atomic(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        (**self).put_atomic(key, bytes)
+    }
+    fn open(&self, key: &str) -> Result<crate::pipeline::Source> {
+        (**self).open(key)
+    }
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        (**self).get(key)
+    }
+    fn size(&self, key: &str) -> Result<Option<u64>> {
+        (**self).size(key)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<store::ObjectInfo>> {
+        (**self).list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<()> {
+        (**self).delete(key)
+    }
+    fn list_partial(&self, prefix: &str) -> Result<Vec<store::ObjectInfo>> {
+        (**self).list_partial(prefix)
+    }
+    fn remove_empty_folder(&self, key: &str) -> Result<()> {
+        (**self).remove_empty_folder(key)
+    }
+}
+
 /// Opens each destination named in `names`, keeping failures beside the
 /// others.
 pub fn open_each<'a>(config: &Config, names: impl IntoIterator<Item = &'a String>) -> Vec<Opened> {

@@ -206,7 +206,13 @@ pub fn read_manifest_bytes(dest: &dyn Destination, object: &ObjectInfo) -> Resul
     dest.open(&object.key)?
         .take(MAX_MANIFEST_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::destination(dest.name(), format!("cannot read {}: {e}", object.key)))?;
+        .map_err(|e| {
+            Error::storage(
+                dest.name(),
+                crate::error::StorageKind::of_io(&e),
+                format!("cannot read {}: {e}", object.key),
+            )
+        })?;
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
         return Err(too_large(bytes.len() as u64));
     }

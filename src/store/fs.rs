@@ -18,6 +18,7 @@ use rand::Rng;
 
 use super::fs_at::{self, Dir, Kind};
 use super::{Destination, ObjectInfo, Upload};
+use crate::error::StorageKind;
 use crate::pipeline::Source;
 use crate::{Error, Result};
 
@@ -61,7 +62,11 @@ impl FsDestination {
     }
 
     fn io_err(&self, what: &str, path: &Path, e: io::Error) -> Error {
-        self.err(format!("{what} {}: {e}{}", path.display(), hint(&e)))
+        Error::storage(
+            &self.name,
+            StorageKind::of_io(&e),
+            format!("{what} {}: {e}{}", path.display(), hint(&e)),
+        )
     }
 
     /// Opens the folder reached by `parts` below the root, one component at a
@@ -248,8 +253,9 @@ impl Write for FsUpload {
 impl Upload for FsUpload {
     fn commit(mut self: Box<Self>) -> Result<()> {
         let fail = |what: &str, path: &Path, e: io::Error| {
-            Error::destination(
+            Error::storage(
                 &self.destination,
+                StorageKind::of_io(&e),
                 format!("{what} {}: {e}{}", path.display(), hint(&e)),
             )
         };
@@ -325,9 +331,13 @@ impl Destination for FsDestination {
 
     fn put_atomic(&self, key: &str, bytes: &[u8]) -> Result<()> {
         let mut upload = self.create(key)?;
-        upload
-            .write_all(bytes)
-            .map_err(|e| self.err(format!("cannot write {key}: {e}")))?;
+        upload.write_all(bytes).map_err(|e| {
+            Error::storage(
+                &self.name,
+                StorageKind::of_io(&e),
+                format!("cannot write {key}: {e}"),
+            )
+        })?;
         upload.commit()
     }
 

