@@ -124,11 +124,7 @@ pub struct BackupRun {
 /// fully successful backup) apply retention. Every step is a recorded run
 /// whose end is emitted. An error means the job was not run at all (another
 /// process holds it).
-pub fn backup<'a>(
-    request: &Request<'a>,
-    options: &BackupOptions,
-    prune: bool,
-) -> Result<BackupRun> {
+pub fn backup(request: &Request<'_>, options: &BackupOptions, prune: bool) -> Result<BackupRun> {
     let _claim = claim(request.store, &request.job.name)?;
     request.events.emit(
         request.config,
