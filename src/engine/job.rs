@@ -458,11 +458,11 @@ mod tests {
         let manifest = crate::store::naming::manifest_key("app", &report.id);
         a.memory.remove(&manifest);
         let orphan = report.manifest.data.key.clone();
-        assert_eq!(a.memory.keys(), [orphan.clone()]);
+        assert_eq!(a.memory.keys(), std::slice::from_ref(&orphan));
         let reports = super::gc(&request, Duration::ZERO, true).expect("no claims without a store");
         let removed: Vec<&str> = reports[0].removed.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(removed, [orphan.as_str()]);
-        assert_eq!(a.memory.keys(), [orphan.clone()]);
+        assert_eq!(a.memory.keys(), std::slice::from_ref(&orphan));
         super::gc(&request, Duration::ZERO, false).expect("no claims without a store");
         assert!(a.memory.keys().is_empty(), "{:?}", a.memory.keys());
     }
