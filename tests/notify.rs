@@ -604,8 +604,8 @@ fn check_reports_channels_that_cannot_work_on_this_host() {
     assert!(!common::stdout(&out).contains("password variable"));
 }
 
-/// What a drill verb does after its run: `runs::recorded` then
-/// `notify::run_finished` with `RunKind::Drill` (drills are built elsewhere;
+/// What a drill verb's run delivers: `runs::recorded`, then (as the CLI's
+/// event sink does) `notify::run_finished` with `RunKind::Drill` (drills are built elsewhere;
 /// this drives the same two library calls with a stand-in result type).
 #[test]
 fn drill_runs_emit_drill_failed_then_one_recovery() {
@@ -646,7 +646,7 @@ fn drill_runs_emit_drill_failed_then_one_recovery() {
             Some(store.as_ref()),
             "app",
             RunKind::Drill,
-            &result,
+            &runs::end_of(&result),
         )
     };
     let reports = drill(false);

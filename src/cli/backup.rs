@@ -1,7 +1,6 @@
 use crate::Result;
 use crate::engine::backup::{self, BackupOptions};
-use crate::engine::{prune, runs, verify};
-use crate::state::{RunKind, StateStore};
+use crate::engine::{self, prune};
 
 use super::{Context, TriggerArg, output};
 
@@ -47,8 +46,9 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for job in jobs {
-        let _claim = match super::claim_job(store, &job.name) {
-            Ok(claim) => claim,
+        let request = super::request(context, &config, job, store, trigger);
+        let run = match engine::job::backup(&request, &options, args.prune) {
+            Ok(run) => run,
             Err(e) => {
                 output::print_error(&e, context.json);
                 failures.push(job.name.clone());
@@ -56,17 +56,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
                 continue;
             }
         };
-        crate::notify::run_started(&config, Some(&job.name), None);
-        let result = runs::recorded(store, &job.name, RunKind::Backup, trigger, || {
-            crate::engine::validate::before_backup(job, store, trigger)?;
-            let progress = output::progress(context.progress);
-            let mut report = backup::backup(&config, job, &options, progress.clone())?;
-            report.verification =
-                verify::after_backup(&config, job, &report.id, store, trigger, progress);
-            Ok(report)
-        });
-        crate::notify::run_finished(&config, store, &job.name, RunKind::Backup, &result);
-        match result {
+        match run.backup {
             Ok(report) => {
                 if !context.json {
                     print_report(&report);
@@ -74,8 +64,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
                 let mut value = serde_json::to_value(&report).unwrap_or_default();
                 if report.failed() {
                     failures.push(job.name.clone());
-                } else if args.prune {
-                    let pruned = prune_after(&config, job, store, trigger);
+                } else if let Some(pruned) = run.prune {
                     if pruned.destinations.iter().any(prune::PruneReport::failed) {
                         failures.push(job.name.clone());
                     }
@@ -99,22 +88,6 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         output::print_json(&reports);
     }
     Ok(if failures.is_empty() { 0 } else { 1 })
-}
-
-fn prune_after(
-    config: &crate::config::Config,
-    job: &crate::config::Job,
-    store: Option<&dyn StateStore>,
-    trigger: crate::state::Trigger,
-) -> prune::JobPrune {
-    let result = runs::recorded(store, &job.name, RunKind::Prune, trigger, || {
-        Ok(prune::prune(config, job, store, false))
-    });
-    // `prune` reports its failures inside; it never returns an error.
-    result.unwrap_or_else(|_| prune::JobPrune {
-        job: job.name.clone(),
-        destinations: Vec::new(),
-    })
 }
 
 fn print_report(report: &backup::BackupReport) {

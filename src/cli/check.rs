@@ -15,7 +15,8 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
     for job in &jobs {
         crate::engine::overlap::refuse_overlap(&config, job)?;
     }
-    let findings = check::check(&config, &jobs, &crate::drill::readiness);
+    let destinations = crate::engine::open_each(&config, check::destinations_used(&config, &jobs));
+    let findings = check::check(&config, &jobs, &destinations, &crate::drill::readiness);
     if context.json {
         output::print_json(&serde_json::json!({
             "config": config.file,

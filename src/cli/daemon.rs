@@ -94,6 +94,7 @@ pub fn run(context: &Context, _args: Args) -> Result<u8> {
         runner: &runner,
         events: rx,
         sender: tx,
+        run_events: &super::Notifier,
         on_ready: Box::new(|| {
             // Parsing the config leaves a few MiB of freed heap (TOML tables,
             // serde buffers) that glibc keeps unless asked; an idle daemon

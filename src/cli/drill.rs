@@ -2,7 +2,7 @@
 
 use crate::Result;
 use crate::drill::{self, DrillReport};
-use crate::engine::{self, Selector, runs};
+use crate::engine::{self, Selector};
 use crate::state::RunKind;
 
 use super::{Context, TriggerArg, output};
@@ -39,19 +39,12 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         allow_unsigned: args.allow_unsigned,
     };
     remove_scratch_on_signals();
-    let progress = output::progress(context.progress);
-    let result = runs::recorded(
-        store,
-        &job.name,
-        RunKind::Drill,
-        args.trigger.trigger(),
-        || {
-            let located = engine::locate(&config, job, &selector)?;
-            drill::drill(job, &located, store, progress)
-        },
-    );
-    crate::notify::run_finished(&config, store, &job.name, RunKind::Drill, &result);
-    let report = result?;
+    let request = super::request(context, &config, job, store, args.trigger.trigger());
+    let report = engine::job::recorded(&request, RunKind::Drill, || {
+        let destinations = request.destinations(selector.from.as_deref())?;
+        let located = engine::locate(&config, job, &destinations, &selector)?;
+        drill::drill(job, &located, store, request.progress.clone())
+    })?;
     if context.json {
         output::print_json(&report);
     } else {

@@ -1,4 +1,5 @@
-use crate::engine::gc;
+use crate::engine::{self, gc};
+use crate::state::Trigger;
 use crate::{Error, Result};
 
 use super::{Context, output};
@@ -24,20 +25,18 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
     let store = store.as_deref();
     let mut reports = Vec::new();
     for job in jobs {
-        // A running backup's unfinished upload is not garbage: hold the job's
-        // claim while cleaning, and leave a running job alone.
-        let _claim = match super::claim_job(store, &job.name) {
-            Ok(claim) => claim,
+        let request = super::request(context, &config, job, store, Trigger::Manual);
+        match engine::job::gc(&request, grace, args.dry_run) {
+            Ok(cleaned) => reports.extend(cleaned),
+            // The job runs elsewhere: its unfinished upload is not garbage.
             Err(e) => {
                 let message = format!("skipped: {e}");
                 if !context.json {
                     println!("{}: {message}", job.name);
                 }
                 reports.push(gc::GcReport::skipped(job, &message));
-                continue;
             }
-        };
-        reports.extend(gc::gc(&config, &[job], grace, args.dry_run));
+        }
     }
     if context.json {
         output::print_json(&reports);

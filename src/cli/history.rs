@@ -24,7 +24,7 @@ pub struct Args {
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
     let store = state::open(&config)?;
-    crate::engine::runs::settle_orphans(&config, store.as_ref());
+    crate::engine::runs::settle_orphans(&config, store.as_ref(), &super::Notifier);
     if let Some(id) = args.run {
         let run = store
             .run(id)?

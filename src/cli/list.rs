@@ -32,7 +32,14 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
                 .join(", ")
         )));
     }
-    let listing = list::list(&config, &jobs, args.from.as_deref());
+    let opened: Vec<_> = jobs
+        .iter()
+        .map(|job| {
+            let destinations = crate::engine::open_job(&config, job, args.from.as_deref());
+            (*job, destinations)
+        })
+        .collect();
+    let listing = list::list(&config, &opened);
     for problem in &listing.problems {
         tracing::warn!(job = %problem.job, destination = %problem.destination, key = %problem.key, "{}", problem.problem);
         if !context.json {

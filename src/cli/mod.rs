@@ -304,46 +304,53 @@ fn cancel_on_signals() -> crate::cancel::Cancel {
 /// and alerted), so that no verb shows a dead run as still running.
 fn open_store(config: &Config) -> Option<Box<dyn crate::state::StateStore>> {
     let store = crate::state::open_or_warn(config)?;
-    crate::engine::runs::settle_orphans(config, store.as_ref());
+    crate::engine::runs::settle_orphans(config, store.as_ref(), &Notifier);
     Some(store)
 }
 
-/// The exclusive claim on a job for this process, released when dropped.
-pub struct JobClaim<'a> {
-    store: Option<&'a dyn crate::state::StateStore>,
-    name: String,
-    holder: String,
-}
+/// Delivers the engine's events through the config's notification channels:
+/// what every verb and the daemon install.
+pub struct Notifier;
 
-impl Drop for JobClaim<'_> {
-    fn drop(&mut self) {
-        if let Some(store) = self.store {
-            let _ = store.release(&self.name, &self.holder);
+impl crate::engine::events::EventSink for Notifier {
+    fn emit(
+        &self,
+        config: &Config,
+        store: Option<&dyn crate::state::StateStore>,
+        event: &crate::engine::events::Event<'_>,
+    ) {
+        use crate::engine::events::Event;
+        match *event {
+            Event::Started { job } => crate::notify::run_started(config, Some(job), None),
+            Event::Finished { job, kind, end } => {
+                crate::notify::run_finished(config, store, job, kind, end);
+            }
+            Event::Interrupted { run } => {
+                if let Some(store) = store {
+                    crate::notify::run_interrupted(config, store, run);
+                }
+            }
         }
     }
 }
 
-/// Claims `job` so that no other cairn process (CLI or daemon) runs it at the
-/// same time. Without a state store there is nothing to claim against.
-fn claim_job<'a>(
+/// A run of `job` for the engine, with this process's events and progress.
+fn request<'a>(
+    context: &Context,
+    config: &'a Config,
+    job: &'a crate::config::Job,
     store: Option<&'a dyn crate::state::StateStore>,
-    job: &str,
-) -> Result<JobClaim<'a>> {
-    const LEASE_SECS: u64 = 24 * 3600;
-    let name = format!("job:{job}");
-    let holder = crate::state::sqlite::holder();
-    if let Some(s) = store
-        && !s.claim(&name, &holder, LEASE_SECS)?
-    {
-        return Err(Error::Run(format!(
-            "job `{job}` is already running in another cairn process; try again when it has finished (`cairn history {job}`)"
-        )));
-    }
-    Ok(JobClaim {
+    trigger: crate::state::Trigger,
+) -> crate::engine::job::Request<'a> {
+    crate::engine::job::Request {
+        config,
+        job,
         store,
-        name,
-        holder,
-    })
+        trigger,
+        events: &Notifier,
+        progress: output::progress(context.progress),
+        open: Box::new(crate::engine::configured(config)),
+    }
 }
 
 /// The named jobs, or every job when none is named.

@@ -1,6 +1,5 @@
 use crate::Result;
-use crate::engine::{prune, runs};
-use crate::state::RunKind;
+use crate::engine::{self, prune};
 
 use super::{Context, TriggerArg, output};
 
@@ -22,18 +21,8 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
     let store = store.as_deref();
     let mut results = Vec::new();
     for job in jobs {
-        let pruned = if args.dry_run {
-            prune::prune(&config, job, store, true)
-        } else {
-            let _claim = super::claim_job(store, &job.name)?;
-            runs::recorded(
-                store,
-                &job.name,
-                RunKind::Prune,
-                args.trigger.trigger(),
-                || Ok(prune::prune(&config, job, store, false)),
-            )?
-        };
+        let request = super::request(context, &config, job, store, args.trigger.trigger());
+        let pruned = engine::job::prune(&request, args.dry_run)?;
         if !context.json {
             print(&pruned);
         }

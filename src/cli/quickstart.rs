@@ -76,10 +76,11 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
     let job = config.job("inventory")?;
     let store = crate::state::open_or_warn(&config);
     let store = store.as_deref();
+    let destinations = engine::destinations_of(&config, job, None)?;
     let report = runs::recorded(store, &job.name, RunKind::Backup, Trigger::Manual, || {
         backup::backup(
-            &config,
             job,
+            &destinations,
             &backup::BackupOptions::default(),
             output::progress(context.progress),
         )
@@ -107,7 +108,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         id: Some(report.id.clone()),
         ..Selector::default()
     };
-    let located = engine::locate(&config, job, &selector)?;
+    let located = engine::locate(&config, job, &destinations, &selector)?;
     let verdict = runs::recorded(store, &job.name, RunKind::Verify, Trigger::Manual, || {
         verify::verify(job, &located, output::progress(context.progress))
     })?;

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use crate::engine::{self, Selector, read, restore, restore_server, verify};
+use crate::engine::{self, Selector, read, restore, restore_server};
 use crate::{Error, Result};
 
 use super::{Context, output};
@@ -92,28 +92,14 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
     let allow_bad = args.which.id.is_some();
     let store = super::open_store(&config);
     let selector = args.which.selector(allow_bad)?;
-    let result = engine::runs::recorded(
-        store.as_deref(),
-        &job.name,
-        crate::state::RunKind::Verify,
-        crate::state::Trigger::Manual,
-        || {
-            let located = engine::locate(&config, job, &selector)?;
-            verify::verify(job, &located, output::progress(context.progress))
-        },
-    );
-    crate::notify::run_finished(
+    let request = super::request(
+        context,
         &config,
+        job,
         store.as_deref(),
-        &job.name,
-        crate::state::RunKind::Verify,
-        &result,
+        crate::state::Trigger::Manual,
     );
-    let report = result?;
-    if let Some(store) = store.as_deref() {
-        verify::mark_if_damaged(store, &report, "verification");
-        verify::clear_if_verified(store, &report, &job.destinations);
-    }
+    let report = engine::job::verify(&request, &selector)?;
     if context.json {
         output::print_json(&report);
     } else {
@@ -140,7 +126,9 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
 pub fn cat(context: &Context, args: CatArgs) -> Result<u8> {
     let config = context.load()?;
     let job = config.job(&args.which.job)?;
-    let located = engine::locate(&config, job, &args.which.selector(args.allow_bad)?)?;
+    let selector = args.which.selector(args.allow_bad)?;
+    let destinations = engine::destinations_of(&config, job, selector.from.as_deref())?;
+    let located = engine::locate(&config, job, &destinations, &selector)?;
     let key = crate::keys::decrypt_key(job)?;
     let (dest, _) = located
         .copies
@@ -207,7 +195,9 @@ fn restore_located(
     args: RestoreArgs,
     progress: std::sync::Arc<dyn crate::progress::Progress>,
 ) -> Result<restore::RestoreReport> {
-    let located = engine::locate(config, job, &args.which.selector(args.allow_bad)?)?;
+    let selector = args.which.selector(args.allow_bad)?;
+    let destinations = engine::destinations_of(config, job, selector.from.as_deref())?;
+    let located = engine::locate(config, job, &destinations, &selector)?;
     let kind = located.manifest.source.kind.clone();
     Ok(match (kind.as_str(), args.to) {
         ("command", None) => restore_server::restore_to_command(

@@ -2,9 +2,7 @@
 //! copies over damaged or missing ones (the engine's `repair` does the work).
 
 use crate::Result;
-use crate::engine::repair::{self, RepairReport, Scope, Status, Which};
-use crate::engine::runs;
-use crate::state::RunKind;
+use crate::engine::repair::{RepairReport, Scope, Status, Which};
 
 use super::{Context, TriggerArg, output};
 
@@ -84,21 +82,8 @@ fn run_one(
     trigger: crate::state::Trigger,
 ) -> Result<RepairReport> {
     let store = crate::state::open_or_warn(config);
-    let store = store.as_deref();
-    let kind = match scope {
-        Scope::Repair => RunKind::Repair,
-        Scope::Copy { .. } => RunKind::Copy,
-    };
-    let report = if dry_run {
-        repair::repair(config, job, store, scope, true)?
-    } else {
-        let _claim = super::claim_job(store, &job.name)?;
-        let result = runs::recorded(store, &job.name, kind, trigger, || {
-            repair::repair(config, job, store, scope, false)
-        });
-        crate::notify::run_finished(config, store, &job.name, kind, &result);
-        result?
-    };
+    let request = super::request(context, config, job, store.as_deref(), trigger);
+    let report = crate::engine::job::repair(&request, scope, dry_run)?;
     if !context.json {
         print(&report);
     }

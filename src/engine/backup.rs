@@ -14,13 +14,13 @@ use serde::Serialize;
 
 use super::hooks;
 use crate::cancel::{CANCELLED, Cancel, CancellableWriter};
-use crate::config::{Config, Job};
+use crate::config::Job;
 use crate::keys::{self, EncryptKey};
 use crate::pipeline::{self, Buffered, Digest, EncryptionKind, HashingWriter, Sink, pipe};
 use crate::progress::{CountingWriter, Progress};
 use crate::store::manifest::{CompressionInfo, EncryptionInfo, FORMAT, SourceInfo, StoredObject};
 use crate::store::signature::{self, SigningKey};
-use crate::store::{self, Destination, Manifest, Upload, naming};
+use crate::store::{Destination, Manifest, Upload, naming};
 use crate::{Error, Result};
 
 /// Chunks in flight per destination; with `pipeline::CHUNK` this bounds memory.
@@ -109,14 +109,15 @@ impl BackupReport {
     }
 }
 
-/// Backs `job` up, with its hooks around the run.
+/// Backs `job` up into `destinations` (the job's, opened), with its hooks
+/// around the run.
 pub fn backup(
-    config: &Config,
     job: &Job,
+    destinations: &[Arc<dyn Destination>],
     options: &BackupOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<BackupReport> {
-    let result = hooks::before(job).and_then(|()| run(config, job, options, progress));
+    let result = hooks::before(job).and_then(|()| run(job, destinations, options, progress));
     let hook_errors = hooks::after(
         job,
         &hooks::Outcome {
@@ -135,8 +136,8 @@ pub fn backup(
 }
 
 fn run(
-    config: &Config,
     job: &Job,
+    destinations: &[Arc<dyn Destination>],
     options: &BackupOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<BackupReport> {
@@ -144,11 +145,6 @@ fn run(
     // Fail closed: no key, no backup.
     let key = keys::encrypt_key(job)?;
     let signer = signing_key(job)?;
-    let destinations = job
-        .destinations
-        .iter()
-        .map(|name| store::open(config, name))
-        .collect::<Result<Vec<_>>>()?;
     let source = crate::source::for_job(job)?;
 
     let created_at = jiff::Timestamp::now();
@@ -166,7 +162,7 @@ fn run(
 
     let mut outcomes: Vec<DestinationOutcome> = Vec::new();
     let mut uploads: Vec<(&dyn Destination, Box<dyn Upload>)> = Vec::new();
-    for dest in &destinations {
+    for dest in destinations {
         match dest.create(&data_key) {
             Ok(upload) => uploads.push((dest.as_ref(), upload)),
             Err(e) => {

@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use crate::config::{Config, EncryptionConfig, Job, SourceConfig};
 use crate::keys;
-use crate::store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -40,15 +39,26 @@ fn finding(subject: String, level: Level, message: impl Into<String>) -> Finding
 /// (which sits above the engine): `None` when the job has no drill.
 pub type DrillReadiness = dyn Fn(&Job) -> Option<(bool, String)>;
 
-pub fn check(config: &Config, jobs: &[&Job], drill_readiness: &DrillReadiness) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    let used: Vec<&String> = config
+/// The destinations `jobs` use, in the config's order: what [`check`] probes.
+pub fn destinations_used<'a>(config: &'a Config, jobs: &[&Job]) -> Vec<&'a String> {
+    config
         .destinations
         .keys()
         .filter(|name| jobs.iter().any(|j| j.destinations.contains(name)))
-        .collect();
-    for name in used {
-        findings.push(check_destination(config, name));
+        .collect()
+}
+
+/// Checks `jobs` on this host, probing `destinations` (those of
+/// [`destinations_used`], opened).
+pub fn check(
+    config: &Config,
+    jobs: &[&Job],
+    destinations: &[super::Opened],
+    drill_readiness: &DrillReadiness,
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for opened in destinations {
+        findings.push(check_destination(opened));
     }
     for job in jobs {
         findings.push(check_source(job));
@@ -89,46 +99,52 @@ fn check_signing(job: &Job) -> Option<Finding> {
     })
 }
 
-/// Writes, reads back, lists and deletes a small probe object.
-fn check_destination(config: &Config, name: &str) -> Finding {
-    let subject = format!("destination `{name}`");
+/// Probes one destination and says how long it took.
+fn check_destination(opened: &super::Opened) -> Finding {
+    let subject = format!("destination `{}`", opened.name);
     let started = Instant::now();
-    let result = (|| -> crate::Result<String> {
-        let dest = store::open(config, name)?;
-        let nonce: u64 = rand::random();
-        let key = format!(".cairn-check/probe-{nonce:016x}");
-        let body = format!("cairn check {nonce}");
-        dest.put_atomic(&key, body.as_bytes())?;
-        let read = dest.get(&key);
-        let listed = dest.list(".cairn-check/");
-        let deleted = dest.delete(&key);
-        // Leave nothing of the probe behind, its folders included.
-        let _ = dest.remove_empty_folder(".cairn-check/.partial");
-        let _ = dest.remove_empty_folder(".cairn-check");
-        if read? != body.as_bytes() {
-            return Err(crate::Error::destination(
-                name,
-                "the probe object read back differs from what was written",
-            ));
-        }
-        if !listed?.iter().any(|o| o.key == key) {
-            return Err(crate::Error::destination(
-                name,
-                "the probe object does not appear in listings",
-            ));
-        }
-        deleted?;
-        Ok(format!(
-            "{}: write, read, list and delete work",
-            dest.location()
-        ))
-    })();
+    let result = match &opened.destination {
+        Ok(dest) => probe(dest.as_ref()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     let mut f = match result {
         Ok(message) => finding(subject, Level::Ok, message),
-        Err(e) => finding(subject, Level::Fail, e.to_string()),
+        Err(e) => finding(subject, Level::Fail, e),
     };
     f.millis = Some(started.elapsed().as_millis() as u64);
     f
+}
+
+/// Writes, reads back, lists and deletes a small probe object.
+fn probe(dest: &dyn crate::store::Destination) -> crate::Result<String> {
+    let name = dest.name();
+    let nonce: u64 = rand::random();
+    let key = format!(".cairn-check/probe-{nonce:016x}");
+    let body = format!("cairn check {nonce}");
+    dest.put_atomic(&key, body.as_bytes())?;
+    let read = dest.get(&key);
+    let listed = dest.list(".cairn-check/");
+    let deleted = dest.delete(&key);
+    // Leave nothing of the probe behind, its folders included.
+    let _ = dest.remove_empty_folder(".cairn-check/.partial");
+    let _ = dest.remove_empty_folder(".cairn-check");
+    if read? != body.as_bytes() {
+        return Err(crate::Error::destination(
+            name,
+            "the probe object read back differs from what was written",
+        ));
+    }
+    if !listed?.iter().any(|o| o.key == key) {
+        return Err(crate::Error::destination(
+            name,
+            "the probe object does not appear in listings",
+        ));
+    }
+    deleted?;
+    Ok(format!(
+        "{}: write, read, list and delete work",
+        dest.location()
+    ))
 }
 
 fn check_source(job: &Job) -> Finding {

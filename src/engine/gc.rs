@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::{Config, Job};
-use crate::store::layers::dry_run::DryRunRecord;
+use super::Opened;
+use crate::config::Job;
+use crate::store::layers::dry_run::{DryRun, DryRunRecord};
 use crate::store::naming::{self, MANIFEST_SUFFIX, job_prefix};
 use crate::store::signature::{self, SIGNATURE_SUFFIX};
-use crate::store::{self, ObjectInfo, catalog};
+use crate::store::{Destination, ObjectInfo, catalog};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Removed {
@@ -59,50 +60,51 @@ fn old_enough(object: &ObjectInfo, cutoff: jiff::Timestamp, grace: Duration) -> 
     }
 }
 
-pub fn gc(config: &Config, jobs: &[&Job], grace: Duration, dry_run: bool) -> Vec<GcReport> {
+/// Cleans `job` in each of its `destinations` (as [`super::open_job`] opened
+/// them): one report per destination.
+pub fn gc(job: &Job, destinations: &[Opened], grace: Duration, dry_run: bool) -> Vec<GcReport> {
     let cutoff = jiff::Timestamp::now()
         .checked_sub(jiff::SignedDuration::from_secs(
             i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
         ))
         .unwrap_or(jiff::Timestamp::MIN);
     let mut reports = Vec::new();
-    for job in jobs {
-        for name in &job.destinations {
-            let mut report = GcReport {
-                job: job.name.clone(),
-                destination: name.clone(),
-                dry_run,
-                removed: Vec::new(),
-                too_young: 0,
-                error: None,
-                skipped: None,
-            };
-            if let Err(e) = collect(config, job, name, cutoff, grace, dry_run, &mut report) {
-                report.error = Some(e.to_string());
+    for opened in destinations {
+        let mut report = GcReport {
+            job: job.name.clone(),
+            destination: opened.name.clone(),
+            dry_run,
+            removed: Vec::new(),
+            too_young: 0,
+            error: None,
+            skipped: None,
+        };
+        let result = match &opened.destination {
+            // A dry run deletes through a layer that only records what it would delete.
+            Ok(dest) if dry_run => {
+                let dest = DryRun::new(Box::new(dest.clone()), DryRunRecord::new());
+                collect(job, &dest, cutoff, grace, dry_run, &mut report).map_err(|e| e.to_string())
             }
-            reports.push(report);
-        }
+            Ok(dest) => collect(job, dest.as_ref(), cutoff, grace, dry_run, &mut report)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        report.error = result.err();
+        reports.push(report);
     }
     reports
 }
 
 fn collect(
-    config: &Config,
     job: &Job,
-    name: &str,
+    dest: &dyn Destination,
     cutoff: jiff::Timestamp,
     grace: Duration,
     dry_run: bool,
     report: &mut GcReport,
 ) -> crate::Result<()> {
-    // A dry run deletes through a layer that only records what it would delete.
-    let layers = if dry_run {
-        store::Layers::dry_run(&DryRunRecord::new())
-    } else {
-        store::Layers::default()
-    };
-    let dest = store::open_with(config, name, &layers)?;
-    let listing = catalog::list_job(dest.as_ref(), &job.name)?;
+    let name = dest.name();
+    let listing = catalog::list_job(dest, &job.name)?;
     if !listing.unreadable.is_empty() {
         // A manifest we cannot read might name any object: remove nothing.
         return Err(crate::Error::Run(format!(

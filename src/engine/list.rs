@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::config::{CompressionKind, Config, Job};
-use crate::engine::{CopyHealth, copy_health};
+use crate::engine::{CopyHealth, Opened, copy_health};
 use crate::pipeline::EncryptionKind;
 use crate::store::signature::Trust;
 use crate::store::{ArtifactState, catalog};
@@ -48,9 +48,10 @@ pub struct Listing {
     pub problems: Vec<Problem>,
 }
 
-/// Lists `jobs` in all their destinations, or only in `from`. Copies marked
-/// bad are listed as problems, not as artifacts.
-pub fn list(config: &Config, jobs: &[&Job], from: Option<&str>) -> Listing {
+/// Lists each job in the destinations opened for it (all of the job's, or
+/// only the one asked for). Copies marked bad are listed as problems, not as
+/// artifacts.
+pub fn list(config: &Config, jobs: &[(&Job, Vec<Opened>)]) -> Listing {
     let store = crate::state::open_or_warn(config);
     let marks_of = |job: &Job| {
         store
@@ -59,20 +60,24 @@ pub fn list(config: &Config, jobs: &[&Job], from: Option<&str>) -> Listing {
             .unwrap_or_default()
     };
     let mut out = Listing::default();
-    for job in jobs {
-        for dest_name in job
-            .destinations
-            .iter()
-            .filter(|d| from.is_none_or(|f| f == d.as_str()))
+    for (job, destinations) in jobs {
+        for Opened {
+            name: dest_name,
+            destination,
+        } in destinations
         {
-            let listing = crate::store::open(config, dest_name).and_then(|dest| {
-                catalog::list_job_cached(
-                    config,
-                    dest.as_ref(),
-                    &job.name,
-                    job.signing.public_key.as_ref(),
-                )
-            });
+            let listing = destination
+                .as_ref()
+                .map_err(ToString::to_string)
+                .and_then(|dest| {
+                    catalog::list_job_cached(
+                        config,
+                        dest.as_ref(),
+                        &job.name,
+                        job.signing.public_key.as_ref(),
+                    )
+                    .map_err(|e| e.to_string())
+                });
             let listing = match listing {
                 Ok(l) => l,
                 Err(e) => {
@@ -80,7 +85,7 @@ pub fn list(config: &Config, jobs: &[&Job], from: Option<&str>) -> Listing {
                         job: job.name.clone(),
                         destination: dest_name.clone(),
                         key: String::new(),
-                        problem: e.to_string(),
+                        problem: e,
                     });
                     continue;
                 }

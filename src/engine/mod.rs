@@ -3,9 +3,11 @@
 
 pub mod backup;
 pub mod check;
+pub mod events;
 pub mod fallback;
 pub mod gc;
 pub mod hooks;
+pub mod job;
 pub mod list;
 pub mod overlap;
 pub mod prune;
@@ -21,6 +23,8 @@ pub(crate) mod testing;
 pub mod validate;
 pub mod verify;
 
+use std::sync::Arc;
+
 use crate::config::{Config, Job};
 use crate::state::CopyMarks;
 use crate::store::signature::Trust;
@@ -31,7 +35,7 @@ use crate::{Error, Result};
 /// in the job's destination order.
 pub struct Located {
     pub manifest: Manifest,
-    pub copies: Vec<(Box<dyn Destination>, Artifact)>,
+    pub copies: Vec<(Arc<dyn Destination>, Artifact)>,
     /// Destinations that could not be listed, with the reason.
     pub unreachable: Vec<(String, String)>,
     /// Damaged copies of the chosen artifact, and newer artifacts that were
@@ -52,36 +56,141 @@ pub struct Selector {
     pub allow_unsigned: bool,
 }
 
-/// Opens the destinations to read `job` from: `from` alone, or all of the job's.
+/// Opens a destination by its config name: how a caller gives the engine its
+/// destinations (the config's, layered as the caller wants, or fakes in tests).
+pub type Open<'a> = dyn Fn(&str) -> Result<Arc<dyn Destination>> + 'a;
+
+/// Opens destinations as the config defines them. This is the one place that
+/// turns destination names into destinations; engine operations take what a
+/// caller opened with it (or with an [`Open`] of its own).
+pub fn configured(config: &Config) -> impl Fn(&str) -> Result<Arc<dyn Destination>> + '_ {
+    move |name| store::open(config, name).map(Arc::from)
+}
+
+/// Opens the destinations of `job` with the config's destinations.
 pub fn destinations_of(
     config: &Config,
     job: &Job,
     from: Option<&str>,
-) -> Result<Vec<Box<dyn Destination>>> {
-    match from {
-        Some(name) => {
-            if !job.destinations.iter().any(|d| d == name) {
-                return Err(Error::Usage(format!(
-                    "job `{}` does not use destination `{name}` (it uses {})",
-                    job.name,
-                    job.destinations.join(", ")
-                )));
-            }
-            Ok(vec![store::open(config, name)?])
-        }
-        None => job
-            .destinations
-            .iter()
-            .map(|name| store::open(config, name))
-            .collect(),
+) -> Result<Vec<Arc<dyn Destination>>> {
+    destinations_with(&configured(config), job, from)
+}
+
+/// Opens the destinations of `job` with `open`: `from` alone, or all of the
+/// job's, in the job's order; the first that cannot be opened is the error.
+pub fn destinations_with(
+    open: &Open<'_>,
+    job: &Job,
+    from: Option<&str>,
+) -> Result<Vec<Arc<dyn Destination>>> {
+    if let Some(name) = from
+        && !job.destinations.iter().any(|d| d == name)
+    {
+        return Err(Error::Usage(format!(
+            "job `{}` does not use destination `{name}` (it uses {})",
+            job.name,
+            job.destinations.join(", ")
+        )));
+    }
+    open_job_with(open, job, from)
+        .into_iter()
+        .map(|opened| opened.destination)
+        .collect()
+}
+
+/// One of a job's destinations as it was opened: its name and the
+/// destination, or why it could not be opened. Operations that report on
+/// each destination (list, status, gc, repair, check) take these, so that one
+/// destination that cannot be opened is reported beside the others.
+pub struct Opened {
+    pub name: String,
+    pub destination: Result<Arc<dyn Destination>>,
+}
+
+/// A shared destination is a destination, so that layers (which own what
+/// they wrap) can go over one that a caller opened and shares.
+impl Destination for Arc<dyn Destination> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn create(&self, key: &str) -> Result<Box<dyn store::Upload>> {
+        (**self).create(key)
+    }
+    fn put_atomic(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        (**self).put_atomic(key, bytes)
+    }
+    fn open(&self, key: &str) -> Result<crate::pipeline::Source> {
+        (**self).open(key)
+    }
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        (**self).get(key)
+    }
+    fn size(&self, key: &str) -> Result<Option<u64>> {
+        (**self).size(key)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<store::ObjectInfo>> {
+        (**self).list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<()> {
+        (**self).delete(key)
+    }
+    fn list_partial(&self, prefix: &str) -> Result<Vec<store::ObjectInfo>> {
+        (**self).list_partial(prefix)
+    }
+    fn remove_empty_folder(&self, key: &str) -> Result<()> {
+        (**self).remove_empty_folder(key)
     }
 }
 
-pub fn locate(config: &Config, job: &Job, selector: &Selector) -> Result<Located> {
+/// Opens each destination named in `names`, keeping failures beside the
+/// others.
+pub fn open_each<'a>(config: &Config, names: impl IntoIterator<Item = &'a String>) -> Vec<Opened> {
+    let open = configured(config);
+    names
+        .into_iter()
+        .map(|name| Opened {
+            name: name.clone(),
+            destination: open(name),
+        })
+        .collect()
+}
+
+/// Opens the destinations of `job` (only `from`, when given and used by the
+/// job), keeping failures beside the others.
+pub fn open_job(config: &Config, job: &Job, from: Option<&str>) -> Vec<Opened> {
+    open_job_with(&configured(config), job, from)
+}
+
+/// [`open_job`] with `open`.
+pub fn open_job_with(open: &Open<'_>, job: &Job, from: Option<&str>) -> Vec<Opened> {
+    job.destinations
+        .iter()
+        .filter(|d| from.is_none_or(|f| f == d.as_str()))
+        .map(|name| Opened {
+            name: name.clone(),
+            destination: open(name),
+        })
+        .collect()
+}
+
+/// Chooses the artifact `selector` names among `destinations` (the job's, as
+/// [`destinations_of`] opened them; with `selector.from`, only that one is read).
+pub fn locate(
+    config: &Config,
+    job: &Job,
+    destinations: &[Arc<dyn Destination>],
+    selector: &Selector,
+) -> Result<Located> {
     let mut listings = Vec::new();
     let mut unreachable = Vec::new();
     let mut unreadable = Vec::new();
-    for dest in destinations_of(config, job, selector.from.as_deref())? {
+    let chosen = destinations
+        .iter()
+        .filter(|d| selector.from.as_deref().is_none_or(|from| d.name() == from));
+    for dest in chosen.cloned() {
         match catalog::list_job_cached(
             config,
             dest.as_ref(),

@@ -8,6 +8,7 @@
 //! protocol of a backup). A repaired copy's bad mark is cleared.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -130,14 +131,16 @@ impl super::runs::Summary for RepairReport {
 
 /// One destination of the job, as listed.
 struct Listed {
-    dest: Box<dyn Destination>,
+    dest: Arc<dyn Destination>,
     artifacts: Vec<Artifact>,
 }
 
-/// Plans and (unless `dry_run`) performs the repair or copy of `job`.
+/// Plans and (unless `dry_run`) performs the repair or copy of `job` among
+/// its `destinations` (as [`super::open_job`] opened them).
 pub fn repair(
     config: &Config,
     job: &Job,
+    destinations: &[super::Opened],
     store: Option<&dyn StateStore>,
     scope: &Scope,
     dry_run: bool,
@@ -166,24 +169,28 @@ pub fn repair(
         unreachable: Vec::new(),
     };
     let mut listed = Vec::new();
-    for name in &job.destinations {
-        let result = store::open(config, name).and_then(|dest| {
-            let listing = catalog::list_job_cached(
-                config,
-                dest.as_ref(),
-                &job.name,
-                job.signing.public_key.as_ref(),
-            )?;
-            Ok(Listed {
-                dest,
-                artifacts: listing.artifacts,
-            })
-        });
+    for super::Opened { name, destination } in destinations {
+        let result = destination
+            .as_ref()
+            .map_err(ToString::to_string)
+            .and_then(|dest| {
+                let listing = catalog::list_job_cached(
+                    config,
+                    dest.as_ref(),
+                    &job.name,
+                    job.signing.public_key.as_ref(),
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(Listed {
+                    dest: dest.clone(),
+                    artifacts: listing.artifacts,
+                })
+            });
         match result {
             Ok(l) => listed.push(l),
             Err(e) => {
                 tracing::warn!(job = %job.name, destination = %name, error = %e, "cannot list destination");
-                report.unreachable.push((name.clone(), e.to_string()));
+                report.unreachable.push((name.clone(), e));
             }
         }
     }

@@ -8,7 +8,11 @@ use crate::state::{NewRun, RunEnd, RunKind, StateStore, Trigger};
 /// OOM killer) as interrupted, and alerts about them like failures. Every
 /// process that opens the store for work calls this; each such run is
 /// settled by exactly one of them.
-pub fn settle_orphans(config: &crate::config::Config, store: &dyn StateStore) {
+pub fn settle_orphans(
+    config: &crate::config::Config,
+    store: &dyn StateStore,
+    events: &dyn super::events::EventSink,
+) {
     let runs = match store.interrupt_orphaned_runs() {
         Ok(runs) => runs,
         Err(e) => {
@@ -24,13 +28,29 @@ pub fn settle_orphans(config: &crate::config::Config, store: &dyn StateStore) {
             pid = run.pid,
             "a run whose process ended without finishing is recorded as interrupted"
         );
-        crate::notify::run_interrupted(config, store, run);
+        events.emit(
+            config,
+            Some(store),
+            &super::events::Event::Interrupted { run },
+        );
     }
 }
 
 /// What a finished operation tells the history about itself.
 pub trait Summary {
     fn run_end(&self) -> RunEnd;
+}
+
+/// How a run that returned `result` ended, as its summary says.
+pub fn end_of<T: Summary>(result: &Result<T>) -> RunEnd {
+    match result {
+        Ok(value) => value.run_end(),
+        Err(e) => RunEnd {
+            success: false,
+            error: Some(e.to_string()),
+            ..RunEnd::default()
+        },
+    }
 }
 
 /// Runs `operation` as one recorded run of `job`: its start, its end and the log
@@ -60,15 +80,7 @@ pub fn recorded<T: Summary>(
     // Every line logged on this thread during the run carries job and run id.
     let span = tracing::info_span!("run", job = %job, run_id = run_id.unwrap_or(0), kind = %kind);
     let result = span.in_scope(operation);
-    let end = match &result {
-        Ok(value) => value.run_end(),
-        Err(e) => RunEnd {
-            success: false,
-            error: Some(e.to_string()),
-            ..RunEnd::default()
-        },
-    };
-    let end = redacted(end);
+    let end = redacted(end_of(&result));
     if let Some(error) = &end.error {
         capture.line("ERROR", error);
     }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::config::{Config, Job};
 use crate::engine::{CopyHealth, copy_health};
 use crate::state::{RunFilter, RunKind, RunRecord, RunStatus, StateStore};
-use crate::store::{self, catalog};
+use crate::store::catalog;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ScheduleStatus {
@@ -127,9 +127,21 @@ pub fn proven(
     (proven, stale)
 }
 
+/// The status of `job`, its destinations opened for it.
 pub fn job_status(
     config: &Config,
     job: &Job,
+    store: Option<&dyn StateStore>,
+    now: jiff::Timestamp,
+) -> JobStatus {
+    job_status_in(config, job, &super::open_job(config, job, None), store, now)
+}
+
+/// The status of `job` as `destinations` (the job's, opened) show it.
+pub fn job_status_in(
+    config: &Config,
+    job: &Job,
+    destinations: &[super::Opened],
     store: Option<&dyn StateStore>,
     now: jiff::Timestamp,
 ) -> JobStatus {
@@ -149,17 +161,22 @@ pub fn job_status(
     let marks = store
         .and_then(|s| s.copy_marks(&job.name).ok())
         .unwrap_or_default();
+    let opened = destinations;
     let mut destinations = Vec::new();
     let mut newest_good: Option<(jiff::Timestamp, String)> = None;
-    for name in &job.destinations {
-        let listed = store::open(config, name).and_then(|d| {
-            catalog::list_job_cached(
-                config,
-                d.as_ref(),
-                &job.name,
-                job.signing.public_key.as_ref(),
-            )
-        });
+    for super::Opened { name, destination } in opened {
+        let listed = destination
+            .as_ref()
+            .map_err(ToString::to_string)
+            .and_then(|d| {
+                catalog::list_job_cached(
+                    config,
+                    d.as_ref(),
+                    &job.name,
+                    job.signing.public_key.as_ref(),
+                )
+                .map_err(|e| e.to_string())
+            });
         destinations.push(match listed {
             Ok(listing) => {
                 // Usable copies in this destination: intact, not marked bad and,
@@ -194,7 +211,7 @@ pub fn job_status(
                 newest: None,
                 newest_bytes: None,
                 untrusted: 0,
-                error: Some(e.to_string()),
+                error: Some(e),
             },
         });
     }

@@ -188,43 +188,29 @@ fn verify_stored(
     Ok(())
 }
 
-/// Verifies a just-committed artifact as the job's `verify` says (`off`: `None`),
-/// recorded as a verify run. A copy that fails marks the artifact bad.
+/// Verifies a just-committed artifact in `destinations` as the job's `verify`
+/// says (`off`: `None`), recorded as a verify run whose end is emitted. A copy
+/// that fails marks the artifact bad.
 pub fn after_backup(
-    config: &crate::config::Config,
-    job: &Job,
+    run: &super::job::Request<'_>,
     id: &str,
-    store: Option<&dyn crate::state::StateStore>,
-    trigger: crate::state::Trigger,
-    progress: Arc<dyn Progress>,
+    destinations: &[Arc<dyn crate::store::Destination>],
 ) -> Option<VerifyReport> {
+    let job = run.job;
     let depth = match job.verify {
         crate::config::VerifyMode::Off => return None,
         crate::config::VerifyMode::Quick => Depth::Quick,
         crate::config::VerifyMode::Full => Depth::Full,
     };
-    let result = super::runs::recorded(
-        store,
-        &job.name,
-        crate::state::RunKind::Verify,
-        trigger,
-        || {
-            let selector = super::Selector {
-                id: Some(id.to_string()),
-                ..super::Selector::default()
-            };
-            let located = super::locate(config, job, &selector)?;
-            verify_with(job, &located, depth, progress)
-        },
-    );
-    crate::notify::run_finished(
-        config,
-        store,
-        &job.name,
-        crate::state::RunKind::Verify,
-        &result,
-    );
-    if let Some(store) = store
+    let result = super::job::recorded(run, crate::state::RunKind::Verify, || {
+        let selector = super::Selector {
+            id: Some(id.to_string()),
+            ..super::Selector::default()
+        };
+        let located = super::locate(run.config, job, destinations, &selector)?;
+        verify_with(job, &located, depth, run.progress.clone())
+    });
+    if let Some(store) = run.store
         && let Ok(report) = &result
     {
         mark_if_damaged(store, report, "verification after backup");

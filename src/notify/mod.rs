@@ -488,24 +488,31 @@ pub fn run_started(config: &Config, job: Option<&str>, check: Option<&str>) {
     });
 }
 
-/// After a recorded run of `job` (`result` as `engine::runs::recorded`
-/// returned it): sends the backup, verify or drill event it yields, with the
-/// run's duration and log tail from the history. Other kinds send nothing.
-pub fn run_finished<T: crate::engine::runs::Summary>(
+/// After a recorded run of `job` that ended as `end`: sends the backup,
+/// verify, drill, repair or copy event it yields, with the run's duration and
+/// log tail from the history. Other kinds send nothing.
+pub fn run_finished(
     config: &Config,
     store: Option<&dyn StateStore>,
     job: &str,
     kind: crate::state::RunKind,
-    result: &crate::Result<T>,
+    end: &crate::state::RunEnd,
 ) -> Vec<DeliveryReport> {
     use crate::state::RunKind;
-    let end = match result {
-        Ok(value) => value.run_end(),
-        Err(e) => crate::state::RunEnd {
-            success: false,
-            error: Some(e.to_string()),
-            ..Default::default()
-        },
+    let mut event = match kind {
+        RunKind::Backup => backup_event(job, end, None),
+        RunKind::Drill => drill_event(job, end),
+        RunKind::Verify if !end.success => Event::new(
+            EventKind::VerifyFailed,
+            format!("verification of `{job}` failed"),
+        )
+        .job(job)
+        .error(end.error.clone())
+        .next_step(format!(
+            "the artifact may be damaged: run `cairn verify {job}` again, then take a new backup with `cairn backup {job}`"
+        )),
+        RunKind::Repair | RunKind::Copy => repair_event(job, kind, end),
+        _ => return Vec::new(),
     };
     let record = store.and_then(|s| {
         s.runs(&crate::state::RunFilter {
@@ -519,21 +526,6 @@ pub fn run_finished<T: crate::engine::runs::Summary>(
         .into_iter()
         .next()
     });
-    let mut event = match kind {
-        RunKind::Backup => backup_event(job, &end, None),
-        RunKind::Drill => drill_event(job, &end),
-        RunKind::Verify if !end.success => Event::new(
-            EventKind::VerifyFailed,
-            format!("verification of `{job}` failed"),
-        )
-        .job(job)
-        .error(end.error.clone())
-        .next_step(format!(
-            "the artifact may be damaged: run `cairn verify {job}` again, then take a new backup with `cairn backup {job}`"
-        )),
-        RunKind::Repair | RunKind::Copy => repair_event(job, kind, &end),
-        _ => return Vec::new(),
-    };
     if let Some(record) = &record {
         event.duration_seconds = record.duration_secs();
         event.log_tail = record.log.as_deref().map(|l| log_tail(l, 8_000));
@@ -548,7 +540,7 @@ pub fn run_finished<T: crate::engine::runs::Summary>(
     span.in_scope(|| emit(config, store, &event))
 }
 
-/// A run whose process died (see `engine::runs::settle_orphans`): its failure
+/// A run whose process died (settled as interrupted by the engine): its failure
 /// event, as if the run had failed with the recorded error.
 pub fn run_interrupted(config: &Config, store: &dyn StateStore, run: &crate::state::RunRecord) {
     use crate::state::RunKind;
@@ -565,8 +557,7 @@ pub fn run_interrupted(config: &Config, store: &dyn StateStore, run: &crate::sta
     emit(config, Some(store), &event);
 }
 
-/// The event for a finished backup run (`result` as `engine::runs::recorded`
-/// returned it, `run_end` its summary).
+/// The event for a finished backup run (`end` as its summary says).
 pub fn backup_event(job: &str, end: &crate::state::RunEnd, duration: Option<f64>) -> Event {
     let mut event = if end.success {
         Event::new(

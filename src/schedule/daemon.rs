@@ -127,6 +127,8 @@ pub struct Daemon<'a> {
     pub events: Receiver<Event>,
     /// Where runs report their end; clones go to each run.
     pub sender: Sender<Event>,
+    /// Where the events of runs settled as interrupted go.
+    pub run_events: &'a dyn crate::engine::events::EventSink,
     /// Called after start-up and after each reload (systemd readiness).
     pub on_ready: Box<dyn Fn() + 'a>,
     /// Called at every wake (systemd watchdog).
@@ -151,10 +153,11 @@ impl Daemon<'_> {
             runner,
             events,
             sender,
+            run_events,
             on_ready,
             on_wake,
         } = self;
-        crate::engine::runs::settle_orphans(&config, store);
+        crate::engine::runs::settle_orphans(&config, store, run_events);
         let mut summary = Summary::default();
         let mut running: HashMap<String, Running> = HashMap::new();
         let mut queue: VecDeque<Fire> = VecDeque::new();
@@ -237,7 +240,7 @@ impl Daemon<'_> {
                     // A child killed by the OOM killer or SIGKILL left its run
                     // `running`: record and alert it now.
                     if !success {
-                        crate::engine::runs::settle_orphans(&config, store);
+                        crate::engine::runs::settle_orphans(&config, store, run_events);
                     }
                     if stopping.is_none() {
                         ctx.start_queued(clock.now(), &mut running, &mut queue);
@@ -655,6 +658,7 @@ mod tests {
                     runner,
                     events: rx,
                     sender,
+                    run_events: &crate::engine::events::Discard,
                     on_ready: Box::new(move || {
                         let _ = ready_tx.send(());
                     }),
