@@ -13,8 +13,8 @@ use crate::state::{RunEnd, RunKind, RunRecord, StateStore};
 pub enum Event<'a> {
     /// A backup of `job` starts (before anything is read).
     Started { job: &'a str },
-    /// A recorded run ended (`end` as the run's summary says, not yet redacted:
-    /// the sink redacts what it sends).
+    /// A recorded run ended (`end` as the run's summary says, registered
+    /// secrets already masked).
     Finished {
         job: &'a str,
         kind: RunKind,

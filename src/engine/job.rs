@@ -158,6 +158,7 @@ fn prune_recorded(request: &Request<'_>) -> JobPrune {
             request.config,
             request.job,
             request.store,
+            request.each_destination(),
             false,
         ))
     });
@@ -176,6 +177,7 @@ pub fn prune(request: &Request<'_>, dry_run: bool) -> Result<JobPrune> {
             request.config,
             request.job,
             request.store,
+            request.each_destination(),
             true,
         ));
     }
@@ -185,6 +187,7 @@ pub fn prune(request: &Request<'_>, dry_run: bool) -> Result<JobPrune> {
             request.config,
             request.job,
             request.store,
+            request.each_destination(),
             false,
         ))
     })

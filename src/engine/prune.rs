@@ -9,6 +9,7 @@
 //! the plan as the report and deletes nothing.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -19,7 +20,7 @@ use crate::state::CopyMarks;
 use crate::state::{RunFilter, RunKind, RunStatus, StateStore};
 use crate::store::naming;
 use crate::store::signature::{self, Trust};
-use crate::store::{self, Destination, catalog};
+use crate::store::{Destination, catalog};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Kept {
@@ -410,12 +411,13 @@ pub fn plan_destination(inputs: &PlanInputs, listing: &catalog::Listing) -> Dest
 }
 
 /// Plans the prune of `job` in each of `destinations` (opened by the caller,
-/// in the job's order): lists them and decides. Deletes nothing.
+/// in the job's order; one that could not be opened is planned as failed):
+/// lists them and decides. Deletes nothing.
 pub fn plan(
     config: &Config,
     job: &Job,
     store: Option<&dyn StateStore>,
-    destinations: &[Box<dyn Destination>],
+    destinations: &[super::Opened],
 ) -> PrunePlan {
     let refused = latest_backup_failed(store, job);
     let marks = store
@@ -424,8 +426,14 @@ pub fn plan(
     let now = jiff::Timestamp::now();
     let destinations = destinations
         .iter()
-        .map(|dest| {
-            let name = dest.name();
+        .map(|opened| {
+            let name = opened.name.as_str();
+            let dest = match &opened.destination {
+                Ok(dest) => dest,
+                Err(e) => {
+                    return DestinationPlan::failed(&job.name, name, refused.clone(), e.to_string());
+                }
+            };
             let listed = catalog::list_job_cached(
                 config,
                 dest.as_ref(),
@@ -463,7 +471,7 @@ pub fn plan(
 
 /// Deletes what `plan` says in `destinations` (matched by name); a refused or
 /// failed destination plan deletes nothing.
-pub fn apply(plan: &PrunePlan, destinations: &[Box<dyn Destination>]) -> JobPrune {
+pub fn apply(plan: &PrunePlan, destinations: &[Arc<dyn Destination>]) -> JobPrune {
     let mut report = plan.report(false);
     for (planned, reported) in plan.destinations.iter().zip(&mut report.destinations) {
         if planned.refused.is_some() || planned.error.is_some() {
@@ -510,30 +518,17 @@ pub fn prune(
     config: &Config,
     job: &Job,
     store: Option<&dyn StateStore>,
+    destinations: Vec<super::Opened>,
     dry_run: bool,
 ) -> JobPrune {
-    let mut opened = Vec::new();
-    let mut failed = Vec::new();
-    for name in &job.destinations {
-        match store::open(config, name) {
-            Ok(dest) => opened.push(dest),
-            Err(e) => failed.push((name, e.to_string())),
-        }
-    }
-    let refused = latest_backup_failed(store, job);
-    let mut failed: Vec<DestinationPlan> = failed
-        .into_iter()
-        .map(|(name, e)| DestinationPlan::failed(&job.name, name, refused.clone(), e))
-        .collect();
-    let mut planned = plan(config, job, store, &opened);
-    // Back into the job's order.
-    planned.destinations.append(&mut failed);
-    planned
-        .destinations
-        .sort_by_key(|d| job.destinations.iter().position(|n| *n == d.destination));
+    let planned = plan(config, job, store, &destinations);
     if dry_run {
         planned.report(true)
     } else {
+        let opened: Vec<Arc<dyn Destination>> = destinations
+            .into_iter()
+            .filter_map(|d| d.destination.ok())
+            .collect();
         apply(&planned, &opened)
     }
 }
@@ -815,7 +810,7 @@ mod tests {
         let allowed = plan_of("a", &keep_last(2), &CopyMarks::default(), None, &listed);
         let dest = Empty::new("a");
         let deleted = dest.deleted.clone();
-        let dests: Vec<Box<dyn Destination>> = vec![Box::new(dest)];
+        let dests: Vec<Arc<dyn Destination>> = vec![Arc::new(dest)];
         let plan = |d: DestinationPlan| PrunePlan {
             job: "app".into(),
             destinations: vec![d],
@@ -850,7 +845,7 @@ mod tests {
                 job: "app".into(),
                 destinations: vec![plan],
             },
-            &[Box::new(dest) as Box<dyn Destination>],
+            &[Arc::new(dest) as Arc<dyn Destination>],
         );
         let r = &report.destinations[0];
         assert!(r.failed());

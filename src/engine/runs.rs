@@ -41,16 +41,17 @@ pub trait Summary {
     fn run_end(&self) -> RunEnd;
 }
 
-/// How a run that returned `result` ended, as its summary says.
+/// How a run that returned `result` ended, with every registered secret masked: this is what the
+/// history keeps and what the event sinks are given.
 pub fn end_of<T: Summary>(result: &Result<T>) -> RunEnd {
-    match result {
+    redacted(match result {
         Ok(value) => value.run_end(),
         Err(e) => RunEnd {
             success: false,
             error: Some(e.to_string()),
             ..RunEnd::default()
         },
-    }
+    })
 }
 
 /// Runs `operation` as one recorded run of `job`: its start, its end and the log
@@ -80,7 +81,7 @@ pub fn recorded<T: Summary>(
     // Every line logged on this thread during the run carries job and run id.
     let span = tracing::info_span!("run", job = %job, run_id = run_id.unwrap_or(0), kind = %kind);
     let result = span.in_scope(operation);
-    let end = redacted(end_of(&result));
+    let end = end_of(&result);
     if let Some(error) = &end.error {
         capture.line("ERROR", error);
     }

@@ -1,9 +1,10 @@
 //! Retries of whole operations on `Transient` errors only, with exponential
 //! backoff and jitter, for every remote kind. Streams are not retried here:
-//! OpenDAL retries each part of an upload and each chunk of a read below
-//! (`store::remote`), and a streamed WebDAV body cannot be replayed; what is
-//! retried here is starting them and every operation on whole objects, which
-//! OpenDAL does not retry (so nothing is retried twice).
+//! OpenDAL's retry layer in `store::remote` already retries starting an
+//! upload or a read and each part or chunk of it, and a streamed WebDAV body
+//! cannot be replayed; what is retried here is every operation on whole
+//! objects, which `store::remote` runs without OpenDAL's retries (so nothing
+//! is retried twice).
 
 use std::time::Duration;
 
@@ -90,7 +91,7 @@ impl Destination for Retry {
     }
 
     fn create(&self, key: &str) -> Result<Box<dyn Upload>> {
-        self.retried("create", key, || self.inner.create(key))
+        self.inner.create(key)
     }
 
     fn put_atomic(&self, key: &str, bytes: &[u8]) -> Result<()> {
@@ -98,7 +99,7 @@ impl Destination for Retry {
     }
 
     fn open(&self, key: &str) -> Result<Source> {
-        self.retried("open", key, || self.inner.open(key))
+        self.inner.open(key)
     }
 
     fn get(&self, key: &str) -> Result<Vec<u8>> {
