@@ -5,8 +5,8 @@ use serde::Serialize;
 use crate::config::{CompressionKind, Config, Job};
 use crate::engine::{CopyHealth, Opened, copy_health};
 use crate::pipeline::EncryptionKind;
+use crate::store::ArtifactState;
 use crate::store::signature::Trust;
-use crate::store::{ArtifactState, catalog};
 
 /// One line of `cairn list --json`.
 #[derive(Debug, Clone, Serialize)]
@@ -61,23 +61,9 @@ pub fn list(config: &Config, jobs: &[(&Job, Vec<Opened>)]) -> Listing {
     };
     let mut out = Listing::default();
     for (job, destinations) in jobs {
-        for Opened {
-            name: dest_name,
-            destination,
-        } in destinations
-        {
-            let listing = destination
-                .as_ref()
-                .map_err(ToString::to_string)
-                .and_then(|dest| {
-                    catalog::list_job_cached(
-                        config,
-                        dest.as_ref(),
-                        &job.name,
-                        job.signing.public_key.as_ref(),
-                    )
-                    .map_err(|e| e.to_string())
-                });
+        for opened in destinations {
+            let dest_name = &opened.name;
+            let listing = opened.list_job(config, job);
             let listing = match listing {
                 Ok(l) => l,
                 Err(e) => {

@@ -107,6 +107,25 @@ pub struct Opened {
     pub destination: Result<Arc<dyn Destination>>,
 }
 
+impl Opened {
+    /// `job`'s artifacts here (through the manifest cache, signatures checked);
+    /// a destination that could not be opened or listed gives the reason.
+    pub fn list_job(
+        &self,
+        config: &Config,
+        job: &Job,
+    ) -> std::result::Result<catalog::Listing, String> {
+        let dest = self.destination.as_ref().map_err(ToString::to_string)?;
+        catalog::list_job_cached(
+            config,
+            dest.as_ref(),
+            &job.name,
+            job.signing.public_key.as_ref(),
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
 /// A shared destination is a destination, so that layers (which own what
 /// they wrap) can go over one that a caller opened and shares.
 impl Destination for Arc<dyn Destination> {

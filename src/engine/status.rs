@@ -164,19 +164,9 @@ pub fn job_status_in(
     let opened = destinations;
     let mut destinations = Vec::new();
     let mut newest_good: Option<(jiff::Timestamp, String)> = None;
-    for super::Opened { name, destination } in opened {
-        let listed = destination
-            .as_ref()
-            .map_err(ToString::to_string)
-            .and_then(|d| {
-                catalog::list_job_cached(
-                    config,
-                    d.as_ref(),
-                    &job.name,
-                    job.signing.public_key.as_ref(),
-                )
-                .map_err(|e| e.to_string())
-            });
+    for each in opened {
+        let name = each.name.clone();
+        let listed = each.list_job(config, job);
         destinations.push(match listed {
             Ok(listing) => {
                 // Usable copies in this destination: intact, not marked bad and,

@@ -164,21 +164,7 @@ impl WebdavStreamer {
                 .put(self.url_of(temp))
                 .body(reqwest::Body::wrap_stream(body)),
         );
-        let task = runtime.spawn(async move {
-            let response = request
-                .send()
-                .await
-                .map_err(|e| (kind_of_request(&e), e.to_string()))?;
-            let status = response.status();
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err((
-                    kind_of_status(status),
-                    format!("the server answered {status}"),
-                ))
-            }
-        });
+        let task = runtime.spawn(send_expecting_success(request));
         Box::new(WebdavUpload {
             timeout: self.timeout,
             tx: Some(tx),
@@ -190,6 +176,25 @@ impl WebdavStreamer {
             destination: destination.to_string(),
             secrets: self.secrets.clone(),
         })
+    }
+}
+
+/// Sends `request`; anything but a 2xx answer is an error with its kind.
+async fn send_expecting_success(
+    request: reqwest::RequestBuilder,
+) -> std::result::Result<(), (StorageKind, String)> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| (kind_of_request(&e), e.to_string()))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err((
+            kind_of_status(status),
+            format!("the server answered {status}"),
+        ))
     }
 }
 
@@ -257,10 +262,19 @@ impl WebdavUpload {
 }
 
 impl WebdavUpload {
+    /// Ends the PUT and waits (at most the upload timeout) until the server
+    /// has answered, so that the DELETE that follows finds what it stored: a
+    /// cancelled PUT leaves the server writing while the DELETE arrives.
     fn abort_task(&mut self) {
         self.tx = None;
-        if let Some(task) = self.task.take() {
-            task.abort();
+        if let Some(mut task) = self.task.take() {
+            let timeout = self.timeout;
+            let ended = self
+                .runtime
+                .block_on(async { tokio::time::timeout(timeout, &mut task).await });
+            if ended.is_err() {
+                task.abort();
+            }
         }
     }
 
@@ -284,21 +298,7 @@ impl WebdavUpload {
             .request(method, self.streamer.url_of(&self.temp))
             .header("Destination", self.streamer.url_of(&self.key))
             .header("Overwrite", "T");
-        let response = self
-            .streamer
-            .authorized(request)
-            .send()
-            .await
-            .map_err(|e| (kind_of_request(&e), e.to_string()))?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err((
-                kind_of_status(status),
-                format!("the server answered {status}"),
-            ))
-        }
+        send_expecting_success(self.streamer.authorized(request)).await
     }
 }
 
@@ -366,8 +366,8 @@ impl Upload for WebdavUpload {
 impl Drop for WebdavUpload {
     fn drop(&mut self) {
         // Neither committed nor aborted: an error path. Leave nothing behind.
-        if let Some(task) = self.task.take() {
-            task.abort();
+        if self.task.is_some() {
+            self.abort_task();
             self.remove_temp();
         }
     }
