@@ -298,3 +298,127 @@ pub fn select<'a>(
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryDestination;
+    use crate::store::naming;
+
+    /// A manifest of `job` whose data object has `size` bytes.
+    fn manifest(job: &str, id: &str, size: u64) -> Manifest {
+        serde_json::from_value(serde_json::json!({
+            "format": 1,
+            "id": id,
+            "job": job,
+            "created_at": "2026-03-01T12:00:00Z",
+            "finished_at": "2026-03-01T12:00:01Z",
+            "source": { "kind": "command", "facts": {} },
+            "codecs": ["zstd"],
+            "compression": { "kind": "zstd", "level": 3 },
+            "encryption": { "kind": "none" },
+            "data": { "key": naming::data_key(job, id, &["zst"]), "size": size, "sha256": "00" },
+            "plaintext": { "size": size, "sha256": "11" },
+            "cairn_version": "test",
+            "host": "test-host",
+        }))
+        .expect("a test manifest")
+    }
+
+    /// Stores `manifest` under `job`'s manifest key for `id`, with a data
+    /// object of `data_bytes` bytes (none when `None`).
+    fn store(
+        dest: &MemoryDestination,
+        job: &str,
+        id: &str,
+        manifest: &Manifest,
+        data_bytes: Option<usize>,
+    ) {
+        dest.insert(&naming::manifest_key(job, id), &manifest.to_json());
+        if let Some(n) = data_bytes {
+            dest.insert(&manifest.data.key, &vec![7; n]);
+        }
+    }
+
+    const ID: &str = "20260301T120000Z-abcd";
+
+    #[test]
+    fn a_whole_artifact_is_usable() {
+        let dest = MemoryDestination::new("m");
+        store(&dest, "app", ID, &manifest("app", ID, 10), Some(10));
+        let listing = list_job(&dest, "app").expect("listing");
+        assert_eq!(listing.artifacts.len(), 1);
+        assert_eq!(listing.artifacts[0].state, ArtifactState::Ok);
+        assert!(listing.unreadable.is_empty());
+    }
+
+    #[test]
+    fn a_missing_or_short_data_object_makes_the_artifact_broken() {
+        let dest = MemoryDestination::new("m");
+        let other = "20260302T120000Z-beef";
+        store(&dest, "app", ID, &manifest("app", ID, 10), None);
+        store(&dest, "app", other, &manifest("app", other, 10), Some(9));
+        let listing = list_job(&dest, "app").expect("listing");
+        let states: Vec<String> = listing
+            .artifacts
+            .iter()
+            .map(|a| match &a.state {
+                ArtifactState::Broken(why) => why.clone(),
+                ArtifactState::Ok => "ok".into(),
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [
+                format!("data object app/app-{ID}.zst is missing"),
+                format!("data object app/app-{other}.zst has 9 bytes, the manifest says 10"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_manifest_that_does_not_parse_is_unreadable_and_not_listed() {
+        let dest = MemoryDestination::new("m");
+        dest.insert(&naming::manifest_key("app", ID), b"{ not json");
+        let listing = list_job(&dest, "app").expect("listing");
+        assert!(listing.artifacts.is_empty());
+        assert_eq!(listing.unreadable.len(), 1);
+        assert_eq!(listing.unreadable[0].key, naming::manifest_key("app", ID));
+    }
+
+    #[test]
+    fn a_manifest_under_a_name_its_id_does_not_make_is_unreadable() {
+        // A planted manifest: copied under another artifact's name.
+        let dest = MemoryDestination::new("m");
+        let planted = "20260309T120000Z-0bad";
+        store(&dest, "app", planted, &manifest("app", ID, 10), Some(10));
+        let listing = list_job(&dest, "app").expect("listing");
+        assert!(listing.artifacts.is_empty());
+        assert_eq!(listing.unreadable.len(), 1);
+    }
+
+    #[test]
+    fn a_foreign_jobs_manifest_in_this_jobs_folder_is_never_usable() {
+        let dest = MemoryDestination::new("m");
+        store(&dest, "app", ID, &manifest("other", ID, 10), Some(10));
+        let listing = list_job(&dest, "app").expect("listing");
+        let usable = listing
+            .artifacts
+            .iter()
+            .filter(|a| a.state == ArtifactState::Ok)
+            .count();
+        assert_eq!(usable, 0);
+        // Seen (as unreadable or broken), not silently skipped.
+        assert_eq!(listing.artifacts.len() + listing.unreadable.len(), 1);
+    }
+
+    #[test]
+    fn a_giant_manifest_is_not_read() {
+        let dest = MemoryDestination::new("m");
+        let giant = vec![b' '; MAX_MANIFEST_BYTES as usize + 1];
+        dest.insert(&naming::manifest_key("app", ID), &giant);
+        let listing = list_job(&dest, "app").expect("listing");
+        assert!(listing.artifacts.is_empty());
+        assert!(listing.unreadable[0].problem.contains("manifest too large"));
+    }
+}
