@@ -45,15 +45,7 @@ impl FsDestination {
     }
 
     fn check_key(&self, key: &str) -> Result<()> {
-        let valid = !key.is_empty()
-            && key
-                .split('/')
-                .all(|part| !part.is_empty() && part != "." && part != "..");
-        if valid {
-            Ok(())
-        } else {
-            Err(self.err(format!("invalid object key {key:?}")))
-        }
+        super::naming::check_key(&self.name, key)
     }
 
     fn err(&self, message: impl std::fmt::Display) -> Error {

@@ -53,18 +53,7 @@ impl MemoryDestination {
     }
 
     fn check_key(&self, key: &str) -> Result<()> {
-        let valid = !key.is_empty()
-            && key
-                .split('/')
-                .all(|part| !part.is_empty() && part != "." && part != "..");
-        if valid {
-            Ok(())
-        } else {
-            Err(Error::destination(
-                &self.name,
-                format!("invalid object key {key:?}"),
-            ))
-        }
+        super::naming::check_key(&self.name, key)
     }
 
     fn not_found(&self, key: &str) -> Error {

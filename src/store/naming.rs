@@ -28,6 +28,23 @@ pub fn data_key(job: &str, id: &str, extensions: &[&str]) -> String {
     key
 }
 
+/// Refuses a key that could name something outside a destination's own tree:
+/// empty, or with an empty, `.` or `..` part.
+pub fn check_key(destination: &str, key: &str) -> crate::Result<()> {
+    let valid = !key.is_empty()
+        && key
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    if valid {
+        Ok(())
+    } else {
+        Err(crate::Error::destination(
+            destination,
+            format!("invalid object key {key:?}"),
+        ))
+    }
+}
+
 pub fn manifest_key(job: &str, id: &str) -> String {
     format!("{job}/{job}-{id}{MANIFEST_SUFFIX}")
 }
