@@ -6,6 +6,7 @@
 //! behind [`StateStore`]; `sqlite.rs` is the embedded implementation and nothing
 //! else in the code speaks SQL to it.
 
+pub mod access;
 pub mod marks;
 pub mod runlog;
 pub mod sqlite;
@@ -17,6 +18,10 @@ use std::str::FromStr;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+
+pub use access::{
+    ApiToken, AuditEntry, NewAudit, Role, ScheduleOverride, Session, User, audit_hash,
+};
 
 use crate::config::Config;
 use crate::{Error, Result};
@@ -278,6 +283,48 @@ pub trait StateStore: Send + Sync {
     fn get_value(&self, namespace: &str, key: &str) -> Result<Option<serde_json::Value>>;
     fn put_value(&self, namespace: &str, key: &str, value: &serde_json::Value) -> Result<()>;
     fn values(&self, namespace: &str) -> Result<BTreeMap<String, serde_json::Value>>;
+
+    /// Adds a user; false when the name is taken.
+    fn add_user(&self, user: &User) -> Result<bool>;
+    fn user(&self, name: &str) -> Result<Option<User>>;
+    fn users(&self) -> Result<Vec<User>>;
+    /// Replaces a user's password hash and ends their sessions; false when no such user.
+    fn set_password(&self, name: &str, password_hash: &str) -> Result<bool>;
+    /// Removes a user and ends their sessions; false when no such user.
+    fn remove_user(&self, name: &str) -> Result<bool>;
+
+    fn create_session(&self, session: &Session) -> Result<()>;
+    fn session(&self, id_hash: &str) -> Result<Option<Session>>;
+    fn touch_session(&self, id_hash: &str, at: Timestamp) -> Result<()>;
+    fn end_session(&self, id_hash: &str) -> Result<()>;
+    /// Ends sessions created before `created_before` or idle since before
+    /// `seen_before`; returns how many.
+    fn end_stale_sessions(
+        &self,
+        created_before: Timestamp,
+        seen_before: Timestamp,
+    ) -> Result<usize>;
+
+    /// Adds a token; false when the name is taken (revoked tokens keep theirs).
+    fn add_token(&self, token: &ApiToken) -> Result<bool>;
+    fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>>;
+    fn tokens(&self) -> Result<Vec<ApiToken>>;
+    fn touch_token(&self, name: &str, at: Timestamp) -> Result<()>;
+    /// False when no live token has this name.
+    fn revoke_token(&self, name: &str, at: Timestamp) -> Result<bool>;
+
+    /// Appends to the audit log, chaining the entry to the last one atomically
+    /// (several processes append at once).
+    fn append_audit(&self, entry: &NewAudit) -> Result<AuditEntry>;
+    /// Up to `limit` entries after `after_seq`, oldest first (page through
+    /// the log without holding it).
+    fn audit_after(&self, after_seq: i64, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// The newest `limit` entries, newest first.
+    fn audit_newest(&self, limit: usize) -> Result<Vec<AuditEntry>>;
+
+    /// Sets (or with `None` clears) the schedule override of `job`.
+    fn set_schedule_override(&self, job: &str, value: Option<&ScheduleOverride>) -> Result<()>;
+    fn schedule_overrides(&self) -> Result<BTreeMap<String, ScheduleOverride>>;
 }
 
 /// Opens the store the config names (default: `cairn-state.db` beside the config).

@@ -12,8 +12,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ArtifactMark, CopyMarks, NewRun, RunEnd, RunFilter, RunRecord, RunStatus, StateStore, host,
-    state_error,
+    ApiToken, ArtifactMark, AuditEntry, CopyMarks, NewAudit, NewRun, RunEnd, RunFilter, RunRecord,
+    RunStatus, ScheduleOverride, Session, StateStore, User, audit_hash, host, state_error,
 };
 use crate::{Error, Result};
 
@@ -66,6 +66,30 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO artifact_marks (job, id, destination, bad, reason, at)
         SELECT job, id, '', bad, reason, at FROM artifact_marks_v1;
      DROP TABLE artifact_marks_v1;",
+    // The web UI and API: users, sessions, tokens, the audit log, schedule overrides.
+    "CREATE TABLE users (
+        name TEXT PRIMARY KEY, role TEXT NOT NULL, password_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+     );
+     CREATE TABLE sessions (
+        id_hash TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        csrf TEXT NOT NULL, created_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL
+     );
+     CREATE INDEX sessions_by_user ON sessions (user);
+     CREATE TABLE tokens (
+        name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL,
+        jobs TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER,
+        last_used_at INTEGER, revoked_at INTEGER
+     );
+     CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, actor TEXT NOT NULL,
+        action TEXT NOT NULL, target TEXT NOT NULL, address TEXT NOT NULL,
+        result TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+     );
+     CREATE TABLE schedule_overrides (
+        job TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL
+     );",
 ];
 
 /// Logs longer than this keep their head and tail.
@@ -145,20 +169,12 @@ impl SqliteState {
     }
 
     fn record(row: &rusqlite::Row, with_log: bool) -> rusqlite::Result<RunRecord> {
-        fn parse<T: std::str::FromStr<Err = String>>(
-            i: usize,
-            text: String,
-        ) -> rusqlite::Result<T> {
-            text.parse().map_err(|e: String| {
-                rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-            })
-        }
         Ok(RunRecord {
             id: row.get(0)?,
             job: row.get(1)?,
-            kind: parse(2, row.get(2)?)?,
-            trigger: parse(3, row.get(3)?)?,
-            status: parse(4, row.get(4)?)?,
+            kind: parse_column(2, row.get(2)?)?,
+            trigger: parse_column(3, row.get(3)?)?,
+            status: parse_column(4, row.get(4)?)?,
             started_at: from_millis(row.get(5)?),
             finished_at: row.get::<_, Option<i64>>(6)?.map(from_millis),
             bytes: row.get::<_, Option<i64>>(7)?.map(|b| b.max(0) as u64),
@@ -603,6 +619,354 @@ impl StateStore for SqliteState {
             .filter_map(|(k, v)| Some((k, serde_json::from_str(&v).ok()?)))
             .collect())
     }
+
+    fn add_user(&self, user: &User) -> Result<bool> {
+        self.lock()
+            .execute(
+                "INSERT OR IGNORE INTO users (name, role, password_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    user.name,
+                    user.role.as_str(),
+                    user.password_hash,
+                    millis(user.created_at)
+                ],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| self.error("cannot add the user", e))
+    }
+
+    fn user(&self, name: &str) -> Result<Option<User>> {
+        self.lock()
+            .query_row(
+                "SELECT name, role, password_hash, created_at FROM users WHERE name = ?1",
+                [name],
+                user_row,
+            )
+            .optional()
+            .map_err(|e| self.error("cannot read the user", e))
+    }
+
+    fn users(&self) -> Result<Vec<User>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT name, role, password_hash, created_at FROM users ORDER BY name")
+            .map_err(|e| self.error("cannot read the users", e))?;
+        stmt.query_map([], user_row)
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error("cannot read the users", e))
+    }
+
+    fn set_password(&self, name: &str, password_hash: &str) -> Result<bool> {
+        let mut conn = self.lock();
+        let fail = |e| self.error("cannot change the password", e);
+        let tx = conn.transaction().map_err(fail)?;
+        let changed = tx
+            .execute(
+                "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+                params![name, password_hash],
+            )
+            .map_err(fail)?;
+        tx.execute("DELETE FROM sessions WHERE user = ?1", [name])
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(changed == 1)
+    }
+
+    fn remove_user(&self, name: &str) -> Result<bool> {
+        let mut conn = self.lock();
+        let fail = |e| self.error("cannot remove the user", e);
+        let tx = conn.transaction().map_err(fail)?;
+        tx.execute("DELETE FROM sessions WHERE user = ?1", [name])
+            .map_err(fail)?;
+        let removed = tx
+            .execute("DELETE FROM users WHERE name = ?1", [name])
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(removed == 1)
+    }
+
+    fn create_session(&self, session: &Session) -> Result<()> {
+        self.lock()
+            .execute(
+                "INSERT INTO sessions (id_hash, user, csrf, created_at, last_seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    session.id_hash,
+                    session.user,
+                    session.csrf,
+                    millis(session.created_at),
+                    millis(session.last_seen_at)
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error("cannot start the session", e))
+    }
+
+    fn session(&self, id_hash: &str) -> Result<Option<Session>> {
+        self.lock()
+            .query_row(
+                "SELECT id_hash, user, csrf, created_at, last_seen_at FROM sessions
+                 WHERE id_hash = ?1",
+                [id_hash],
+                |r| {
+                    Ok(Session {
+                        id_hash: r.get(0)?,
+                        user: r.get(1)?,
+                        csrf: r.get(2)?,
+                        created_at: from_millis(r.get(3)?),
+                        last_seen_at: from_millis(r.get(4)?),
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.error("cannot read the session", e))
+    }
+
+    fn touch_session(&self, id_hash: &str, at: Timestamp) -> Result<()> {
+        self.lock()
+            .execute(
+                "UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1",
+                params![id_hash, millis(at)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error("cannot update the session", e))
+    }
+
+    fn end_session(&self, id_hash: &str) -> Result<()> {
+        self.lock()
+            .execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])
+            .map(|_| ())
+            .map_err(|e| self.error("cannot end the session", e))
+    }
+
+    fn end_stale_sessions(
+        &self,
+        created_before: Timestamp,
+        seen_before: Timestamp,
+    ) -> Result<usize> {
+        self.lock()
+            .execute(
+                "DELETE FROM sessions WHERE created_at < ?1 OR last_seen_at < ?2",
+                params![millis(created_before), millis(seen_before)],
+            )
+            .map_err(|e| self.error("cannot end stale sessions", e))
+    }
+
+    fn add_token(&self, token: &ApiToken) -> Result<bool> {
+        let jobs = serde_json::to_string(&token.jobs).unwrap_or_else(|_| "[]".into());
+        self.lock()
+            .execute(
+                "INSERT OR IGNORE INTO tokens
+                 (name, hash, role, jobs, created_at, expires_at, last_used_at, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    token.name,
+                    token.hash,
+                    token.role.as_str(),
+                    jobs,
+                    millis(token.created_at),
+                    token.expires_at.map(millis),
+                    token.last_used_at.map(millis),
+                    token.revoked_at.map(millis)
+                ],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| self.error("cannot add the token", e))
+    }
+
+    fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>> {
+        self.lock()
+            .query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"),
+                [hash],
+                token_row,
+            )
+            .optional()
+            .map_err(|e| self.error("cannot read the token", e))
+    }
+
+    fn tokens(&self) -> Result<Vec<ApiToken>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!("SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY name"))
+            .map_err(|e| self.error("cannot read the tokens", e))?;
+        stmt.query_map([], token_row)
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error("cannot read the tokens", e))
+    }
+
+    fn touch_token(&self, name: &str, at: Timestamp) -> Result<()> {
+        self.lock()
+            .execute(
+                "UPDATE tokens SET last_used_at = ?2 WHERE name = ?1",
+                params![name, millis(at)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error("cannot update the token", e))
+    }
+
+    fn revoke_token(&self, name: &str, at: Timestamp) -> Result<bool> {
+        self.lock()
+            .execute(
+                "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+                params![name, millis(at)],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| self.error("cannot revoke the token", e))
+    }
+
+    fn append_audit(&self, entry: &NewAudit) -> Result<AuditEntry> {
+        let mut conn = self.lock();
+        let fail = |e| self.error("cannot append to the audit log", e);
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let last: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(fail)?;
+        let (seq, prev_hash) = match last {
+            Some((seq, hash)) => (seq + 1, hash),
+            None => (1, super::access::AUDIT_GENESIS.to_string()),
+        };
+        let hash = audit_hash(seq, &prev_hash, entry);
+        tx.execute(
+            "INSERT INTO audit (seq, at, actor, action, target, address, result, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                seq,
+                millis(entry.at),
+                entry.actor,
+                entry.action,
+                entry.target,
+                entry.address,
+                entry.result,
+                prev_hash,
+                hash
+            ],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(AuditEntry {
+            seq,
+            entry: entry.clone(),
+            prev_hash,
+            hash,
+        })
+    }
+
+    fn audit_after(&self, after_seq: i64, limit: usize) -> Result<Vec<AuditEntry>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))
+            .map_err(|e| self.error("cannot read the audit log", e))?;
+        stmt.query_map(params![after_seq, limit as i64], audit_row)
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error("cannot read the audit log", e))
+    }
+
+    fn audit_newest(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq DESC LIMIT ?1"
+            ))
+            .map_err(|e| self.error("cannot read the audit log", e))?;
+        stmt.query_map([limit as i64], audit_row)
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error("cannot read the audit log", e))
+    }
+
+    fn set_schedule_override(&self, job: &str, value: Option<&ScheduleOverride>) -> Result<()> {
+        let conn = self.lock();
+        let result = match value {
+            Some(value) => conn.execute(
+                "INSERT INTO schedule_overrides (job, value, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (job) DO UPDATE SET value = excluded.value,
+                 updated_at = excluded.updated_at",
+                params![
+                    job,
+                    serde_json::to_string(value).unwrap_or_default(),
+                    millis(Timestamp::now())
+                ],
+            ),
+            None => conn.execute("DELETE FROM schedule_overrides WHERE job = ?1", [job]),
+        };
+        result
+            .map(|_| ())
+            .map_err(|e| self.error("cannot change the schedule override", e))
+    }
+
+    fn schedule_overrides(&self) -> Result<BTreeMap<String, ScheduleOverride>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT job, value FROM schedule_overrides")
+            .map_err(|e| self.error("cannot read the schedule overrides", e))?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error("cannot read the schedule overrides", e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(job, v)| Some((job, serde_json::from_str(&v).ok()?)))
+            .collect())
+    }
+}
+
+const TOKEN_COLUMNS: &str =
+    "name, hash, role, jobs, created_at, expires_at, last_used_at, revoked_at";
+const AUDIT_COLUMNS: &str = "seq, at, actor, action, target, address, result, prev_hash, hash";
+
+fn parse_column<T: std::str::FromStr<Err = String>>(i: usize, text: String) -> rusqlite::Result<T> {
+    text.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+fn user_row(r: &rusqlite::Row) -> rusqlite::Result<User> {
+    Ok(User {
+        name: r.get(0)?,
+        role: parse_column(1, r.get(1)?)?,
+        password_hash: r.get(2)?,
+        created_at: from_millis(r.get(3)?),
+    })
+}
+
+fn token_row(r: &rusqlite::Row) -> rusqlite::Result<ApiToken> {
+    let jobs: String = r.get(3)?;
+    Ok(ApiToken {
+        name: r.get(0)?,
+        hash: r.get(1)?,
+        role: parse_column(2, r.get(2)?)?,
+        jobs: serde_json::from_str(&jobs).unwrap_or_default(),
+        created_at: from_millis(r.get(4)?),
+        expires_at: r.get::<_, Option<i64>>(5)?.map(from_millis),
+        last_used_at: r.get::<_, Option<i64>>(6)?.map(from_millis),
+        revoked_at: r.get::<_, Option<i64>>(7)?.map(from_millis),
+    })
+}
+
+fn audit_row(r: &rusqlite::Row) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: r.get(0)?,
+        entry: NewAudit {
+            at: from_millis(r.get(1)?),
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            target: r.get(4)?,
+            address: r.get(5)?,
+            result: r.get(6)?,
+        },
+        prev_hash: r.get(7)?,
+        hash: r.get(8)?,
+    })
 }
 
 /// Holders are `host:pid[:…]`; a holder on this host whose process is gone
@@ -851,6 +1215,82 @@ mod tests {
         let at = Timestamp::from_second(1_800_000_000).unwrap();
         store.set_schedule_mark("app#0", at).unwrap();
         assert_eq!(store.schedule_marks().unwrap()["app#0"], at);
+    }
+
+    #[test]
+    fn users_sessions_tokens_audit_and_overrides() {
+        use crate::state::{Role, ScheduleOverride};
+        let (_dir, store) = store();
+        let at = Timestamp::from_second(1_800_000_000).unwrap();
+        let ann = User {
+            name: "ann".into(),
+            role: Role::Admin,
+            password_hash: "$argon2id$x".into(),
+            created_at: at,
+        };
+        assert!(store.add_user(&ann).unwrap());
+        assert!(!store.add_user(&ann).unwrap(), "names are unique");
+        assert_eq!(store.user("ann").unwrap(), Some(ann.clone()));
+        let session = Session {
+            id_hash: "h1".into(),
+            user: "ann".into(),
+            csrf: "c".into(),
+            created_at: at,
+            last_seen_at: at,
+        };
+        store.create_session(&session).unwrap();
+        assert_eq!(store.session("h1").unwrap(), Some(session));
+        assert!(store.set_password("ann", "$argon2id$y").unwrap());
+        assert_eq!(
+            store.session("h1").unwrap(),
+            None,
+            "a new password ends sessions"
+        );
+        assert!(!store.set_password("bob", "z").unwrap());
+
+        let token = ApiToken {
+            name: "ci".into(),
+            hash: "th".into(),
+            role: Role::Operator,
+            jobs: vec!["app".into()],
+            created_at: at,
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        assert!(store.add_token(&token).unwrap());
+        assert_eq!(store.token_by_hash("th").unwrap(), Some(token));
+        assert!(store.revoke_token("ci", at).unwrap());
+        assert!(!store.revoke_token("ci", at).unwrap(), "already revoked");
+        assert_eq!(
+            store.token_by_hash("th").unwrap().unwrap().revoked_at,
+            Some(at)
+        );
+
+        let entry = |action: &str| NewAudit {
+            at,
+            actor: "user:ann".into(),
+            action: action.into(),
+            target: "app".into(),
+            address: "127.0.0.1".into(),
+            result: "ok".into(),
+        };
+        let first = store.append_audit(&entry("login")).unwrap();
+        let second = store.append_audit(&entry("run.backup")).unwrap();
+        assert_eq!((first.seq, second.seq), (1, 2));
+        assert_eq!(second.prev_hash, first.hash);
+        assert_eq!(store.audit_after(1, 10).unwrap(), vec![second.clone()]);
+        assert_eq!(store.audit_newest(1).unwrap(), vec![second]);
+
+        let cron = ScheduleOverride::Cron {
+            cron: "0 3 * * *".into(),
+        };
+        store.set_schedule_override("app", Some(&cron)).unwrap();
+        assert_eq!(store.schedule_overrides().unwrap()["app"], cron);
+        store.set_schedule_override("app", None).unwrap();
+        assert!(store.schedule_overrides().unwrap().is_empty());
+        assert!(store.remove_user("ann").unwrap());
+        assert!(store.users().unwrap().is_empty());
     }
 
     #[test]
