@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::config::{Config, EncryptionConfig, Job, SourceConfig};
+use crate::config::{Config, EncryptionConfig, Job};
 use crate::keys;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -149,129 +149,7 @@ fn probe(dest: &dyn crate::store::Destination) -> crate::Result<String> {
 
 fn check_source(job: &Job) -> Finding {
     let subject = format!("job `{}` source", job.name);
-    match &job.source {
-        SourceConfig::Sqlite { path } => {
-            let result = rusqlite::Connection::open_with_flags(
-                path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .and_then(|c| {
-                c.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
-                    r.get::<_, i64>(0)
-                })
-            });
-            match (path.is_file(), result) {
-                (false, _) => finding(
-                    subject,
-                    Level::Fail,
-                    format!("{} does not exist", path.display()),
-                ),
-                (true, Ok(n)) => finding(
-                    subject,
-                    Level::Ok,
-                    format!(
-                        "{} is a readable SQLite database ({n} schema objects)",
-                        path.display()
-                    ),
-                ),
-                (true, Err(e)) => finding(
-                    subject,
-                    Level::Fail,
-                    format!("{} cannot be read as SQLite: {e}", path.display()),
-                ),
-            }
-        }
-        SourceConfig::Files { path, .. } => match std::fs::read_dir(path) {
-            Ok(_) => finding(
-                subject,
-                Level::Ok,
-                format!("{} is a readable folder", path.display()),
-            ),
-            Err(e) => finding(
-                subject,
-                Level::Fail,
-                format!("{} cannot be listed: {e}", path.display()),
-            ),
-        },
-        other => check_server_source(job, other),
-    }
-}
-
-fn check_server_source(job: &Job, source: &SourceConfig) -> Finding {
-    let subject = format!("job `{}` source", job.name);
-    let result = match source {
-        SourceConfig::Postgres {
-            url,
-            password_env,
-            tool_dir,
-            scope,
-            ..
-        } => {
-            let tool = match scope {
-                crate::config::PgScope::Database => "pg_dump",
-                crate::config::PgScope::Server => "pg_dumpall",
-            };
-            let tool_path = match tool_dir {
-                Some(dir) => dir.join(tool).display().to_string(),
-                None => tool.to_string(),
-            };
-            crate::source::password_from_env(&job.name, password_env.as_deref())
-                .and_then(|pw| crate::source::postgres::PgConn::parse(url, pw))
-                .and_then(|conn| {
-                    let server = conn.server_version_num()?;
-                    let version =
-                        crate::source::external::Program::new([tool_path.as_str(), "--version"])
-                            .output()?;
-                    Ok(format!(
-                        "{} answers (server_version_num {server}); {}",
-                        conn.display(),
-                        version.trim()
-                    ))
-                })
-        }
-        SourceConfig::Mysql { url, password_env } => {
-            crate::source::password_from_env(&job.name, password_env.as_deref())
-                .and_then(|pw| crate::source::mysql::MyConn::parse(url, pw))
-                .and_then(|conn| {
-                    let tool = crate::source::mysql::dump_tool().ok_or_else(|| {
-                        crate::Error::Run("neither mariadb-dump nor mysqldump is installed".into())
-                    })?;
-                    let version = conn.query(None, "SELECT VERSION()")?;
-                    Ok(format!(
-                        "{} answers (server {}); dumps with {tool}",
-                        conn.display(),
-                        version.trim()
-                    ))
-                })
-        }
-        SourceConfig::Command {
-            backup, restore, ..
-        } => {
-            let missing: Vec<&str> = std::iter::once(backup)
-                .chain(restore.iter())
-                .filter_map(|argv| argv.first())
-                .map(String::as_str)
-                .filter(|program| {
-                    if program.contains('/') {
-                        !std::path::Path::new(program).is_file()
-                    } else {
-                        crate::source::external::find_tool(&[program]).is_none()
-                    }
-                })
-                .collect();
-            if missing.is_empty() {
-                Ok("the backup (and restore) programs are installed".to_string())
-            } else {
-                Err(crate::Error::Run(format!(
-                    "not found: {}",
-                    missing.join(", ")
-                )))
-            }
-        }
-        SourceConfig::Sqlite { .. } | SourceConfig::Files { .. } => Ok("checked above".to_string()),
-    };
-    match result {
+    match crate::source::kind::of(job).probe() {
         Ok(message) => finding(subject, Level::Ok, message),
         Err(e) => finding(subject, Level::Fail, e.to_string()),
     }

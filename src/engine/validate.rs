@@ -7,32 +7,11 @@
 
 use serde::Serialize;
 
-use crate::config::{Job, RuleConfig, SourceConfig};
-use crate::source::read_only::{Dialect, open_sqlite, single_statement};
-use crate::source::{mysql::MyConn, postgres::PgConn};
+use crate::config::{Job, RuleConfig};
 use crate::state::{RunEnd, RunKind, StateStore, Trigger};
 use crate::{Error, Result};
 
-/// One named check of a drill or of live data, passed or not.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub name: String,
-    pub ok: bool,
-    pub detail: String,
-}
-
-impl Check {
-    pub fn new(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Self {
-        Check {
-            name: name.into(),
-            ok,
-            detail: detail.into(),
-        }
-    }
-}
-
-/// Offending rows shown per rule.
-pub const FIRST_ROWS: usize = 5;
+pub use crate::source::kind::{Check, FIRST_ROWS};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleResult {
@@ -93,75 +72,10 @@ impl super::runs::Summary for ValidateReport {
     }
 }
 
-/// Offending rows of one rule: (total count, first rows as text).
-type Offending = (u64, Vec<String>);
-
-// Each rule is wrapped so that one pass returns the total count and the first
-// rows; it must be one statement, and runs where nothing can be written. The
-// line break ends a trailing `--` comment before the closing parenthesis.
-
-fn sqlite_rule(conn: &rusqlite::Connection, sql: &str) -> Result<Offending> {
-    let wrapped = format!(
-        "SELECT count(*) OVER (), * FROM ({}\n) LIMIT {FIRST_ROWS}",
-        single_statement(sql, Dialect::Sqlite)?
-    );
-    let mut stmt = conn
-        .prepare(&wrapped)
-        .map_err(|e| Error::Run(e.to_string()))?;
-    let columns = stmt.column_count();
-    let mut rows = stmt.query([]).map_err(|e| Error::Run(e.to_string()))?;
-    let mut total = 0u64;
-    let mut first = Vec::new();
-    while let Some(row) = rows.next().map_err(|e| Error::Run(e.to_string()))? {
-        total = row
-            .get::<_, i64>(0)
-            .map_err(|e| Error::Run(e.to_string()))? as u64;
-        let values: Vec<String> = (1..columns)
-            .map(|i| match row.get_ref(i) {
-                Ok(rusqlite::types::ValueRef::Null) => "NULL".to_string(),
-                Ok(rusqlite::types::ValueRef::Integer(n)) => n.to_string(),
-                Ok(rusqlite::types::ValueRef::Real(f)) => f.to_string(),
-                Ok(rusqlite::types::ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
-                Ok(rusqlite::types::ValueRef::Blob(_)) => "<blob>".to_string(),
-                Err(_) => "?".to_string(),
-            })
-            .collect();
-        first.push(values.join(", "));
-    }
-    Ok((total, first))
-}
-
-fn pg_rule(conn: &PgConn, sql: &str) -> Result<Offending> {
-    let text = conn.query_read_only(&format!(
-        "SELECT count(*) OVER (), q::text FROM ({}\n) q LIMIT {FIRST_ROWS}",
-        single_statement(sql, Dialect::Postgres)?
-    ))?;
-    let mut total = 0;
-    let mut first = Vec::new();
-    for line in text.lines() {
-        let (n, row) = line.split_once('|').unwrap_or((line, ""));
-        total = n.trim().parse().unwrap_or(total);
-        first.push(row.to_string());
-    }
-    Ok((total, first))
-}
-
-fn my_rule(conn: &MyConn, sql: &str) -> Result<Offending> {
-    let text = conn.query_read_only(&format!(
-        "SELECT COUNT(*) OVER (), q.* FROM ({}\n) q LIMIT {FIRST_ROWS}",
-        single_statement(sql, Dialect::Mysql)?
-    ))?;
-    let mut total = 0;
-    let mut first = Vec::new();
-    for line in text.lines() {
-        let (n, row) = line.split_once('\t').unwrap_or((line, ""));
-        total = n.trim().parse().unwrap_or(total);
-        first.push(row.replace('\t', ", "));
-    }
-    Ok((total, first))
-}
-
-fn run_rules(rules: &[RuleConfig], run: impl Fn(&str) -> Result<Offending>) -> Vec<RuleResult> {
+fn run_rules(
+    rules: &[RuleConfig],
+    run: impl Fn(&str) -> Result<crate::source::kind::Offending>,
+) -> Vec<RuleResult> {
     rules
         .iter()
         .map(|rule| match run(&rule.sql) {
@@ -188,83 +102,15 @@ fn run_rules(rules: &[RuleConfig], run: impl Fn(&str) -> Result<Offending>) -> V
 /// Validates `job`'s live data.
 pub fn validate(job: &Job) -> Result<ValidateReport> {
     let rules = &job.validate.rules;
-    let mut checks = Vec::new();
-    let (kind, results) = match &job.source {
-        SourceConfig::Sqlite { path } => {
-            let conn = open_sqlite(path)?;
-            let _ = conn.busy_timeout(std::time::Duration::from_secs(60));
-            let integrity: std::result::Result<Vec<String>, _> = conn
-                .prepare("PRAGMA integrity_check")
-                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect());
-            checks.push(match integrity {
-                Ok(lines) => {
-                    let text = lines.join("; ");
-                    Check::new("integrity_check", text == "ok", text)
-                }
-                Err(e) => Check::new("integrity_check", false, e.to_string()),
-            });
-            checks.push(match crate::source::sqlite::foreign_key_violations(&conn) {
-                Ok((0, _)) => Check::new("foreign_key_check", true, "no violations"),
-                Ok((n, first)) => Check::new(
-                    "foreign_key_check",
-                    false,
-                    format!("{n} rows violate foreign keys, e.g. {}", first.join("; ")),
-                ),
-                Err(e) => Check::new("foreign_key_check", false, e.to_string()),
-            });
-            ("sqlite", run_rules(rules, |sql| sqlite_rule(&conn, sql)))
-        }
-        SourceConfig::Postgres {
-            url, password_env, ..
-        } => {
-            let password = crate::source::password_from_env(&job.name, password_env.as_deref())?;
-            let conn = PgConn::parse(url, password)?;
-            match conn.query("SELECT version()") {
-                Ok(version) => {
-                    checks.push(Check::new("connectivity", true, version.trim().to_string()));
-                    ("postgres", run_rules(rules, |sql| pg_rule(&conn, sql)))
-                }
-                Err(e) => {
-                    checks.push(Check::new("connectivity", false, e.to_string()));
-                    ("postgres", Vec::new())
-                }
-            }
-        }
-        SourceConfig::Mysql { url, password_env } => {
-            let password = crate::source::password_from_env(&job.name, password_env.as_deref())?;
-            let conn = MyConn::parse(url, password)?;
-            match conn.query(Some(&conn.database), "SELECT VERSION()") {
-                Ok(version) => {
-                    checks.push(Check::new("connectivity", true, version.trim().to_string()));
-                    ("mysql", run_rules(rules, |sql| my_rule(&conn, sql)))
-                }
-                Err(e) => {
-                    checks.push(Check::new("connectivity", false, e.to_string()));
-                    ("mysql", Vec::new())
-                }
-            }
-        }
-        SourceConfig::Files { path, .. } => {
-            let readable = std::fs::read_dir(path);
-            checks.push(Check::new(
-                "folder",
-                readable.is_ok(),
-                match readable {
-                    Ok(_) => format!("{} can be read", path.display()),
-                    Err(e) => format!("{}: {e}", path.display()),
-                },
-            ));
-            ("files", Vec::new())
-        }
-        SourceConfig::Command { .. } => {
-            checks.push(Check::new(
-                "source",
-                true,
-                "command sources have nothing cairn can validate",
-            ));
-            ("command", Vec::new())
-        }
+    let source = crate::source::kind::of(job);
+    let live = source.live_checks()?;
+    let checks = live.checks;
+    let results = if live.rules_can_run {
+        run_rules(rules, |sql| source.offending(sql))
+    } else {
+        Vec::new()
     };
+    let kind = source.kind();
     let ok = checks.iter().all(|c| c.ok) && results.iter().all(|r| r.ok);
     let blocked = results.iter().any(|r| r.blocking && !r.ok);
     for rule in results.iter().filter(|r| !r.ok) {

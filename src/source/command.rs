@@ -61,3 +61,62 @@ impl Dump for CommandSource {
         }))
     }
 }
+
+/// A job's command source as a [`SourceKind`](super::kind::SourceKind).
+pub struct CommandKind<'a> {
+    pub job: &'a crate::config::Job,
+    pub backup: &'a [String],
+    pub restore: Option<&'a [String]>,
+    pub extension: &'a str,
+    pub env: &'a [String],
+}
+
+impl super::kind::SourceKind for CommandKind<'_> {
+    fn kind(&self) -> &'static str {
+        "command"
+    }
+
+    fn dumper(&self) -> Result<Box<dyn Dump>> {
+        Ok(Box::new(CommandSource::new(
+            &self.job.name,
+            self.backup,
+            self.extension,
+            self.env,
+        )))
+    }
+
+    fn probe(&self) -> Result<String> {
+        let missing: Vec<&str> = std::iter::once(self.backup)
+            .chain(self.restore)
+            .filter_map(|argv| argv.first())
+            .map(String::as_str)
+            .filter(|program| {
+                if program.contains('/') {
+                    !std::path::Path::new(program).is_file()
+                } else {
+                    super::external::find_tool(&[program]).is_none()
+                }
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok("the backup (and restore) programs are installed".to_string())
+        } else {
+            Err(Error::Run(format!("not found: {}", missing.join(", "))))
+        }
+    }
+
+    fn live_checks(&self) -> Result<super::kind::LiveChecks> {
+        Ok(super::kind::LiveChecks {
+            checks: vec![super::kind::Check::new(
+                "source",
+                true,
+                "command sources have nothing cairn can validate",
+            )],
+            rules_can_run: false,
+        })
+    }
+
+    fn no_database(&self) -> Error {
+        super::kind::no_database(self.job)
+    }
+}

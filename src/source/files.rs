@@ -501,3 +501,50 @@ fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// A job's folder source as a [`SourceKind`](super::kind::SourceKind).
+pub struct FilesKind<'a> {
+    pub job: &'a crate::config::Job,
+    pub path: &'a Path,
+    pub exclude: &'a [String],
+}
+
+impl super::kind::SourceKind for FilesKind<'_> {
+    fn kind(&self) -> &'static str {
+        "files"
+    }
+
+    fn dumper(&self) -> Result<Box<dyn Dump>> {
+        Ok(Box::new(FilesSource::new(
+            &self.job.name,
+            self.path,
+            self.exclude,
+        )))
+    }
+
+    fn probe(&self) -> Result<String> {
+        fs::read_dir(self.path)
+            .map(|_| format!("{} is a readable folder", self.path.display()))
+            .map_err(|e| Error::Run(format!("{} cannot be listed: {e}", self.path.display())))
+    }
+
+    fn live_checks(&self) -> Result<super::kind::LiveChecks> {
+        let readable = fs::read_dir(self.path);
+        let check = super::kind::Check::new(
+            "folder",
+            readable.is_ok(),
+            match readable {
+                Ok(_) => format!("{} can be read", self.path.display()),
+                Err(e) => format!("{}: {e}", self.path.display()),
+            },
+        );
+        Ok(super::kind::LiveChecks {
+            checks: vec![check],
+            rules_can_run: false,
+        })
+    }
+
+    fn no_database(&self) -> Error {
+        super::kind::no_database(self.job)
+    }
+}

@@ -6,6 +6,7 @@ mod archive_guard;
 pub mod command;
 pub mod external;
 pub mod files;
+pub mod kind;
 pub mod mysql;
 pub mod postgres;
 pub mod read_only;
@@ -33,44 +34,7 @@ pub trait Dump: Send + Sync {
 }
 
 pub fn for_job(job: &Job) -> Result<Box<dyn Dump>> {
-    Ok(match &job.source {
-        SourceConfig::Sqlite { path } => Box::new(sqlite::SqliteSource::new(&job.name, path)),
-        SourceConfig::Files { path, exclude } => {
-            Box::new(files::FilesSource::new(&job.name, path, exclude))
-        }
-        SourceConfig::Postgres {
-            url,
-            password_env,
-            format,
-            scope,
-            tool_dir,
-        } => {
-            let password = password_from_env(&job.name, password_env.as_deref())?;
-            let conn = postgres::PgConn::parse(url, password)?;
-            Box::new(postgres::PostgresSource::new(
-                &job.name,
-                conn,
-                *format,
-                *scope,
-                tool_dir.clone(),
-            ))
-        }
-        SourceConfig::Mysql { url, password_env } => {
-            let password = password_from_env(&job.name, password_env.as_deref())?;
-            Box::new(mysql::MysqlSource::new(
-                &job.name,
-                mysql::MyConn::parse(url, password)?,
-            ))
-        }
-        SourceConfig::Command {
-            backup,
-            extension,
-            env,
-            ..
-        } => Box::new(command::CommandSource::new(
-            &job.name, backup, extension, env,
-        )),
-    })
+    kind::of(job).dumper()
 }
 
 /// The value of a job's `password_env`, which must be set when named.

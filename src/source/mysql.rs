@@ -486,3 +486,80 @@ mod tests {
         );
     }
 }
+
+/// A job's MySQL/MariaDB source as a [`SourceKind`](super::kind::SourceKind).
+pub struct MysqlKind<'a> {
+    pub job: &'a crate::config::Job,
+    pub url: &'a str,
+    pub password_env: Option<&'a str>,
+}
+
+impl MysqlKind<'_> {
+    fn conn(&self) -> Result<MyConn> {
+        let password = super::password_from_env(&self.job.name, self.password_env)?;
+        MyConn::parse(self.url, password)
+    }
+}
+
+impl super::kind::SourceKind for MysqlKind<'_> {
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn dumper(&self) -> Result<Box<dyn Dump>> {
+        Ok(Box::new(MysqlSource::new(&self.job.name, self.conn()?)))
+    }
+
+    fn probe(&self) -> Result<String> {
+        let conn = self.conn()?;
+        let tool = dump_tool()
+            .ok_or_else(|| Error::Run("neither mariadb-dump nor mysqldump is installed".into()))?;
+        let version = conn.query(None, "SELECT VERSION()")?;
+        Ok(format!(
+            "{} answers (server {}); dumps with {tool}",
+            conn.display(),
+            version.trim()
+        ))
+    }
+
+    fn live_checks(&self) -> Result<super::kind::LiveChecks> {
+        let conn = self.conn()?;
+        let (check, rules_can_run) = match conn.query(Some(&conn.database), "SELECT VERSION()") {
+            Ok(version) => (
+                super::kind::Check::new("connectivity", true, version.trim().to_string()),
+                true,
+            ),
+            Err(e) => (
+                super::kind::Check::new("connectivity", false, e.to_string()),
+                false,
+            ),
+        };
+        Ok(super::kind::LiveChecks {
+            checks: vec![check],
+            rules_can_run,
+        })
+    }
+
+    fn offending(&self, sql: &str) -> Result<super::kind::Offending> {
+        use super::read_only::{Dialect, single_statement};
+        let text = self.conn()?.query_read_only(&format!(
+            "SELECT COUNT(*) OVER (), q.* FROM ({}\n) q LIMIT {}",
+            single_statement(sql, Dialect::Mysql)?,
+            super::kind::FIRST_ROWS
+        ))?;
+        Ok(super::kind::offending_from_text(&text, '\t', ", "))
+    }
+
+    fn rows(&self, query: &str, limit: usize) -> Result<Vec<Vec<String>>> {
+        use super::read_only::{Dialect, single_statement};
+        let query = single_statement(query, Dialect::Mysql)?;
+        let text = self.conn()?.query_read_only(&format!(
+            "SELECT * FROM ({query}\n) AS cairn_check LIMIT {limit}"
+        ))?;
+        Ok(super::kind::split_rows(&text, '\t'))
+    }
+
+    fn no_database(&self) -> Error {
+        super::kind::no_database(self.job)
+    }
+}

@@ -556,3 +556,99 @@ mod tests {
         assert_eq!(conn.ssl_password.as_deref(), Some("kp"));
     }
 }
+
+/// A job's PostgreSQL source as a [`SourceKind`](super::kind::SourceKind).
+pub struct PostgresKind<'a> {
+    pub job: &'a crate::config::Job,
+    pub url: &'a str,
+    pub password_env: Option<&'a str>,
+    pub format: PgFormat,
+    pub scope: PgScope,
+    pub tool_dir: Option<&'a std::path::Path>,
+}
+
+impl PostgresKind<'_> {
+    fn conn(&self) -> Result<PgConn> {
+        let password = super::password_from_env(&self.job.name, self.password_env)?;
+        PgConn::parse(self.url, password)
+    }
+}
+
+impl super::kind::SourceKind for PostgresKind<'_> {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn dumper(&self) -> Result<Box<dyn Dump>> {
+        Ok(Box::new(PostgresSource::new(
+            &self.job.name,
+            self.conn()?,
+            self.format,
+            self.scope,
+            self.tool_dir.map(std::path::Path::to_path_buf),
+        )))
+    }
+
+    fn probe(&self) -> Result<String> {
+        let tool = match self.scope {
+            PgScope::Database => "pg_dump",
+            PgScope::Server => "pg_dumpall",
+        };
+        let tool_path = match self.tool_dir {
+            Some(dir) => dir.join(tool).display().to_string(),
+            None => tool.to_string(),
+        };
+        let conn = self.conn()?;
+        let server = conn.server_version_num()?;
+        let version = Program::new([tool_path.as_str(), "--version"]).output()?;
+        Ok(format!(
+            "{} answers (server_version_num {server}); {}",
+            conn.display(),
+            version.trim()
+        ))
+    }
+
+    fn live_checks(&self) -> Result<super::kind::LiveChecks> {
+        let conn = self.conn()?;
+        let (check, rules_can_run) = match conn.query("SELECT version()") {
+            Ok(version) => (
+                super::kind::Check::new("connectivity", true, version.trim().to_string()),
+                true,
+            ),
+            Err(e) => (
+                super::kind::Check::new("connectivity", false, e.to_string()),
+                false,
+            ),
+        };
+        Ok(super::kind::LiveChecks {
+            checks: vec![check],
+            rules_can_run,
+        })
+    }
+
+    fn offending(&self, sql: &str) -> Result<super::kind::Offending> {
+        use super::read_only::{Dialect, single_statement};
+        let text = self.conn()?.query_read_only(&format!(
+            "SELECT count(*) OVER (), q::text FROM ({}\n) q LIMIT {}",
+            single_statement(sql, Dialect::Postgres)?,
+            super::kind::FIRST_ROWS
+        ))?;
+        Ok(super::kind::offending_from_text(&text, '|', "|"))
+    }
+
+    // A derived table (statements that write, such as DELETE … RETURNING, are
+    // refused there) in a read-only transaction (so are writes hidden in
+    // functions). The line break ends a trailing comment.
+    fn rows(&self, query: &str, limit: usize) -> Result<Vec<Vec<String>>> {
+        use super::read_only::{Dialect, single_statement};
+        let query = single_statement(query, Dialect::Postgres)?;
+        let text = self.conn()?.query_read_only(&format!(
+            "SELECT * FROM ({query}\n) AS cairn_check LIMIT {limit}"
+        ))?;
+        Ok(super::kind::split_rows(&text, '|'))
+    }
+
+    fn no_database(&self) -> Error {
+        super::kind::no_database(self.job)
+    }
+}

@@ -284,3 +284,207 @@ pub fn foreign_key_violations(conn: &Connection) -> rusqlite::Result<(usize, Vec
     let first = rows.iter().take(5).cloned().collect();
     Ok((rows.len(), first))
 }
+
+/// A job's SQLite source as a [`SourceKind`](super::kind::SourceKind).
+pub struct SqliteKind<'a> {
+    pub job: &'a crate::config::Job,
+    pub path: &'a Path,
+}
+
+impl SqliteKind<'_> {
+    /// Opened for validation: long busy waits, since the application may be writing.
+    fn open_for_validation(&self) -> Result<Connection> {
+        let conn = super::read_only::open_sqlite(self.path)?;
+        let _ = conn.busy_timeout(Duration::from_secs(60));
+        Ok(conn)
+    }
+}
+
+impl super::kind::SourceKind for SqliteKind<'_> {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn dumper(&self) -> Result<Box<dyn Dump>> {
+        Ok(Box::new(SqliteSource::new(&self.job.name, self.path)))
+    }
+
+    fn probe(&self) -> Result<String> {
+        let path = self.path;
+        if !path.is_file() {
+            return Err(Error::Run(format!("{} does not exist", path.display())));
+        }
+        Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|c| {
+            c.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .map(|n| {
+            format!(
+                "{} is a readable SQLite database ({n} schema objects)",
+                path.display()
+            )
+        })
+        .map_err(|e| Error::Run(format!("{} cannot be read as SQLite: {e}", path.display())))
+    }
+
+    fn live_checks(&self) -> Result<super::kind::LiveChecks> {
+        use super::kind::Check;
+        let conn = self.open_for_validation()?;
+        let integrity: std::result::Result<Vec<String>, _> = conn
+            .prepare("PRAGMA integrity_check")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect());
+        let integrity = match integrity {
+            Ok(lines) => {
+                let text = lines.join("; ");
+                Check::new("integrity_check", text == "ok", text)
+            }
+            Err(e) => Check::new("integrity_check", false, e.to_string()),
+        };
+        let foreign_keys = match foreign_key_violations(&conn) {
+            Ok((0, _)) => Check::new("foreign_key_check", true, "no violations"),
+            Ok((n, first)) => Check::new(
+                "foreign_key_check",
+                false,
+                format!("{n} rows violate foreign keys, e.g. {}", first.join("; ")),
+            ),
+            Err(e) => Check::new("foreign_key_check", false, e.to_string()),
+        };
+        Ok(super::kind::LiveChecks {
+            checks: vec![integrity, foreign_keys],
+            rules_can_run: true,
+        })
+    }
+
+    // Wrapped so that one pass returns the total count and the first rows; one
+    // statement only, on a connection that cannot write. The line break ends a
+    // trailing `--` comment before the closing parenthesis.
+    fn offending(&self, sql: &str) -> Result<super::kind::Offending> {
+        use super::read_only::{Dialect, single_statement};
+        let wrapped = format!(
+            "SELECT count(*) OVER (), * FROM ({}\n) LIMIT {}",
+            single_statement(sql, Dialect::Sqlite)?,
+            super::kind::FIRST_ROWS
+        );
+        let conn = self.open_for_validation()?;
+        let run = |e: rusqlite::Error| Error::Run(e.to_string());
+        let mut stmt = conn.prepare(&wrapped).map_err(run)?;
+        let columns = stmt.column_count();
+        let mut rows = stmt.query([]).map_err(run)?;
+        let mut total = 0u64;
+        let mut first = Vec::new();
+        while let Some(row) = rows.next().map_err(run)? {
+            total = row.get::<_, i64>(0).map_err(run)?.max(0) as u64;
+            let values: Vec<String> = (1..columns)
+                .map(|i| {
+                    row.get_ref(i)
+                        .map_or_else(|_| "?".to_string(), super::kind::sqlite_value_text)
+                })
+                .collect();
+            first.push(values.join(", "));
+        }
+        Ok((total, first))
+    }
+
+    fn rows(&self, query: &str, limit: usize) -> Result<Vec<Vec<String>>> {
+        let path = self.path;
+        let run = |e: rusqlite::Error| Error::Run(e.to_string());
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| Error::Run(format!("cannot open {}: {e}", path.display())))?;
+        conn.pragma_update(None, "query_only", true).map_err(run)?;
+        let _ = conn.busy_timeout(Duration::from_secs(5));
+        let query = super::read_only::single_statement(query, super::read_only::Dialect::Sqlite)?;
+        let mut statement = conn.prepare(query).map_err(run)?;
+        if !statement.readonly() {
+            return Err(Error::Run(
+                "the query would write to the database: only read-only queries are run".into(),
+            ));
+        }
+        let columns = statement.column_count();
+        let mut rows = statement.query([]).map_err(run)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(run)? {
+            let mut values = Vec::with_capacity(columns);
+            for i in 0..columns {
+                values.push(super::kind::sqlite_value_text(row.get_ref(i).map_err(run)?));
+            }
+            out.push(values);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn no_database(&self) -> Error {
+        super::kind::no_database(self.job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::kind::{self, SourceKind};
+    use super::*;
+
+    fn job_on(dir: &Path) -> crate::config::Config {
+        let db = dir.join("app.db");
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER);
+             INSERT INTO t (n) VALUES (1), (-3), (-1);",
+        )
+        .unwrap();
+        let text = format!(
+            "[destinations.a]\nkind = \"fs\"\npath = \"a\"\n\n[jobs.app]\nsource = {{ kind = \"sqlite\", path = \"{}\" }}\ndestinations = [\"a\"]\nencryption = {{ kind = \"none\" }}\n",
+            db.display()
+        );
+        crate::config::Config::parse(&dir.join("cairn.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn a_database_is_probed_checked_and_queried_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = job_on(dir.path());
+        let source = kind::of(&config.jobs["app"]);
+        assert_eq!(source.kind(), "sqlite");
+        assert!(source.probe().unwrap().contains("(1 schema objects)"));
+        let live = source.live_checks().unwrap();
+        assert!(live.rules_can_run);
+        assert!(live.checks.iter().all(|c| c.ok), "{:?}", live.checks);
+
+        let (total, first) = source
+            .offending("SELECT id, n FROM t WHERE n < 0 ORDER BY id")
+            .unwrap();
+        assert_eq!((total, first), (2, vec!["2, -3".into(), "3, -1".into()]));
+        assert_eq!(
+            source.rows("SELECT n FROM t ORDER BY id", 2).unwrap(),
+            vec![vec!["1".to_string()], vec!["-3".to_string()]]
+        );
+        let write = source.rows("DELETE FROM t", 10).unwrap_err().to_string();
+        assert!(write.contains("only read-only queries"), "{write}");
+        let two = source
+            .offending("SELECT 1; SELECT 2")
+            .unwrap_err()
+            .to_string();
+        assert!(two.contains("more than one statement"), "{two}");
+    }
+
+    #[test]
+    fn a_missing_database_fails_the_probe_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = job_on(dir.path());
+        std::fs::remove_file(dir.path().join("app.db")).unwrap();
+        let error = kind::of(&config.jobs["app"])
+            .probe()
+            .unwrap_err()
+            .to_string();
+        assert!(error.ends_with("app.db does not exist"), "{error}");
+    }
+}
