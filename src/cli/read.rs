@@ -200,13 +200,14 @@ fn restore_located(
     let located = engine::locate(config, job, &destinations, &selector)?;
     let kind = located.manifest.source.kind.clone();
     Ok(match (kind.as_str(), args.to) {
-        ("command", None) => restore_server::restore_to_command(
-            job,
-            &located,
-            args.dry_run,
-            !args.no_verify_first,
-            progress,
-        )?,
+        ("command", None) => {
+            let planned = restore_server::plan_command(job, &located, !args.no_verify_first)?;
+            if args.dry_run {
+                restore_server::rehearse_command(job, &located, &planned, progress)?
+            } else {
+                restore_server::apply_command(job, &located, &planned, progress)?
+            }
+        }
         ("command", Some(_)) => {
             return Err(Error::Usage(format!(
                 "job `{}` restores through its `restore` command: drop --to",

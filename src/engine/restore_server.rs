@@ -308,16 +308,45 @@ pub fn restore_to_server(
     apply(job, located, &planned, progress)
 }
 
-/// Restores a `command` job's artifact by piping it into the job's `restore` program.
-/// A command is not transactional: unless `verify_first` is off, the whole
-/// artifact is read and checked once before it is piped into the program.
-pub fn restore_to_command(
+/// A restore of a `command` job's artifact: piping it into the job's `restore`
+/// program. A command is not transactional: unless `verify_first` is off, the
+/// whole artifact is read and checked once before it is piped into the program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandRestorePlan {
+    pub artifact: PlannedArtifact,
+    /// The program's argv, as the config gives it.
+    pub argv: Vec<String>,
+    /// Variables of cairn's environment the program also sees.
+    #[serde(skip)]
+    pub env: Vec<String>,
+    pub verify_first: bool,
+}
+
+impl CommandRestorePlan {
+    fn program(&self) -> Program {
+        Program::new(self.argv.iter()).inherit(&self.env)
+    }
+
+    fn report(&self, dry_run: bool) -> RestoreReport {
+        RestoreReport {
+            job: self.artifact.job.clone(),
+            id: self.artifact.id.clone(),
+            destination: String::new(),
+            target: format!("command `{}`", self.program().name()),
+            dry_run,
+            safety_copy: None,
+            plaintext_bytes: 0,
+            actions: Vec::new(),
+        }
+    }
+}
+
+/// Plans the restore of `located` into `job`'s `restore` command.
+pub fn plan_command(
     job: &Job,
     located: &Located,
-    dry_run: bool,
     verify_first: bool,
-    progress: Arc<dyn Progress>,
-) -> Result<RestoreReport> {
+) -> Result<CommandRestorePlan> {
     let SourceConfig::Command {
         restore: Some(argv),
         env,
@@ -329,36 +358,50 @@ pub fn restore_to_command(
             job.name, job.name
         )));
     };
-    let manifest = &located.manifest;
+    Ok(CommandRestorePlan {
+        artifact: PlannedArtifact::of(located),
+        argv: argv.clone(),
+        env: env.clone(),
+        verify_first,
+    })
+}
+
+/// Reads and checks a copy of the artifact and says what apply would pipe; the
+/// program is not started.
+pub fn rehearse_command(
+    job: &Job,
+    located: &Located,
+    plan: &CommandRestorePlan,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreReport> {
     let key = keys::decrypt_key(job)?;
-    let program = Program::new(argv.iter()).inherit(env);
-    let mut report = RestoreReport {
-        job: job.name.clone(),
-        id: manifest.id.clone(),
-        destination: String::new(),
-        target: format!("command `{}`", program.name()),
-        dry_run,
-        safety_copy: None,
-        plaintext_bytes: 0,
-        actions: Vec::new(),
-    };
-    if dry_run {
-        let found = check_a_copy(located, &key, progress)?;
-        let bytes = found.value;
-        report
-            .actions
-            .extend(found.skipped.iter().map(fallback::skipped_line));
-        report.destination = found.destination;
-        report.plaintext_bytes = bytes;
-        report.actions.push(format!(
-            "would pipe {} bytes into `{}`",
-            bytes,
-            program.name()
-        ));
-        return Ok(report);
-    }
+    let mut report = plan.report(true);
+    let found = check_a_copy(located, &key, progress)?;
+    report
+        .actions
+        .extend(found.skipped.iter().map(fallback::skipped_line));
+    report.destination = found.destination;
+    report.plaintext_bytes = found.value;
+    report.actions.push(format!(
+        "would pipe {} bytes into `{}`",
+        found.value,
+        plan.program().name()
+    ));
+    Ok(report)
+}
+
+/// Pipes the artifact into the program (after checking it whole, per the plan).
+pub fn apply_command(
+    job: &Job,
+    located: &Located,
+    plan: &CommandRestorePlan,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreReport> {
+    let key = keys::decrypt_key(job)?;
+    let program = plan.program();
+    let mut report = plan.report(false);
     let mut proven = None;
-    if verify_first {
+    if plan.verify_first {
         let found = check_a_copy(located, &key, progress.clone())?;
         report
             .actions
@@ -404,5 +447,16 @@ mod tests {
             verify_first: true,
         };
         insta::assert_snapshot!(plan.intentions().join("\n"));
+    }
+
+    #[test]
+    fn a_command_job_without_restore_program_gets_no_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::engine::testing::config(dir.path(), 10, "off");
+        let error = plan_command(&config.jobs["app"], &located_in(&["a"]), true).unwrap_err();
+        assert!(
+            error.to_string().contains("has no `restore` command"),
+            "{error}"
+        );
     }
 }

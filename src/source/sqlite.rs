@@ -430,7 +430,7 @@ impl super::kind::SourceKind for SqliteKind<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::kind::{self, SourceKind};
+    use super::super::kind;
     use super::*;
 
     fn job_on(dir: &Path) -> crate::config::Config {
