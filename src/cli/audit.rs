@@ -71,20 +71,20 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
             "SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "ADDRESS"
         );
         for e in &entries {
-            let e_ = &e.entry;
+            let entry = &e.entry;
             println!(
                 "{:>6} {:<20} {:<28} {:<16} {:<24} {:<16} {}",
                 e.seq,
-                e_.at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                e_.actor,
-                e_.action,
-                e_.target,
-                if e_.address.is_empty() {
+                entry.at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                entry.actor,
+                entry.action,
+                entry.target,
+                if entry.address.is_empty() {
                     "-"
                 } else {
-                    &e_.address
+                    &entry.address
                 },
-                e_.result
+                entry.result
             );
         }
     }
