@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod marks;
+pub mod postgres;
 pub mod runlog;
 pub mod sqlite;
 
@@ -327,9 +328,13 @@ pub trait StateStore: Send + Sync {
     fn schedule_overrides(&self) -> Result<BTreeMap<String, ScheduleOverride>>;
 }
 
-/// Opens the store the config names (default: `cairn-state.db` beside the config).
+/// Opens the store the config names: PostgreSQL with `[state] url`, else the
+/// SQLite file (default: `cairn-state.db` beside the config).
 pub fn open(config: &Config) -> Result<Box<dyn StateStore>> {
-    open_path(&config.state_path)
+    match &config.state_postgres {
+        Some(options) => Ok(Box::new(postgres::PostgresState::open(options)?)),
+        None => open_path(&config.state_path),
+    }
 }
 
 pub fn open_path(path: &Path) -> Result<Box<dyn StateStore>> {

@@ -224,7 +224,7 @@ fn use_wal(conn: &Connection) -> rusqlite::Result<()> {
 const RUN_COLUMNS: &str = "id, job, kind, trigger, status, started_at, finished_at, bytes, \
      artifact_id, error, details, log, host, pid";
 
-fn truncate_log(log: &str) -> String {
+pub(super) fn truncate_log(log: &str) -> String {
     if log.len() <= LOG_LIMIT {
         return log.to_string();
     }
@@ -971,7 +971,7 @@ fn audit_row(r: &rusqlite::Row) -> rusqlite::Result<AuditEntry> {
 
 /// Holders are `host:pid[:…]`; a holder on this host whose process is gone
 /// holds nothing.
-fn holder_dead(holder: &str) -> bool {
+pub(super) fn holder_dead(holder: &str) -> bool {
     let mut parts = holder.split(':');
     let (Some(h), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
