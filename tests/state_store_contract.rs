@@ -11,8 +11,9 @@ use cairn::config::StatePostgres;
 use cairn::state::postgres::PostgresState;
 use cairn::state::sqlite::SqliteState;
 use cairn::state::{
-    ApiToken, ArtifactMark, EVERY_COPY, NewAudit, NewRun, Role, RunEnd, RunFilter, RunKind,
-    RunStatus, ScheduleOverride, Session, StateStore, Trigger, User, audit_hash,
+    ApiToken, ArtifactMark, ClaimOutcome, EVERY_COPY, FireKey, NewAudit, NewRun, ReplicaInfo,
+    Role, RunEnd, RunFilter, RunKind, RunStatus, ScheduleOverride, Session, StateStore, Trigger,
+    User, audit_hash,
 };
 use common::servers;
 use jiff::Timestamp;
@@ -100,6 +101,9 @@ fn new_run(job: &str, kind: RunKind, at: i64) -> NewRun {
         kind,
         trigger: Trigger::Manual,
         started_at: Timestamp::from_second(at).unwrap(),
+        replica: None,
+        scheduled_for: None,
+        claim: None,
     }
 }
 
@@ -564,6 +568,181 @@ fn usable_inside_a_tokio_runtime(b: Backend) {
     assert_eq!(inner, paused);
 }
 
+fn fire(job: &str, at: i64) -> FireKey {
+    FireKey {
+        job: job.into(),
+        kind: "backup".into(),
+        scheduled_for: Timestamp::from_second(at).unwrap(),
+    }
+}
+
+fn a_fire_is_claimed_once_and_its_lease_fences(b: Backend) {
+    let f = Fixture::new(b);
+    let (store, other) = (f.open(), f.open());
+    let lease = Duration::from_secs(60);
+    let ClaimOutcome::Won(token) = store.claim_fire(&fire("app", 100), "r1", lease).unwrap() else {
+        panic!("the first claim wins");
+    };
+    assert_eq!(
+        other.claim_fire(&fire("app", 100), "r2", lease).unwrap(),
+        ClaimOutcome::Lost { by: "r1".into() }
+    );
+    assert!(matches!(
+        other.claim_fire(&fire("app", 102), "r2", lease).unwrap(),
+        ClaimOutcome::Won(_)
+    ));
+    assert!(matches!(
+        other.claim_fire(&fire("db", 100), "r2", lease).unwrap(),
+        ClaimOutcome::Won(_)
+    ));
+    assert!(store.lease_valid(&token, "r1", Duration::from_secs(10)).unwrap());
+    assert!(!store.lease_valid(&token, "r2", Duration::ZERO).unwrap());
+    assert!(!store.lease_valid(&token, "r1", Duration::from_secs(120)).unwrap(), "margin beyond the lease");
+    assert!(store.renew_lease(&token, "r1", lease).unwrap());
+    assert!(!other.renew_lease(&token, "r2", lease).unwrap());
+    assert!(other.take_abandoned("r2", lease).unwrap().is_empty());
+    store.finish_claim(&token, "r1").unwrap();
+    store.finish_claim(&token, "r1").unwrap();
+    assert!(!store.lease_valid(&token, "r1", Duration::ZERO).unwrap());
+    assert!(!store.renew_lease(&token, "r1", lease).unwrap());
+    assert_eq!(
+        other.claim_fire(&fire("app", 100), "r2", lease).unwrap(),
+        ClaimOutcome::Lost { by: "r1".into() },
+        "a finished fire is never claimed again"
+    );
+}
+
+fn a_lapsed_lease_is_taken_over_once_and_its_runs_interrupted(b: Backend) {
+    let f = Fixture::new(b);
+    let store = f.open();
+    let ClaimOutcome::Won(token) = store
+        .claim_fire(&fire("app", 100), "r1", Duration::from_millis(1))
+        .unwrap()
+    else {
+        panic!("won");
+    };
+    let run = store
+        .start_run(&NewRun {
+            job: "app".into(),
+            kind: RunKind::Backup,
+            trigger: Trigger::Schedule,
+            started_at: Timestamp::now(),
+            replica: Some("r1".into()),
+            scheduled_for: Some(Timestamp::from_second(100).unwrap()),
+            claim: Some(token.id),
+        })
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.lease_valid(&token, "r1", Duration::ZERO).unwrap() {
+        assert!(Instant::now() < deadline, "a 1 ms lease never lapsed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(!store.renew_lease(&token, "r1", Duration::from_secs(60)).unwrap(), "lapsed: not renewed");
+    // Two replicas sweep at once: exactly one takes the claim.
+    let (two, three) = (f.open(), f.open());
+    let (a, b2) = std::thread::scope(|s| {
+        let a = s.spawn(|| two.take_abandoned("r2", Duration::from_secs(60)).unwrap());
+        let b2 = s.spawn(|| three.take_abandoned("r3", Duration::from_secs(60)).unwrap());
+        (a.join().unwrap(), b2.join().unwrap())
+    });
+    assert_eq!(a.len() + b2.len(), 1, "taken over exactly once");
+    let (taken, by) = if a.is_empty() { (&b2[0], "r3") } else { (&a[0], "r2") };
+    assert_eq!(taken.abandoned_by, "r1");
+    assert_eq!(taken.fire, fire("app", 100));
+    assert_eq!(taken.token.attempt, 2);
+    assert_eq!(taken.runs.len(), 1);
+    assert_eq!(taken.runs[0].id, run);
+    assert!(taken.runs[0].error.as_deref().unwrap().contains("abandoned by replica r1"));
+    let recorded = store.run(run).unwrap().unwrap();
+    assert_eq!(recorded.status, RunStatus::Interrupted);
+    assert_eq!(recorded.replica.as_deref(), Some("r1"));
+    assert_eq!(recorded.scheduled_for, Some(Timestamp::from_second(100).unwrap()));
+    assert!(!store.lease_valid(&token, "r1", Duration::ZERO).unwrap(), "the old token fences nothing");
+    assert!(store.lease_valid(&taken.token, by, Duration::ZERO).unwrap());
+    assert!(store.take_abandoned("r4", Duration::from_secs(60)).unwrap().is_empty());
+}
+
+fn fire_claims_race_one_winner(b: Backend) {
+    let f = Fixture::new(b);
+    let stores: Vec<Box<dyn StateStore>> = (0..6).map(|_| f.open()).collect();
+    let barrier = std::sync::Barrier::new(stores.len());
+    let outcomes: Vec<ClaimOutcome> = std::thread::scope(|s| {
+        let handles: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(n, store)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    store
+                        .claim_fire(&fire("app", 7), &format!("r{n}"), Duration::from_secs(5))
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o, ClaimOutcome::Won(_)))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    let winner = format!("r{}", winners[0]);
+    for outcome in &outcomes {
+        if let ClaimOutcome::Lost { by } = outcome {
+            assert_eq!(by, &winner, "a loser names the winner");
+        }
+    }
+}
+
+fn heartbeats_values_and_claim_holders(b: Backend) {
+    let f = Fixture::new(b);
+    let store = f.open();
+    let mut info = ReplicaInfo {
+        id: "r1".into(),
+        host: "h".into(),
+        pid: 4,
+        version: "1".into(),
+        started_at: Timestamp::from_second(10).unwrap(),
+        last_heartbeat: Timestamp::from_second(11).unwrap(),
+        runs_in_progress: 0,
+        config_fingerprint: "abc".into(),
+        stopped_at: None,
+    };
+    store.heartbeat(&info).unwrap();
+    info.last_heartbeat = Timestamp::from_second(20).unwrap();
+    info.runs_in_progress = 2;
+    store.heartbeat(&info).unwrap();
+    let r2 = ReplicaInfo {
+        id: "r2".into(),
+        last_heartbeat: Timestamp::from_second(30).unwrap(),
+        stopped_at: Some(Timestamp::from_second(31).unwrap()),
+        ..info.clone()
+    };
+    f.open().heartbeat(&r2).unwrap();
+    assert_eq!(store.replicas().unwrap(), vec![r2, info.clone()], "newest heartbeat first");
+
+    let a = serde_json::json!({"state": "failing", "since": 1});
+    let b2 = serde_json::json!({"state": "ok"});
+    let other = f.open();
+    assert!(store.swap_value("alerts", "app", None, &a).unwrap());
+    assert!(!other.swap_value("alerts", "app", None, &b2).unwrap());
+    assert!(other.swap_value("alerts", "app", Some(&a), &b2).unwrap());
+    assert!(!store.swap_value("alerts", "app", Some(&a), &b2).unwrap());
+    assert_eq!(store.get_value("alerts", "app").unwrap(), Some(b2));
+
+    assert!(store.claim("job:app", "elsewhere:1:r9", 60).unwrap());
+    assert_eq!(
+        other.claim_holder("job:app").unwrap().as_deref(),
+        Some("elsewhere:1:r9")
+    );
+    store.release("job:app", "elsewhere:1:r9").unwrap();
+    assert_eq!(other.claim_holder("job:app").unwrap(), None);
+}
+
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         mod sqlite { $( #[test] fn $test() { super::$test(super::Backend::Sqlite) } )* }
@@ -585,6 +764,10 @@ contract!(
     audit_chain_under_concurrent_appends,
     concurrent_migrations_on_a_fresh_store,
     usable_inside_a_tokio_runtime,
+    a_fire_is_claimed_once_and_its_lease_fences,
+    a_lapsed_lease_is_taken_over_once_and_its_runs_interrupted,
+    fire_claims_race_one_winner,
+    heartbeats_values_and_claim_holders,
 );
 
 // PostgreSQL only: what a network database does that a file does not.

@@ -1,8 +1,8 @@
 //! `cairn state copy`: an existing SQLite store's history into PostgreSQL,
 //! table by table, a page of rows at a time (never the whole history in
 //! memory). Run ids and audit sequence numbers and hashes are kept, so links
-//! to runs and the audit chain stay valid. Sessions and claims are not
-//! copied: they belong to the processes of the old store.
+//! to runs and the audit chain stay valid. Sessions, claims, fire claims and
+//! replica heartbeats are not copied: they belong to the processes of the old store.
 
 use std::path::Path;
 
@@ -39,6 +39,9 @@ const TABLES: &[Table] = &[
             ("log", "log", 't'),
             ("host", "host", 't'),
             ("pid", "pid", 'i'),
+            ("replica", "replica", 't'),
+            ("scheduled_for", "scheduled_for", 'i'),
+            ("claim", "claim", 'i'),
         ],
     },
     Table {

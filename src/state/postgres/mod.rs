@@ -7,20 +7,23 @@
 
 mod connect;
 mod copy;
+mod replicas;
 mod schema;
 pub mod tls;
 mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row};
 
 use super::{
-    ApiToken, ArtifactMark, AuditEntry, CopyMarks, NewAudit, NewRun, RunCount, RunEnd, RunFilter,
-    RunRecord, RunStatus, ScheduleOverride, Session, StateStore, User, audit_hash, host,
+    AbandonedFire, ApiToken, ArtifactMark, AuditEntry, ClaimOutcome, ClaimToken, CopyMarks,
+    FireKey, NewAudit, NewRun, ReplicaInfo, RunCount, RunEnd, RunFilter, RunRecord, RunStatus,
+    ScheduleOverride, Session, StateStore, User, audit_hash, host,
 };
 use crate::config::StatePostgres;
 use crate::{Error, Result};
@@ -178,7 +181,7 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> R
 }
 
 const RUN_COLUMNS: &str = "id, job, kind, trigger, status, started_at, finished_at, bytes, \
-     artifact_id, error, details, log, host, pid";
+     artifact_id, error, details, log, host, pid, replica, scheduled_for";
 
 fn run_record(row: &Row, with_log: bool) -> Result<RunRecord> {
     Ok(RunRecord {
@@ -196,6 +199,8 @@ fn run_record(row: &Row, with_log: bool) -> Result<RunRecord> {
         log: if with_log { get(row, 11)? } else { None },
         host: get(row, 12)?,
         pid: get::<i64>(row, 13)?.max(0) as u32,
+        replica: get(row, 14)?,
+        scheduled_for: get::<Option<i64>>(row, 15)?.map(from_millis),
     })
 }
 
@@ -260,8 +265,9 @@ impl StateStore for PostgresState {
     fn start_run(&self, run: &NewRun) -> Result<i64> {
         let rows = self.query(
             "cannot record the run",
-            "INSERT INTO runs (job, kind, trigger, status, started_at, host, pid)
-             VALUES ($1, $2, $3, 'running', $4, $5, $6) RETURNING id",
+            "INSERT INTO runs (job, kind, trigger, status, started_at, host, pid,
+             replica, scheduled_for, claim)
+             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, $9) RETURNING id",
             vec![
                 t(&run.job),
                 t(run.kind.as_str()),
@@ -269,6 +275,9 @@ impl StateStore for PostgresState {
                 i(millis(run.started_at)),
                 t(&host()),
                 i(std::process::id() as i64),
+                ot(run.replica.as_deref()),
+                oi(run.scheduled_for.map(millis)),
+                oi(run.claim),
             ],
         )?;
         match rows.first() {
@@ -899,6 +908,65 @@ impl StateStore for PostgresState {
             ),
         }
         .map(|_| ())
+    }
+
+    fn claim_fire(
+        &self,
+        fire: &FireKey,
+        replica: &str,
+        lease: Duration,
+    ) -> Result<ClaimOutcome> {
+        replicas::claim_fire(self, fire, replica, lease)
+    }
+
+    fn renew_lease(&self, token: &ClaimToken, replica: &str, lease: Duration) -> Result<bool> {
+        replicas::renew_lease(self, token, replica, lease)
+    }
+
+    fn lease_valid(&self, token: &ClaimToken, replica: &str, margin: Duration) -> Result<bool> {
+        replicas::lease_valid(self, token, replica, margin)
+    }
+
+    fn finish_claim(&self, token: &ClaimToken, replica: &str) -> Result<()> {
+        replicas::finish_claim(self, token, replica)
+    }
+
+    fn take_abandoned(&self, replica: &str, lease: Duration) -> Result<Vec<AbandonedFire>> {
+        replicas::take_abandoned(self, replica, lease)
+    }
+
+    fn heartbeat(&self, info: &ReplicaInfo) -> Result<()> {
+        replicas::heartbeat(self, info)
+    }
+
+    fn replicas(&self) -> Result<Vec<ReplicaInfo>> {
+        replicas::replicas(self)
+    }
+
+    fn swap_value(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<&serde_json::Value>,
+        new: &serde_json::Value,
+    ) -> Result<bool> {
+        replicas::swap_value(self, namespace, key, expected, new)
+    }
+
+    fn claim_holder(&self, name: &str) -> Result<Option<String>> {
+        let rows = self.query(
+            "cannot read a claim",
+            "SELECT holder, until FROM claims WHERE name = $1",
+            vec![t(name)],
+        )?;
+        let now = millis(Timestamp::now());
+        match rows.first() {
+            Some(row) => {
+                let (holder, until): (String, i64) = (get(row, 0)?, get(row, 1)?);
+                Ok((until >= now && !super::sqlite::holder_dead(&holder)).then_some(holder))
+            }
+            None => Ok(None),
+        }
     }
 
     fn schedule_overrides(&self) -> Result<BTreeMap<String, ScheduleOverride>> {

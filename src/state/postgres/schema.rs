@@ -65,6 +65,24 @@ pub const MIGRATIONS: &[&str] = &[
      CREATE TABLE schedule_overrides (
         job TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at BIGINT NOT NULL
      );",
+    // Several replicas: fire claims with leases, heartbeats, runs' replica and fire.
+    "CREATE TABLE fire_claims (
+        id BIGSERIAL PRIMARY KEY,
+        job TEXT NOT NULL, kind TEXT NOT NULL, scheduled_for BIGINT NOT NULL,
+        replica TEXT NOT NULL, attempt BIGINT NOT NULL, claimed_at BIGINT NOT NULL,
+        until BIGINT NOT NULL, finished_at BIGINT,
+        UNIQUE (job, kind, scheduled_for)
+     );
+     CREATE INDEX fire_claims_open ON fire_claims (until) WHERE finished_at IS NULL;
+     CREATE TABLE replicas (
+        id TEXT PRIMARY KEY, host TEXT NOT NULL, pid BIGINT NOT NULL,
+        version TEXT NOT NULL, started_at BIGINT NOT NULL, last_heartbeat BIGINT NOT NULL,
+        runs_in_progress BIGINT NOT NULL, config_fingerprint TEXT NOT NULL,
+        stopped_at BIGINT
+     );
+     ALTER TABLE runs ADD COLUMN replica TEXT, ADD COLUMN scheduled_for BIGINT,
+        ADD COLUMN claim BIGINT;
+     CREATE INDEX runs_by_claim ON runs (claim) WHERE claim IS NOT NULL;",
 ];
 
 pub enum Outcome {
