@@ -11,9 +11,9 @@ use cairn::config::StatePostgres;
 use cairn::state::postgres::PostgresState;
 use cairn::state::sqlite::SqliteState;
 use cairn::state::{
-    ApiToken, ArtifactMark, ClaimOutcome, EVERY_COPY, FireKey, NewAudit, NewRun, ReplicaInfo,
-    Role, RunEnd, RunFilter, RunKind, RunStatus, ScheduleOverride, Session, StateStore, Trigger,
-    User, audit_hash,
+    ApiToken, ArtifactMark, ClaimOutcome, EVERY_COPY, FireKey, NewAudit, NewRun, ReplicaInfo, Role,
+    RunEnd, RunFilter, RunKind, RunStatus, ScheduleOverride, Session, StateStore, Trigger, User,
+    audit_hash,
 };
 use common::servers;
 use jiff::Timestamp;
@@ -129,7 +129,9 @@ fn runs_round_trip_and_filters(b: Backend) {
     let other = store
         .start_run(&new_run("db", RunKind::Backup, 1_700_000_200))
         .unwrap();
-    store.finish_run(a, &ended(true), "line one\nline two\n").unwrap();
+    store
+        .finish_run(a, &ended(true), "line one\nline two\n")
+        .unwrap();
     store.finish_run(v, &ended(false), "bad\0byte").unwrap();
 
     let all = store.runs(&RunFilter::default()).unwrap();
@@ -144,7 +146,10 @@ fn runs_round_trip_and_filters(b: Backend) {
     assert_eq!(first.bytes, Some(1234));
     assert_eq!(first.artifact_id.as_deref(), Some("20261201T000000Z-abcd"));
     assert_eq!(first.details, Some(serde_json::json!({"checks": [1, 2]})));
-    assert_eq!(first.started_at, Timestamp::from_second(1_700_000_000).unwrap());
+    assert_eq!(
+        first.started_at,
+        Timestamp::from_second(1_700_000_000).unwrap()
+    );
     assert!(first.finished_at.is_some());
     assert_eq!(first.pid, std::process::id());
     assert_eq!(all[0].status, RunStatus::Running);
@@ -156,7 +161,10 @@ fn runs_round_trip_and_filters(b: Backend) {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(app_backups.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a]);
+    assert_eq!(
+        app_backups.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![a]
+    );
     let failed = store
         .runs(&RunFilter {
             status: Some(RunStatus::Failure),
@@ -197,9 +205,18 @@ fn orphaned_runs_are_interrupted_once(b: Backend) {
         "UPDATE runs SET pid = {dead}, host = 'some-other-host' WHERE id = {elsewhere}"
     ));
     let marked = store.interrupt_orphaned_runs().unwrap();
-    assert_eq!(marked.iter().map(|r| r.id).collect::<Vec<_>>(), vec![orphan]);
+    assert_eq!(
+        marked.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![orphan]
+    );
     assert_eq!(marked[0].status, RunStatus::Interrupted);
-    assert!(marked[0].error.as_deref().unwrap().contains("ended before it finished"));
+    assert!(
+        marked[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("ended before it finished")
+    );
     assert!(
         f.open().interrupt_orphaned_runs().unwrap().is_empty(),
         "a second sweep (another process) marks nothing again"
@@ -216,7 +233,9 @@ fn forgotten_runs_stay_counted(b: Backend) {
     let f = Fixture::new(b);
     let store = f.open();
     for (at, ok) in [(1_000_000, true), (1_000_100, false), (2_000_000, true)] {
-        let id = store.start_run(&new_run("app", RunKind::Backup, at)).unwrap();
+        let id = store
+            .start_run(&new_run("app", RunKind::Backup, at))
+            .unwrap();
         store.finish_run(id, &ended(ok), "").unwrap();
     }
     store
@@ -230,11 +249,17 @@ fn forgotten_runs_stay_counted(b: Backend) {
             .find(|c| c.job == "app" && c.kind == RunKind::Backup && c.status == status)
             .map_or(0, |c| c.count)
     };
-    assert_eq!((count(RunStatus::Success), count(RunStatus::Failure)), (2, 1));
+    assert_eq!(
+        (count(RunStatus::Success), count(RunStatus::Failure)),
+        (2, 1)
+    );
     let forgotten = store
         .forget_runs_before(Timestamp::from_second(1_500_000).unwrap())
         .unwrap();
-    assert_eq!(forgotten, 2, "finished runs before the date; never a running one");
+    assert_eq!(
+        forgotten, 2,
+        "finished runs before the date; never a running one"
+    );
     assert_eq!(store.runs(&RunFilter::default()).unwrap().len(), 2);
     assert_eq!(
         (count(RunStatus::Success), count(RunStatus::Failure)),
@@ -309,10 +334,16 @@ fn copy_marks_per_destination(b: Backend) {
     store.mark_copy("other", "A1", "s3", &bad).unwrap();
     let marks = store.copy_marks("app").unwrap();
     assert!(!marks.is_bad("A1", "s3"), "its own mark wins");
-    assert!(marks.is_bad("A1", "local"), "the whole-artifact mark applies");
+    assert!(
+        marks.is_bad("A1", "local"),
+        "the whole-artifact mark applies"
+    );
     assert!(marks.bad_only_as_whole("A1", "local"));
     store.mark_copy("app", "A1", "s3", &bad).unwrap();
-    assert!(store.copy_marks("app").unwrap().is_bad("A1", "s3"), "replaced");
+    assert!(
+        store.copy_marks("app").unwrap().is_bad("A1", "s3"),
+        "replaced"
+    );
     store.forget_whole_mark("app", "A1").unwrap();
     let marks = f.open().copy_marks("app").unwrap();
     assert!(!marks.is_bad("A1", "local"));
@@ -325,16 +356,31 @@ fn claims_are_exclusive_expire_and_release(b: Backend) {
     let (one, two) = (f.open(), f.open());
     assert!(one.claim("job:app", "hostA:1", 60).unwrap());
     assert!(!two.claim("job:app", "hostB:2", 60).unwrap(), "held");
-    assert!(one.claim("job:app", "hostA:1", 60).unwrap(), "renewal by its holder");
-    assert!(two.claim("job:db", "hostB:2", 60).unwrap(), "another name is free");
+    assert!(
+        one.claim("job:app", "hostA:1", 60).unwrap(),
+        "renewal by its holder"
+    );
+    assert!(
+        two.claim("job:db", "hostB:2", 60).unwrap(),
+        "another name is free"
+    );
     two.release("job:app", "hostB:2").unwrap();
-    assert!(!two.claim("job:app", "hostB:2", 60).unwrap(), "only the holder releases");
+    assert!(
+        !two.claim("job:app", "hostB:2", 60).unwrap(),
+        "only the holder releases"
+    );
     one.release("job:app", "hostA:1").unwrap();
-    assert!(two.claim("job:app", "hostB:2", 0).unwrap(), "released: free");
+    assert!(
+        two.claim("job:app", "hostB:2", 0).unwrap(),
+        "released: free"
+    );
     // A lease of 0 s lapses at once: after a millisecond another holder takes it.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !one.claim("job:app", "hostA:1", 60).unwrap() {
-        assert!(Instant::now() < deadline, "a lapsed lease was never taken over");
+        assert!(
+            Instant::now() < deadline,
+            "a lapsed lease was never taken over"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(!two.claim("job:app", "hostB:2", 60).unwrap());
@@ -370,11 +416,15 @@ fn values_round_trip(b: Backend) {
     let store = f.open();
     let v = serde_json::json!({"state": "firing", "since": 17, "text": "naïve — ok"});
     store.put_value("alerts", "app", &v).unwrap();
-    store.put_value("alerts", "db", &serde_json::json!(1)).unwrap();
+    store
+        .put_value("alerts", "db", &serde_json::json!(1))
+        .unwrap();
     store
         .put_value("alerts", "db", &serde_json::json!("two"))
         .unwrap();
-    store.put_value("facts", "app", &serde_json::json!(null)).unwrap();
+    store
+        .put_value("facts", "app", &serde_json::json!(null))
+        .unwrap();
     let again = f.open();
     assert_eq!(again.get_value("alerts", "app").unwrap(), Some(v.clone()));
     assert_eq!(again.get_value("alerts", "none").unwrap(), None);
@@ -403,7 +453,12 @@ fn users_sessions_and_tokens(b: Backend) {
     };
     assert!(store.add_user(&bob).unwrap());
     assert_eq!(
-        store.users().unwrap().iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+        store
+            .users()
+            .unwrap()
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect::<Vec<_>>(),
         vec!["ann", "bob"]
     );
     assert_eq!(store.user("bob").unwrap().unwrap().role, Role::Viewer);
@@ -416,9 +471,15 @@ fn users_sessions_and_tokens(b: Backend) {
         created_at: Timestamp::from_second(at).unwrap(),
         last_seen_at: Timestamp::from_second(at).unwrap(),
     };
-    store.create_session(&session("s1", "ann", 1_700_000_000)).unwrap();
-    store.create_session(&session("s2", "bob", 1_700_000_000)).unwrap();
-    store.create_session(&session("s3", "bob", 1_700_000_500)).unwrap();
+    store
+        .create_session(&session("s1", "ann", 1_700_000_000))
+        .unwrap();
+    store
+        .create_session(&session("s2", "bob", 1_700_000_000))
+        .unwrap();
+    store
+        .create_session(&session("s3", "bob", 1_700_000_500))
+        .unwrap();
     let s1 = f.open().session("s1").unwrap().unwrap();
     assert_eq!((s1.user.as_str(), s1.csrf.as_str()), ("ann", "csrf-s1"));
     store
@@ -440,13 +501,24 @@ fn users_sessions_and_tokens(b: Backend) {
     );
     assert!(store.session("s2").unwrap().is_none());
     assert!(store.set_password("bob", "$argon2id$new").unwrap());
-    assert!(store.session("s3").unwrap().is_none(), "a new password ends sessions");
-    assert_eq!(store.user("bob").unwrap().unwrap().password_hash, "$argon2id$new");
+    assert!(
+        store.session("s3").unwrap().is_none(),
+        "a new password ends sessions"
+    );
+    assert_eq!(
+        store.user("bob").unwrap().unwrap().password_hash,
+        "$argon2id$new"
+    );
     assert!(!store.set_password("eve", "x").unwrap());
     assert!(store.remove_user("ann").unwrap());
-    assert!(store.session("s1").unwrap().is_none(), "removal ends sessions");
+    assert!(
+        store.session("s1").unwrap().is_none(),
+        "removal ends sessions"
+    );
     assert!(!store.remove_user("ann").unwrap());
-    store.create_session(&session("s4", "bob", 1_700_000_000)).unwrap();
+    store
+        .create_session(&session("s4", "bob", 1_700_000_000))
+        .unwrap();
     store.end_session("s4").unwrap();
     assert!(store.session("s4").unwrap().is_none());
 
@@ -476,13 +548,26 @@ fn users_sessions_and_tokens(b: Backend) {
     assert_eq!(found.expires_at, token.expires_at);
     assert!(store.token_by_hash("ff").unwrap().is_none());
     store.touch_token("ci", now).unwrap();
-    assert_eq!(store.token_by_hash(&"ab".repeat(32)).unwrap().unwrap().last_used_at, Some(now));
+    assert_eq!(
+        store
+            .token_by_hash(&"ab".repeat(32))
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        Some(now)
+    );
     assert!(store.revoke_token("ci", now).unwrap());
     assert!(!store.revoke_token("ci", now).unwrap(), "already revoked");
-    assert!(!store.add_token(&token).unwrap(), "a revoked token keeps its name");
+    assert!(
+        !store.add_token(&token).unwrap(),
+        "a revoked token keeps its name"
+    );
     let tokens = store.tokens().unwrap();
     assert_eq!(
-        tokens.iter().map(|t| (t.name.as_str(), t.revoked_at.is_some())).collect::<Vec<_>>(),
+        tokens
+            .iter()
+            .map(|t| (t.name.as_str(), t.revoked_at.is_some()))
+            .collect::<Vec<_>>(),
         vec![("all", false), ("ci", true)]
     );
 }
@@ -505,7 +590,10 @@ fn audit_chain_under_concurrent_appends(b: Backend) {
                         result: "ok".into(),
                     };
                     let appended = store.append_audit(&entry).unwrap();
-                    assert_eq!(appended.hash, audit_hash(appended.seq, &appended.prev_hash, &entry));
+                    assert_eq!(
+                        appended.hash,
+                        audit_hash(appended.seq, &appended.prev_hash, &entry)
+                    );
                 }
             });
         }
@@ -524,7 +612,12 @@ fn audit_chain_under_concurrent_appends(b: Backend) {
     for (n, e) in all.iter().enumerate() {
         assert_eq!(e.seq, n as i64 + 1, "no gap");
         assert_eq!(e.prev_hash, prev, "no fork at {}", e.seq);
-        assert_eq!(e.hash, audit_hash(e.seq, &e.prev_hash, &e.entry), "hash of {}", e.seq);
+        assert_eq!(
+            e.hash,
+            audit_hash(e.seq, &e.prev_hash, &e.entry),
+            "hash of {}",
+            e.seq
+        );
         prev = e.hash.clone();
     }
     let newest = store.audit_newest(3).unwrap();
@@ -595,9 +688,18 @@ fn a_fire_is_claimed_once_and_its_lease_fences(b: Backend) {
         other.claim_fire(&fire("db", 100), "r2", lease).unwrap(),
         ClaimOutcome::Won(_)
     ));
-    assert!(store.lease_valid(&token, "r1", Duration::from_secs(10)).unwrap());
+    assert!(
+        store
+            .lease_valid(&token, "r1", Duration::from_secs(10))
+            .unwrap()
+    );
     assert!(!store.lease_valid(&token, "r2", Duration::ZERO).unwrap());
-    assert!(!store.lease_valid(&token, "r1", Duration::from_secs(120)).unwrap(), "margin beyond the lease");
+    assert!(
+        !store
+            .lease_valid(&token, "r1", Duration::from_secs(120))
+            .unwrap(),
+        "margin beyond the lease"
+    );
     assert!(store.renew_lease(&token, "r1", lease).unwrap());
     assert!(!other.renew_lease(&token, "r2", lease).unwrap());
     assert!(other.take_abandoned("r2", lease).unwrap().is_empty());
@@ -638,7 +740,12 @@ fn a_lapsed_lease_is_taken_over_once_and_its_runs_interrupted(b: Backend) {
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(5));
-    assert!(!store.renew_lease(&token, "r1", Duration::from_secs(60)).unwrap(), "lapsed: not renewed");
+    assert!(
+        !store
+            .renew_lease(&token, "r1", Duration::from_secs(60))
+            .unwrap(),
+        "lapsed: not renewed"
+    );
     // Two replicas sweep at once: exactly one takes the claim.
     let (two, three) = (f.open(), f.open());
     let (a, b2) = std::thread::scope(|s| {
@@ -647,20 +754,41 @@ fn a_lapsed_lease_is_taken_over_once_and_its_runs_interrupted(b: Backend) {
         (a.join().unwrap(), b2.join().unwrap())
     });
     assert_eq!(a.len() + b2.len(), 1, "taken over exactly once");
-    let (taken, by) = if a.is_empty() { (&b2[0], "r3") } else { (&a[0], "r2") };
+    let (taken, by) = if a.is_empty() {
+        (&b2[0], "r3")
+    } else {
+        (&a[0], "r2")
+    };
     assert_eq!(taken.abandoned_by, "r1");
     assert_eq!(taken.fire, fire("app", 100));
     assert_eq!(taken.token.attempt, 2);
     assert_eq!(taken.runs.len(), 1);
     assert_eq!(taken.runs[0].id, run);
-    assert!(taken.runs[0].error.as_deref().unwrap().contains("abandoned by replica r1"));
+    assert!(
+        taken.runs[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("abandoned by replica r1")
+    );
     let recorded = store.run(run).unwrap().unwrap();
     assert_eq!(recorded.status, RunStatus::Interrupted);
     assert_eq!(recorded.replica.as_deref(), Some("r1"));
-    assert_eq!(recorded.scheduled_for, Some(Timestamp::from_second(100).unwrap()));
-    assert!(!store.lease_valid(&token, "r1", Duration::ZERO).unwrap(), "the old token fences nothing");
+    assert_eq!(
+        recorded.scheduled_for,
+        Some(Timestamp::from_second(100).unwrap())
+    );
+    assert!(
+        !store.lease_valid(&token, "r1", Duration::ZERO).unwrap(),
+        "the old token fences nothing"
+    );
     assert!(store.lease_valid(&taken.token, by, Duration::ZERO).unwrap());
-    assert!(store.take_abandoned("r4", Duration::from_secs(60)).unwrap().is_empty());
+    assert!(
+        store
+            .take_abandoned("r4", Duration::from_secs(60))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn fire_claims_race_one_winner(b: Backend) {
@@ -723,7 +851,11 @@ fn heartbeats_values_and_claim_holders(b: Backend) {
         ..info.clone()
     };
     f.open().heartbeat(&r2).unwrap();
-    assert_eq!(store.replicas().unwrap(), vec![r2, info.clone()], "newest heartbeat first");
+    assert_eq!(
+        store.replicas().unwrap(),
+        vec![r2, info.clone()],
+        "newest heartbeat first"
+    );
 
     let a = serde_json::json!({"state": "failing", "since": 1});
     let b2 = serde_json::json!({"state": "ok"});
@@ -809,10 +941,19 @@ fn postgres_unreachable_fails_fast_naming_the_state_store() {
         .port();
     let url = format!("postgres://cairn:hunter2-secret@127.0.0.1:{port}/cairn");
     let start = Instant::now();
-    let err = PostgresState::open(&pg_options(&url)).err().expect("no server there");
+    let err = PostgresState::open(&pg_options(&url))
+        .err()
+        .expect("no server there");
     let text = err.to_string();
-    assert!(start.elapsed() < Duration::from_secs(8), "took {:?}", start.elapsed());
-    assert!(text.contains("state store postgres://cairn@127.0.0.1"), "{text}");
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        text.contains("state store postgres://cairn@127.0.0.1"),
+        "{text}"
+    );
     assert!(!text.contains("hunter2-secret"), "{text}");
 }
 
@@ -821,6 +962,28 @@ fn postgres_store_opened_by_a_newer_cairn_is_refused() {
     let f = Fixture::new(Backend::Postgres);
     drop(f.open());
     f.sql("UPDATE cairn_schema SET version = 999");
-    let err = PostgresState::open(&pg_options(&f.url())).err().expect("refused");
-    assert!(err.to_string().contains("newer than this cairn knows"), "{err}");
+    let err = PostgresState::open(&pg_options(&f.url()))
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("newer than this cairn knows"),
+        "{err}"
+    );
+}
+
+#[test]
+fn postgres_tls_modes_are_enforced() {
+    let f = Fixture::new(Backend::Postgres);
+    let open = |mode: &str| {
+        PostgresState::open(&StatePostgres {
+            sslmode: Some(mode.into()),
+            ..pg_options(&f.url())
+        })
+    };
+    // The test server has no TLS: `prefer` falls back, `require` refuses.
+    assert!(open("prefer").is_ok());
+    let err = open("require").err().expect("require needs TLS");
+    assert!(err.to_string().contains("state store postgres://postgres@"), "{err}");
+    let err = open("verify-full").err().expect("no root certificate");
+    assert!(err.to_string().contains("sslrootcert"), "{err}");
 }

@@ -53,7 +53,11 @@ fn copy(context: &Context, args: CopyArgs) -> Result<u8> {
         ));
     }
     crate::redact::register_url(&args.to);
-    if let Some(value) = args.password_env.as_deref().and_then(|v| std::env::var(v).ok()) {
+    if let Some(value) = args
+        .password_env
+        .as_deref()
+        .and_then(|v| std::env::var(v).ok())
+    {
         crate::redact::register(&value);
     }
     if let Some(mode) = &args.sslmode {

@@ -481,7 +481,10 @@ fn validate_state_url(
             ("sslrootcert", raw.sslrootcert.is_some()),
         ] {
             if set {
-                return Err(fail(key, format!("`{key}` applies to a PostgreSQL store: set `url` too")));
+                return Err(fail(
+                    key,
+                    format!("`{key}` applies to a PostgreSQL store: set `url` too"),
+                ));
             }
         }
         return Ok(None);

@@ -14,7 +14,8 @@ pub fn location(url: &str) -> String {
 }
 
 pub fn config(options: &StatePostgres) -> Result<(tokio_postgres::Config, Tls), String> {
-    let mut url = url::Url::parse(&options.url).map_err(|e| format!("`{}`: {e}", location(&options.url)))?;
+    let mut url =
+        url::Url::parse(&options.url).map_err(|e| format!("`{}`: {e}", location(&options.url)))?;
     if !matches!(url.scheme(), "postgres" | "postgresql") {
         return Err(format!(
             "`{}` is not a postgres:// URL",
@@ -102,7 +103,12 @@ fn pgpass(config: &tokio_postgres::Config) -> Option<String> {
         tokio_postgres::config::Host::Tcp(h) => h.clone(),
         tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
     let user = config.get_user().unwrap_or_default().to_string();
     let db = config
         .get_dbname()

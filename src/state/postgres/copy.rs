@@ -137,11 +137,15 @@ impl PostgresState {
             source,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
-        .map_err(|e| Error::Run(format!("state store {}: cannot open: {e}", source.display())))?;
-        let rows: i64 = self
-            .call("cannot read the target", |c| async move {
-                c.query_typed_one(CONTENT, &[]).await?.try_get(0)
-            })?;
+        .map_err(|e| {
+            Error::Run(format!(
+                "state store {}: cannot open: {e}",
+                source.display()
+            ))
+        })?;
+        let rows: i64 = self.call("cannot read the target", |c| async move {
+            c.query_typed_one(CONTENT, &[]).await?.try_get(0)
+        })?;
         if rows > 0 && !force {
             return Err(Error::Usage(format!(
                 "{} is not empty ({rows} rows): nothing copied; pass --force to replace what it holds",
@@ -169,9 +173,19 @@ impl PostgresState {
         Ok(copied)
     }
 
-    fn copy_table(&self, sqlite: &rusqlite::Connection, source: &Path, table: &Table) -> Result<u64> {
-        let read_error =
-            |e: rusqlite::Error| Error::Run(format!("state store {}: cannot read {}: {e}", source.display(), table.name));
+    fn copy_table(
+        &self,
+        sqlite: &rusqlite::Connection,
+        source: &Path,
+        table: &Table,
+    ) -> Result<u64> {
+        let read_error = |e: rusqlite::Error| {
+            Error::Run(format!(
+                "state store {}: cannot read {}: {e}",
+                source.display(),
+                table.name
+            ))
+        };
         let select = format!(
             "SELECT rowid, {} FROM {} WHERE rowid > ?1 ORDER BY rowid LIMIT {PAGE}",
             table
@@ -218,9 +232,12 @@ impl PostgresState {
                     .join(", "),
                 values.join(", ")
             );
-            self.call(&format!("cannot copy {}", table.name), move |c| async move {
-                in_transaction(&c, async { c.query_typed(&insert, &typed(&page)).await }).await
-            })?;
+            self.call(
+                &format!("cannot copy {}", table.name),
+                move |c| async move {
+                    in_transaction(&c, async { c.query_typed(&insert, &typed(&page)).await }).await
+                },
+            )?;
             total += count as u64;
         }
     }

@@ -77,7 +77,8 @@ impl PostgresState {
     pub fn open(options: &StatePostgres) -> Result<PostgresState> {
         let location = location(&options.url);
         let fail = |what: &str, e: String| state_error(&location, what, e);
-        let (config, tls) = connect::config(options).map_err(|e| fail("bad connection settings", e))?;
+        let (config, tls) =
+            connect::config(options).map_err(|e| fail("bad connection settings", e))?;
         let worker = worker::Worker::start(config, tls)
             .map_err(|e| fail("cannot start its connection thread", e.to_string()))?;
         let store = PostgresState { location, worker };
@@ -111,7 +112,9 @@ impl PostgresState {
     /// One statement; returns the rows it returned.
     fn query(&self, what: &str, sql: impl Into<String>, params: Vec<Param>) -> Result<Vec<Row>> {
         let sql = sql.into();
-        self.call(what, move |c| async move { c.query_typed(&sql, &typed(&params)).await })
+        self.call(what, move |c| async move {
+            c.query_typed(&sql, &typed(&params)).await
+        })
     }
 
     /// One statement that says what it changed with `RETURNING 1`.
@@ -176,8 +179,12 @@ fn parse<T: std::str::FromStr<Err = String>>(row: &Row, idx: usize) -> Result<T>
 }
 
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T> {
-    row.try_get(idx)
-        .map_err(|e| Error::Run(format!("state store: column {idx}: {}", worker::describe(&e))))
+    row.try_get(idx).map_err(|e| {
+        Error::Run(format!(
+            "state store: column {idx}: {}",
+            worker::describe(&e)
+        ))
+    })
 }
 
 const RUN_COLUMNS: &str = "id, job, kind, trigger, status, started_at, finished_at, bytes, \
@@ -319,9 +326,7 @@ impl StateStore for PostgresState {
         let mut marked = Vec::new();
         for row in rows {
             let (id, pid): (i64, i64) = (get(&row, 0)?, get(&row, 1)?);
-            if pid as u32 == std::process::id()
-                || !crate::leftovers::owner_dead(&pid.to_string())
-            {
+            if pid as u32 == std::process::id() || !crate::leftovers::owner_dead(&pid.to_string()) {
                 continue;
             }
             // The sweeper whose update changes the row owns the run's alert.
@@ -458,10 +463,14 @@ impl StateStore for PostgresState {
     }
 
     fn paused_jobs(&self) -> Result<BTreeSet<String>> {
-        self.query("cannot read the paused jobs", "SELECT job FROM paused", vec![])?
-            .iter()
-            .map(|row| get(row, 0))
-            .collect()
+        self.query(
+            "cannot read the paused jobs",
+            "SELECT job FROM paused",
+            vec![],
+        )?
+        .iter()
+        .map(|row| get(row, 0))
+        .collect()
     }
 
     fn schedule_marks(&self) -> Result<BTreeMap<String, Timestamp>> {
@@ -910,12 +919,7 @@ impl StateStore for PostgresState {
         .map(|_| ())
     }
 
-    fn claim_fire(
-        &self,
-        fire: &FireKey,
-        replica: &str,
-        lease: Duration,
-    ) -> Result<ClaimOutcome> {
+    fn claim_fire(&self, fire: &FireKey, replica: &str, lease: Duration) -> Result<ClaimOutcome> {
         replicas::claim_fire(self, fire, replica, lease)
     }
 

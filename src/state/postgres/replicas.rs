@@ -81,7 +81,12 @@ pub fn renew_lease(
              WHERE id = $1 AND attempt = $2 AND replica = $3 AND finished_at IS NULL
              AND until >= {NOW} RETURNING 1"
         ),
-        vec![i(token.id), i(token.attempt.into()), t(replica), i(ms(lease))],
+        vec![
+            i(token.id),
+            i(token.attempt.into()),
+            t(replica),
+            i(ms(lease)),
+        ],
     )? == 1)
 }
 
@@ -98,7 +103,12 @@ pub fn lease_valid(
              WHERE id = $1 AND attempt = $2 AND replica = $3 AND finished_at IS NULL
              AND until > {NOW} + $4"
         ),
-        vec![i(token.id), i(token.attempt.into()), t(replica), i(ms(margin))],
+        vec![
+            i(token.id),
+            i(token.attempt.into()),
+            t(replica),
+            i(ms(margin)),
+        ],
     )? == 1)
 }
 
@@ -269,4 +279,3 @@ pub fn swap_value(
     };
     Ok(changed == 1)
 }
-
