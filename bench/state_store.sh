@@ -25,6 +25,7 @@ PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 build_cairn
 
 WORK=$(mktemp -d /tmp/cairn-bench-state.XXXXXX)
+chmod 755 "$WORK"  # the postgres user reaches its data folder
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() { as_pg "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -35,7 +36,7 @@ echo hello > "$WORK/data/file"
 {
   printf '[destinations.local]\nkind = "fs"\npath = "%s/backups"\n\n' "$WORK"
   for j in $(seq 0 9); do
-    printf '[jobs.job%s]\nsource = { kind = "files", path = "%s/data" }\ndestinations = ["local"]\nencryption = { kind = "none" }\nschedules = ["0 3 * * *"]\n\n' "$j" "$WORK"
+    printf '[jobs.job%s]\nsource = { kind = "files", path = "%s/data" }\ndestinations = ["local"]\nencryption = { kind = "none" }\nschedules = [{ cron = "0 3 * * *" }]\n\n' "$j" "$WORK"
   done
 } > "$WORK/cairn.toml"
 export CAIRN_CONFIG=$WORK/cairn.toml
