@@ -329,6 +329,9 @@ fn drill_age_reads_recorded_drill_runs() {
                 kind: RunKind::Drill,
                 trigger: Trigger::Schedule,
                 started_at: started,
+                replica: None,
+                scheduled_for: None,
+                claim: None,
             })
             .unwrap();
         store

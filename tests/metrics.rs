@@ -115,6 +115,9 @@ fn record(env: &Env, job: &str, kind: RunKind, success: bool, started_ago_secs: 
             kind,
             trigger: Trigger::Schedule,
             started_at: started,
+            replica: None,
+            scheduled_for: None,
+            claim: None,
         })
         .unwrap();
     store

@@ -39,6 +39,7 @@ mod repair;
 mod report;
 mod schedule;
 mod shell;
+mod state;
 mod status;
 mod systemd;
 mod token;
@@ -160,6 +161,8 @@ enum Command {
     Init(init::Args),
     /// Create an age identity file and print its recipient
     Keygen(keygen::Args),
+    /// The state store: `state copy --to postgres://…` moves a SQLite history into PostgreSQL
+    State(state::Args),
     /// Try cairn on a sample SQLite database: back up, verify, restore, compare
     Quickstart(quickstart::Args),
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
@@ -230,6 +233,7 @@ pub fn main() -> ExitCode {
         Command::Systemd(args) => systemd::run(&context, args),
         Command::Init(args) => init::run(&context, args),
         Command::Keygen(args) => keygen::run(&context, args),
+        Command::State(args) => state::run(&context, args),
         Command::Quickstart(args) => quickstart::run(&context, args),
         Command::Completions(args) => shell::completions(&context, args),
         Command::Man(args) => shell::man(&context, args),

@@ -23,7 +23,7 @@ pub use interpolate::{for_shell, substitute};
 pub use schema::{
     CatchUp, CompressionKind, DaemonConfig, DestinationConfig, EncryptionConfig, Hooks, JobConfig,
     PassphraseSource, PgFormat, PgScope, RetentionConfig, RuleConfig, Secret, SigningConfig,
-    SourceConfig, Transfer, VerifyMode,
+    SourceConfig, StatePostgres, Transfer, VerifyMode,
 };
 
 pub use notify::{Channel, Check, Route};
@@ -48,6 +48,8 @@ pub struct Config {
     pub file: PathBuf,
     /// The state store (history, pauses, schedule marks).
     pub state_path: PathBuf,
+    /// `[state] url`: a PostgreSQL store instead of the SQLite file.
+    pub state_postgres: Option<StatePostgres>,
     /// How long finished runs stay in the history; zero keeps them all.
     pub keep_history: std::time::Duration,
     pub daemon: Daemon,
@@ -249,6 +251,7 @@ impl Config {
             &channels,
             raw.checks,
         )?;
+        let state_postgres = validate_state_url(&located, &base, &raw.state)?;
         let keep_history = raw
             .state
             .keep_history
@@ -276,6 +279,7 @@ impl Config {
         let config = Config {
             file: path.to_path_buf(),
             state_path,
+            state_postgres,
             keep_history,
             daemon,
             destinations,
@@ -308,6 +312,10 @@ impl Config {
                 DestinationConfig::Webdav { url, .. } => crate::redact::register_url(url),
                 DestinationConfig::Fs { .. } | DestinationConfig::Sftp { .. } => {}
             }
+        }
+        if let Some(pg) = &self.state_postgres {
+            crate::redact::register_url(&pg.url);
+            env(&pg.password_env);
         }
         for job in self.jobs.values() {
             match &job.source {
@@ -450,6 +458,75 @@ fn check_name(located: &Locator, table: &str, name: &str) -> Result<(), ConfigEr
     );
     err.key = Some(format!("{table}.{}", shortened(name)));
     Err(err)
+}
+
+/// `[state] url`: a PostgreSQL URL with a known sslmode, never beside `path`.
+fn validate_state_url(
+    located: &Locator,
+    base: &Path,
+    raw: &schema::StateConfig,
+) -> Result<Option<StatePostgres>, ConfigError> {
+    let at = |key: &str| {
+        located
+            .find("state")
+            .and_then(|o| located.text.get(o..)?.find(key).map(|i| o + i))
+            .or(located.find("state"))
+    };
+    let fail = |key: &str, message: String| {
+        let mut err = located.error(at(key), message);
+        err.key = Some(format!("state.{key}"));
+        err
+    };
+    let Some(url) = &raw.url else {
+        for (key, set) in [
+            ("password_env", raw.password_env.is_some()),
+            ("sslmode", raw.sslmode.is_some()),
+            ("sslrootcert", raw.sslrootcert.is_some()),
+        ] {
+            if set {
+                return Err(fail(
+                    key,
+                    format!("`{key}` applies to a PostgreSQL store: set `url` too"),
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    if raw.path.is_some() {
+        return Err(fail(
+            "url",
+            "`path` and `url` are both set: the state store is either a SQLite file (`path`) or PostgreSQL (`url`)".into(),
+        ));
+    }
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(fail(
+            "url",
+            format!(
+                "`{}` is not a PostgreSQL URL, e.g. postgres://cairn@db:5432/cairn",
+                crate::redact::display_url(url)
+            ),
+        ));
+    }
+    const SSL_MODES: &[&str] = &["disable", "prefer", "require", "verify-ca", "verify-full"];
+    if let Some(mode) = &raw.sslmode
+        && !SSL_MODES.contains(&mode.as_str())
+    {
+        return Err(fail(
+            "sslmode",
+            format!("sslmode `{mode}` is not one of {}", SSL_MODES.join(", ")),
+        ));
+    }
+    if let Some(var) = &raw.password_env
+        && let Err(e) = check_variable_names(std::slice::from_ref(var))
+    {
+        return Err(fail("password_env", e));
+    }
+    Ok(Some(StatePostgres {
+        url: url.clone(),
+        password_env: raw.password_env.clone(),
+        sslmode: raw.sslmode.clone(),
+        sslrootcert: raw.sslrootcert.as_ref().map(|p| resolve(base, p)),
+    }))
 }
 
 fn validate_daemon(located: &Locator, raw: DaemonConfig) -> Result<Daemon, ConfigError> {

@@ -352,9 +352,30 @@ pub struct StateConfig {
     /// A SQLite file (default: `cairn-state.db` beside the config file).
     #[serde(default, deserialize_with = "interp::opt_path")]
     pub path: Option<PathBuf>,
+    /// A PostgreSQL store instead (`postgres://user@host:5432/db`), shared by replicas.
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub url: Option<String>,
+    /// The variable that holds the PostgreSQL password (else the URL, PGPASSWORD, .pgpass).
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub password_env: Option<String>,
+    /// libpq's sslmode: disable, prefer (default), require, verify-ca, verify-full.
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub sslmode: Option<String>,
+    /// The CA certificate (PEM) for verify-ca / verify-full.
+    #[serde(default, deserialize_with = "interp::opt_path")]
+    pub sslrootcert: Option<PathBuf>,
     /// The daemon forgets finished runs older than this (default: 90d; "0" keeps all).
     #[serde(default, deserialize_with = "interp::opt_duration")]
     pub keep_history: Option<std::time::Duration>,
+}
+
+/// `[state] url` and its connection options, validated.
+#[derive(Debug, Clone)]
+pub struct StatePostgres {
+    pub url: String,
+    pub password_env: Option<String>,
+    pub sslmode: Option<String>,
+    pub sslrootcert: Option<PathBuf>,
 }
 
 /// `[daemon]`: how `cairn daemon` runs.

@@ -68,12 +68,16 @@ pub fn recorded<T: Summary>(
         return operation();
     };
     let capture = Capture::start(job);
+    let origin = crate::state::replicas::origin();
     let run_id = store
         .start_run(&NewRun {
             job: job.to_string(),
             kind,
             trigger,
             started_at: jiff::Timestamp::now(),
+            replica: origin.replica.clone(),
+            scheduled_for: origin.scheduled_for,
+            claim: origin.claim.map(|c| c.id),
         })
         .map_err(|e| tracing::warn!(job = %job, error = %e, "run not recorded"))
         .ok();

@@ -8,6 +8,8 @@
 
 pub mod access;
 pub mod marks;
+pub mod postgres;
+pub mod replicas;
 pub mod runlog;
 pub mod sqlite;
 
@@ -22,6 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use access::{
     ApiToken, AuditEntry, NewAudit, Role, ScheduleOverride, Session, User, audit_hash,
 };
+pub use replicas::{AbandonedFire, ClaimOutcome, ClaimToken, FireKey, ReplicaInfo};
 
 use crate::config::Config;
 use crate::{Error, Result};
@@ -120,6 +123,12 @@ pub struct NewRun {
     pub kind: RunKind,
     pub trigger: Trigger,
     pub started_at: Timestamp,
+    /// The replica (daemon) that ran it; `None` for a CLI run outside one.
+    pub replica: Option<String>,
+    /// The nominal time of the scheduled fire it runs.
+    pub scheduled_for: Option<Timestamp>,
+    /// The fire claim it runs under (its row id).
+    pub claim: Option<i64>,
 }
 
 /// How a run ended.
@@ -154,6 +163,10 @@ pub struct RunRecord {
     pub details: Option<serde_json::Value>,
     pub host: String,
     pub pid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<Timestamp>,
     /// The run's log lines; left out of listings unless asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
@@ -325,11 +338,68 @@ pub trait StateStore: Send + Sync {
     /// Sets (or with `None` clears) the schedule override of `job`.
     fn set_schedule_override(&self, job: &str, value: Option<&ScheduleOverride>) -> Result<()>;
     fn schedule_overrides(&self) -> Result<BTreeMap<String, ScheduleOverride>>;
+
+    // Several replicas (state/replicas.rs). Lease times are the store's clock.
+
+    /// Claims one fire for `replica` with a lease of `lease`: the row of
+    /// `fire` is inserted once; whoever inserted it won.
+    fn claim_fire(
+        &self,
+        fire: &FireKey,
+        replica: &str,
+        lease: std::time::Duration,
+    ) -> Result<ClaimOutcome>;
+    /// Extends the lease to `lease` from now; false when the claim is no longer
+    /// `replica`'s under this token (finished, taken over).
+    fn renew_lease(
+        &self,
+        token: &ClaimToken,
+        replica: &str,
+        lease: std::time::Duration,
+    ) -> Result<bool>;
+    /// The fencing check before a commit: the claim is `replica`'s under this
+    /// token, unfinished, and its lease runs at least `margin` longer.
+    fn lease_valid(
+        &self,
+        token: &ClaimToken,
+        replica: &str,
+        margin: std::time::Duration,
+    ) -> Result<bool>;
+    /// The run under the claim ended (whatever its outcome); idempotent.
+    fn finish_claim(&self, token: &ClaimToken, replica: &str) -> Result<()>;
+    /// Takes over every unfinished claim whose lease lapsed: each becomes
+    /// `replica`'s (attempt + 1, a new lease) and the runs under it still
+    /// `running` are recorded `interrupted`. Exactly one caller gets each.
+    fn take_abandoned(
+        &self,
+        replica: &str,
+        lease: std::time::Duration,
+    ) -> Result<Vec<AbandonedFire>>;
+    /// Records (or refreshes) a replica's facts.
+    fn heartbeat(&self, info: &ReplicaInfo) -> Result<()>;
+    /// Every replica that reported, newest heartbeat first.
+    fn replicas(&self) -> Result<Vec<ReplicaInfo>>;
+    /// Compare-and-set of a named value: writes `new` only if the current
+    /// value equals `expected` (`None`: absent). Alert transitions use it so
+    /// that one replica, not each, notifies.
+    fn swap_value(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<&serde_json::Value>,
+        new: &serde_json::Value,
+    ) -> Result<bool>;
+    /// Who holds the named claim (`job:NAME`) now, if anyone live does.
+    fn claim_holder(&self, name: &str) -> Result<Option<String>>;
 }
 
-/// Opens the store the config names (default: `cairn-state.db` beside the config).
+/// Opens the store the config names: PostgreSQL with `[state] url`, else the
+/// SQLite file (default: `cairn-state.db` beside the config).
 pub fn open(config: &Config) -> Result<Box<dyn StateStore>> {
-    open_path(&config.state_path)
+    match &config.state_postgres {
+        Some(options) => Ok(Box::new(postgres::PostgresState::open(options)?)),
+        None => open_path(&config.state_path),
+    }
 }
 
 pub fn open_path(path: &Path) -> Result<Box<dyn StateStore>> {

@@ -12,8 +12,9 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ApiToken, ArtifactMark, AuditEntry, CopyMarks, NewAudit, NewRun, RunEnd, RunFilter, RunRecord,
-    RunStatus, ScheduleOverride, Session, StateStore, User, audit_hash, host, state_error,
+    AbandonedFire, ApiToken, ArtifactMark, AuditEntry, ClaimOutcome, ClaimToken, CopyMarks,
+    FireKey, NewAudit, NewRun, ReplicaInfo, RunEnd, RunFilter, RunRecord, RunStatus,
+    ScheduleOverride, Session, StateStore, User, audit_hash, host, state_error,
 };
 use crate::{Error, Result};
 
@@ -90,6 +91,25 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE schedule_overrides (
         job TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at INTEGER NOT NULL
      );",
+    // Several replicas: fire claims with leases, heartbeats, runs' replica and fire.
+    "CREATE TABLE fire_claims (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job TEXT NOT NULL, kind TEXT NOT NULL, scheduled_for INTEGER NOT NULL,
+        replica TEXT NOT NULL, attempt INTEGER NOT NULL, claimed_at INTEGER NOT NULL,
+        until INTEGER NOT NULL, finished_at INTEGER,
+        UNIQUE (job, kind, scheduled_for)
+     );
+     CREATE INDEX fire_claims_open ON fire_claims (until) WHERE finished_at IS NULL;
+     CREATE TABLE replicas (
+        id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+        version TEXT NOT NULL, started_at INTEGER NOT NULL, last_heartbeat INTEGER NOT NULL,
+        runs_in_progress INTEGER NOT NULL, config_fingerprint TEXT NOT NULL,
+        stopped_at INTEGER
+     );
+     ALTER TABLE runs ADD COLUMN replica TEXT;
+     ALTER TABLE runs ADD COLUMN scheduled_for INTEGER;
+     ALTER TABLE runs ADD COLUMN claim INTEGER;
+     CREATE INDEX runs_by_claim ON runs (claim) WHERE claim IS NOT NULL;",
 ];
 
 /// Logs longer than this keep their head and tail.
@@ -102,6 +122,10 @@ pub struct SqliteState {
 
 fn millis(ts: Timestamp) -> i64 {
     ts.as_millisecond()
+}
+
+fn lease_millis(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn from_millis(ms: i64) -> Timestamp {
@@ -186,6 +210,8 @@ impl SqliteState {
             log: if with_log { row.get(11)? } else { None },
             host: row.get(12)?,
             pid: row.get::<_, i64>(13)?.max(0) as u32,
+            replica: row.get(14)?,
+            scheduled_for: row.get::<_, Option<i64>>(15)?.map(from_millis),
         })
     }
 }
@@ -222,9 +248,9 @@ fn use_wal(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 const RUN_COLUMNS: &str = "id, job, kind, trigger, status, started_at, finished_at, bytes, \
-     artifact_id, error, details, log, host, pid";
+     artifact_id, error, details, log, host, pid, replica, scheduled_for";
 
-fn truncate_log(log: &str) -> String {
+pub(super) fn truncate_log(log: &str) -> String {
     if log.len() <= LOG_LIMIT {
         return log.to_string();
     }
@@ -252,15 +278,19 @@ impl StateStore for SqliteState {
     fn start_run(&self, run: &NewRun) -> Result<i64> {
         let conn = self.lock();
         conn.execute(
-            "INSERT INTO runs (job, kind, trigger, status, started_at, host, pid)
-             VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)",
+            "INSERT INTO runs (job, kind, trigger, status, started_at, host, pid,
+             replica, scheduled_for, claim)
+             VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 run.job,
                 run.kind.as_str(),
                 run.trigger.as_str(),
                 millis(run.started_at),
                 host(),
-                std::process::id() as i64
+                std::process::id() as i64,
+                run.replica,
+                run.scheduled_for.map(millis),
+                run.claim,
             ],
         )
         .map_err(|e| self.error("cannot record the run", e))?;
@@ -918,6 +948,267 @@ impl StateStore for SqliteState {
             .filter_map(|(job, v)| Some((job, serde_json::from_str(&v).ok()?)))
             .collect())
     }
+
+    fn claim_fire(
+        &self,
+        fire: &FireKey,
+        replica: &str,
+        lease: Duration,
+    ) -> Result<ClaimOutcome> {
+        let now = millis(Timestamp::now());
+        let conn = self.lock();
+        let fail = |e| self.error("cannot claim a fire", e);
+        let won: Option<i64> = conn
+            .query_row(
+                "INSERT INTO fire_claims (job, kind, scheduled_for, replica, attempt, claimed_at, until)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)
+                 ON CONFLICT (job, kind, scheduled_for) DO NOTHING RETURNING id",
+                params![
+                    fire.job,
+                    fire.kind,
+                    millis(fire.scheduled_for),
+                    replica,
+                    now,
+                    now.saturating_add(lease_millis(lease))
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(fail)?;
+        if let Some(id) = won {
+            return Ok(ClaimOutcome::Won(ClaimToken { id, attempt: 1 }));
+        }
+        let by: Option<String> = conn
+            .query_row(
+                "SELECT replica FROM fire_claims WHERE job = ?1 AND kind = ?2 AND scheduled_for = ?3",
+                params![fire.job, fire.kind, millis(fire.scheduled_for)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(fail)?;
+        Ok(ClaimOutcome::Lost {
+            by: by.unwrap_or_default(),
+        })
+    }
+
+    fn renew_lease(&self, token: &ClaimToken, replica: &str, lease: Duration) -> Result<bool> {
+        let now = millis(Timestamp::now());
+        // A lapsed lease is not renewed: another replica may be taking it over.
+        self.lock()
+            .execute(
+                "UPDATE fire_claims SET until = ?4
+                 WHERE id = ?1 AND attempt = ?2 AND replica = ?3 AND finished_at IS NULL
+                 AND until >= ?5",
+                params![
+                    token.id,
+                    token.attempt,
+                    replica,
+                    now.saturating_add(lease_millis(lease)),
+                    now
+                ],
+            )
+            .map(|changed| changed == 1)
+            .map_err(|e| self.error("cannot renew a lease", e))
+    }
+
+    fn lease_valid(&self, token: &ClaimToken, replica: &str, margin: Duration) -> Result<bool> {
+        let now = millis(Timestamp::now());
+        self.lock()
+            .query_row(
+                "SELECT count(*) FROM fire_claims
+                 WHERE id = ?1 AND attempt = ?2 AND replica = ?3 AND finished_at IS NULL
+                 AND until > ?4",
+                params![
+                    token.id,
+                    token.attempt,
+                    replica,
+                    now.saturating_add(lease_millis(margin))
+                ],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n == 1)
+            .map_err(|e| self.error("cannot check a lease", e))
+    }
+
+    fn finish_claim(&self, token: &ClaimToken, replica: &str) -> Result<()> {
+        self.lock()
+            .execute(
+                "UPDATE fire_claims SET finished_at = ?4
+                 WHERE id = ?1 AND attempt = ?2 AND replica = ?3 AND finished_at IS NULL",
+                params![token.id, token.attempt, replica, millis(Timestamp::now())],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error("cannot finish a claim", e))
+    }
+
+    fn take_abandoned(&self, replica: &str, lease: Duration) -> Result<Vec<AbandonedFire>> {
+        let now = millis(Timestamp::now());
+        let fail = |e| self.error("cannot take over abandoned claims", e);
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let lapsed: Vec<(i64, u32, String, String, i64, String)> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id, attempt, job, kind, scheduled_for, replica FROM fire_claims
+                     WHERE finished_at IS NULL AND until < ?1",
+                )
+                .map_err(fail)?;
+            stmt.query_map([now], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })
+            .and_then(Iterator::collect)
+            .map_err(fail)?
+        };
+        let mut taken = Vec::new();
+        for (id, attempt, job, kind, scheduled_for, old) in lapsed {
+            tx.execute(
+                "UPDATE fire_claims SET replica = ?2, attempt = attempt + 1, until = ?3 WHERE id = ?1",
+                params![id, replica, now.saturating_add(lease_millis(lease))],
+            )
+            .map_err(fail)?;
+            let runs: Vec<RunRecord> = {
+                let mut stmt = tx
+                    .prepare(&format!(
+                        "UPDATE runs SET status = 'interrupted', finished_at = ?2,
+                         error = coalesce(error, ?3)
+                         WHERE claim = ?1 AND status = 'running' RETURNING {RUN_COLUMNS}"
+                    ))
+                    .map_err(fail)?;
+                stmt.query_map(
+                    params![
+                        id,
+                        now,
+                        format!("abandoned by replica {old}: its lease lapsed before the run ended")
+                    ],
+                    |r| Self::record(r, false),
+                )
+                .and_then(Iterator::collect)
+                .map_err(fail)?
+            };
+            taken.push(AbandonedFire {
+                token: ClaimToken {
+                    id,
+                    attempt: attempt + 1,
+                },
+                fire: FireKey {
+                    job,
+                    kind,
+                    scheduled_for: from_millis(scheduled_for),
+                },
+                abandoned_by: old,
+                runs,
+            });
+        }
+        tx.commit().map_err(fail)?;
+        Ok(taken)
+    }
+
+    fn heartbeat(&self, info: &ReplicaInfo) -> Result<()> {
+        self.lock()
+            .execute(
+                "INSERT INTO replicas (id, host, pid, version, started_at, last_heartbeat,
+                 runs_in_progress, config_fingerprint, stopped_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+                 version = excluded.version, started_at = excluded.started_at,
+                 last_heartbeat = excluded.last_heartbeat,
+                 runs_in_progress = excluded.runs_in_progress,
+                 config_fingerprint = excluded.config_fingerprint,
+                 stopped_at = excluded.stopped_at",
+                params![
+                    info.id,
+                    info.host,
+                    info.pid,
+                    info.version,
+                    millis(info.started_at),
+                    millis(info.last_heartbeat),
+                    info.runs_in_progress,
+                    info.config_fingerprint,
+                    info.stopped_at.map(millis)
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.error("cannot record the heartbeat", e))
+    }
+
+    fn replicas(&self) -> Result<Vec<ReplicaInfo>> {
+        let conn = self.lock();
+        let fail = |e| self.error("cannot read the replicas", e);
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, host, pid, version, started_at, last_heartbeat, runs_in_progress,
+                 config_fingerprint, stopped_at FROM replicas ORDER BY last_heartbeat DESC, id",
+            )
+            .map_err(fail)?;
+        stmt.query_map([], |r| {
+            Ok(ReplicaInfo {
+                id: r.get(0)?,
+                host: r.get(1)?,
+                pid: r.get(2)?,
+                version: r.get(3)?,
+                started_at: from_millis(r.get(4)?),
+                last_heartbeat: from_millis(r.get(5)?),
+                runs_in_progress: r.get(6)?,
+                config_fingerprint: r.get(7)?,
+                stopped_at: r.get::<_, Option<i64>>(8)?.map(from_millis),
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(fail)
+    }
+
+    fn swap_value(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<&serde_json::Value>,
+        new: &serde_json::Value,
+    ) -> Result<bool> {
+        let fail = |e| self.error("cannot write a value", e);
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        let current: Option<String> = tx
+            .query_row(
+                "SELECT value FROM kv WHERE namespace = ?1 AND key = ?2",
+                params![namespace, key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(fail)?;
+        let current = current.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        if current.as_ref() != expected {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO kv (namespace, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value,
+             updated_at = excluded.updated_at",
+            params![namespace, key, new.to_string(), millis(Timestamp::now())],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(true)
+    }
+
+    fn claim_holder(&self, name: &str) -> Result<Option<String>> {
+        let now = millis(Timestamp::now());
+        let current: Option<(String, i64)> = self
+            .lock()
+            .query_row(
+                "SELECT holder, until FROM claims WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.error("cannot read a claim", e))?;
+        Ok(current
+            .filter(|(holder, until)| *until >= now && !holder_dead(holder))
+            .map(|(holder, _)| holder))
+    }
 }
 
 const TOKEN_COLUMNS: &str =
@@ -971,7 +1262,7 @@ fn audit_row(r: &rusqlite::Row) -> rusqlite::Result<AuditEntry> {
 
 /// Holders are `host:pid[:…]`; a holder on this host whose process is gone
 /// holds nothing.
-fn holder_dead(holder: &str) -> bool {
+pub(super) fn holder_dead(holder: &str) -> bool {
     let mut parts = holder.split(':');
     let (Some(h), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
@@ -1005,6 +1296,9 @@ mod tests {
                 kind: RunKind::Backup,
                 trigger: Trigger::Schedule,
                 started_at,
+                replica: None,
+                scheduled_for: None,
+                claim: None,
             })
             .unwrap();
         let b = store
@@ -1013,6 +1307,9 @@ mod tests {
                 kind: RunKind::Prune,
                 trigger: Trigger::Manual,
                 started_at,
+                replica: None,
+                scheduled_for: None,
+                claim: None,
             })
             .unwrap();
         store
@@ -1054,6 +1351,9 @@ mod tests {
             kind: RunKind::Check,
             trigger: Trigger::Schedule,
             started_at,
+            replica: None,
+            scheduled_for: None,
+            claim: None,
         };
         let finished = store.start_run(&new(old)).unwrap();
         store.finish_run(finished, &RunEnd::default(), "").unwrap();
@@ -1081,6 +1381,9 @@ mod tests {
                     kind: RunKind::Backup,
                     trigger: Trigger::Schedule,
                     started_at: old,
+                    replica: None,
+                    scheduled_for: None,
+                    claim: None,
                 })
                 .unwrap();
             store
@@ -1321,5 +1624,147 @@ mod tests {
         assert!(!marks.is_bad("id1", "a") && marks.is_bad("id1", "b"));
         store.forget_whole_mark("app", "id1").unwrap();
         assert!(!store.copy_marks("app").unwrap().is_bad("id1", "b"));
+    }
+
+    fn fire(job: &str, at: i64) -> FireKey {
+        FireKey {
+            job: job.into(),
+            kind: "backup".into(),
+            scheduled_for: Timestamp::from_second(at).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_fire_is_claimed_once_and_its_lease_fences() {
+        let (_dir, store) = store();
+        let lease = Duration::from_secs(60);
+        let ClaimOutcome::Won(token) = store.claim_fire(&fire("app", 100), "r1", lease).unwrap()
+        else {
+            panic!("the first claim wins");
+        };
+        assert_eq!(
+            store.claim_fire(&fire("app", 100), "r2", lease).unwrap(),
+            ClaimOutcome::Lost { by: "r1".into() }
+        );
+        // Another fire, another job: separate rows.
+        assert!(matches!(
+            store.claim_fire(&fire("app", 102), "r2", lease).unwrap(),
+            ClaimOutcome::Won(_)
+        ));
+        assert!(store.lease_valid(&token, "r1", Duration::from_secs(10)).unwrap());
+        assert!(!store.lease_valid(&token, "r2", Duration::ZERO).unwrap());
+        // A margin longer than the lease fails the check.
+        assert!(!store.lease_valid(&token, "r1", Duration::from_secs(120)).unwrap());
+        assert!(store.renew_lease(&token, "r1", lease).unwrap());
+        assert!(!store.renew_lease(&token, "r2", lease).unwrap());
+        assert!(store.take_abandoned("r2", lease).unwrap().is_empty());
+        store.finish_claim(&token, "r1").unwrap();
+        assert!(!store.lease_valid(&token, "r1", Duration::ZERO).unwrap());
+        assert!(!store.renew_lease(&token, "r1", lease).unwrap());
+    }
+
+    #[test]
+    fn a_lapsed_lease_is_taken_over_once_and_its_runs_interrupted() {
+        let (_dir, store) = store();
+        let ClaimOutcome::Won(token) = store
+            .claim_fire(&fire("app", 100), "r1", Duration::from_millis(1))
+            .unwrap()
+        else {
+            panic!("won");
+        };
+        let run = store
+            .start_run(&NewRun {
+                job: "app".into(),
+                kind: RunKind::Backup,
+                trigger: Trigger::Schedule,
+                started_at: Timestamp::now(),
+                replica: Some("r1".into()),
+                scheduled_for: Some(Timestamp::from_second(100).unwrap()),
+                claim: Some(token.id),
+            })
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        // The lapsed lease can no longer be renewed by its holder.
+        assert!(!store.renew_lease(&token, "r1", Duration::from_secs(60)).unwrap());
+        let taken = store.take_abandoned("r2", Duration::from_secs(60)).unwrap();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].abandoned_by, "r1");
+        assert_eq!(taken[0].fire, fire("app", 100));
+        assert_eq!(taken[0].token.attempt, 2);
+        assert_eq!(taken[0].runs.len(), 1);
+        assert_eq!(taken[0].runs[0].id, run);
+        assert!(taken[0].runs[0].error.as_deref().unwrap().contains("abandoned by replica r1"));
+        assert!(store.take_abandoned("r3", Duration::from_secs(60)).unwrap().is_empty());
+        let recorded = store.run(run).unwrap().unwrap();
+        assert_eq!(recorded.status, RunStatus::Interrupted);
+        assert_eq!(recorded.replica.as_deref(), Some("r1"));
+        assert_eq!(recorded.scheduled_for, Some(Timestamp::from_second(100).unwrap()));
+        // The old token fences nothing any more, the new one does.
+        assert!(!store.lease_valid(&token, "r1", Duration::ZERO).unwrap());
+        assert!(store.lease_valid(&taken[0].token, "r2", Duration::ZERO).unwrap());
+    }
+
+    #[test]
+    fn claims_race_between_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        SqliteState::open(&path).unwrap();
+        let winners: Vec<bool> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6)
+                .map(|n| {
+                    let path = &path;
+                    s.spawn(move || {
+                        let store = SqliteState::open(path).unwrap();
+                        matches!(
+                            store
+                                .claim_fire(&fire("app", 7), &format!("r{n}"), Duration::from_secs(5))
+                                .unwrap(),
+                            ClaimOutcome::Won(_)
+                        )
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(winners.iter().filter(|w| **w).count(), 1);
+    }
+
+    #[test]
+    fn heartbeats_and_compare_and_set_values() {
+        let (_dir, store) = store();
+        let mut info = ReplicaInfo {
+            id: "r1".into(),
+            host: "h".into(),
+            pid: 4,
+            version: "1".into(),
+            started_at: Timestamp::from_second(10).unwrap(),
+            last_heartbeat: Timestamp::from_second(11).unwrap(),
+            runs_in_progress: 0,
+            config_fingerprint: "abc".into(),
+            stopped_at: None,
+        };
+        store.heartbeat(&info).unwrap();
+        info.last_heartbeat = Timestamp::from_second(20).unwrap();
+        info.runs_in_progress = 2;
+        store.heartbeat(&info).unwrap();
+        assert_eq!(store.replicas().unwrap(), vec![info.clone()]);
+        assert!(info.up(Timestamp::from_second(25).unwrap(), Duration::from_secs(10)));
+        assert!(!info.up(Timestamp::from_second(40).unwrap(), Duration::from_secs(10)));
+
+        let a = serde_json::json!({"state": "failing"});
+        let b = serde_json::json!({"state": "ok"});
+        assert!(store.swap_value("alerts", "app", None, &a).unwrap());
+        assert!(!store.swap_value("alerts", "app", None, &b).unwrap());
+        assert!(store.swap_value("alerts", "app", Some(&a), &b).unwrap());
+        assert!(!store.swap_value("alerts", "app", Some(&a), &b).unwrap());
+        assert_eq!(store.get_value("alerts", "app").unwrap(), Some(b));
+
+        assert!(store.claim("job:app", "elsewhere:1:r9", 60).unwrap());
+        assert_eq!(
+            store.claim_holder("job:app").unwrap().as_deref(),
+            Some("elsewhere:1:r9")
+        );
+        store.release("job:app", "elsewhere:1:r9").unwrap();
+        assert_eq!(store.claim_holder("job:app").unwrap(), None);
     }
 }

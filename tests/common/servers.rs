@@ -374,3 +374,86 @@ fn start_mariadb() -> Mariadb {
     );
     server
 }
+
+/// PgBouncer in transaction mode in front of a PostgreSQL server (Debian
+/// `pgbouncer`): clients get a server connection per transaction only.
+pub struct Pgbouncer {
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Pgbouncer {
+    /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/DB` through PgBouncer.
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/{db}",
+            urlencode(PASSWORD),
+            self.port
+        )
+    }
+
+    pub fn url_without_password(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+/// The PgBouncer (transaction mode) in front of [`postgres`], shared by this test binary.
+pub fn pgbouncer() -> &'static Pgbouncer {
+    static SERVER: OnceLock<Pgbouncer> = OnceLock::new();
+    SERVER.get_or_init(|| start_pgbouncer(postgres()))
+}
+
+fn start_pgbouncer(pg: &Postgres) -> Pgbouncer {
+    let program = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("pgbouncer is not installed (Debian package `pgbouncer`; scripts/install-test-deps installs it)");
+    let dir = tempfile::Builder::new()
+        .prefix("cairn-pgb-")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    let port = free_port();
+    std::fs::write(
+        dir.join("userlist.txt"),
+        format!("\"postgres\" \"{}\"\n", PASSWORD.replace('"', "\"\"")),
+    )
+    .expect("userlist");
+    std::fs::write(
+        dir.join("pgbouncer.ini"),
+        format!(
+            "[databases]\n* = host=127.0.0.1 port={pg_port}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\nauth_type = scram-sha-256\nauth_file = {dir}/userlist.txt\npool_mode = transaction\nmax_client_conn = 500\ndefault_pool_size = 10\nignore_startup_parameters = extra_float_digits,options\nlogfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n",
+            pg_port = pg.port,
+            dir = dir.display()
+        ),
+    )
+    .expect("pgbouncer.ini");
+    let mut cmd = Command::new(program);
+    if is_root() {
+        run(
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir),
+            "chown",
+        );
+        cmd.args(["-u", "postgres"]);
+    }
+    let child = cmd
+        .arg(dir.join("pgbouncer.ini"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pgbouncer");
+    reap_after_exit(&format!("kill {}", child.id()), &dir);
+    let server = Pgbouncer { port, dir };
+    wait_until("pgbouncer", || {
+        Command::new(pg.bin.join("pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-d", "postgres"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    });
+    server
+}
