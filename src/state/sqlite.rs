@@ -1270,9 +1270,13 @@ fn holder_dead(holder: &str) -> bool {
     h == host() && crate::leftovers::owner_dead(pid)
 }
 
-/// The claim holder name of this process.
+/// The claim holder name of this process: `host:pid`, and `:replica` when
+/// it runs for one.
 pub fn holder() -> String {
-    format!("{}:{}", host(), std::process::id())
+    match super::replicas::origin().replica {
+        Some(replica) => format!("{}:{}:{replica}", host(), std::process::id()),
+        None => format!("{}:{}", host(), std::process::id()),
+    }
 }
 
 #[cfg(test)]
