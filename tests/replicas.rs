@@ -59,6 +59,28 @@ fn signal(pid: i32, signal: i32) {
     }
 }
 
+/// With `CAIRN_TEST_KEEP_LOGS=DIR`, the replicas' logs are copied there.
+fn keep_logs(env: &Env, test: &str) {
+    let Ok(dir) = std::env::var("CAIRN_TEST_KEEP_LOGS") else {
+        return;
+    };
+    let target = std::path::Path::new(&dir).join(test);
+    let _ = std::fs::create_dir_all(&target);
+    for entry in std::fs::read_dir(env.dir.path()).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            let _ = std::fs::copy(entry.path(), target.join(entry.file_name()));
+        }
+    }
+}
+
+struct KeepLogs<'a>(&'a Env, &'static str);
+
+impl Drop for KeepLogs<'_> {
+    fn drop(&mut self) {
+        keep_logs(self.0, self.1);
+    }
+}
+
 fn stop(mut replicas: Vec<Child>) {
     for r in &replicas {
         signal(r.id() as i32, libc::SIGTERM);
@@ -122,6 +144,7 @@ fn once_in(secs: i64) -> String {
 #[test]
 fn three_replicas_run_every_fire_exactly_once() {
     let env = Env::new();
+    let _logs = KeepLogs(&env, "three_replicas_run_every_fire_exactly_once");
     env.write_config(&config(
         &env,
         "lease = \"4s\"",
@@ -180,6 +203,7 @@ fn three_replicas_run_every_fire_exactly_once() {
 #[test]
 fn a_killed_replica_run_is_interrupted_and_run_again_once() {
     let env = Env::new();
+    let _logs = KeepLogs(&env, "a_killed_replica_run_is_interrupted_and_run_again_once");
     env.write_config(&config(
         &env,
         "lease = \"3s\"",
@@ -231,6 +255,7 @@ fn a_killed_replica_run_is_interrupted_and_run_again_once() {
 #[test]
 fn manual_runs_at_the_same_instant_one_runs_one_is_refused() {
     let env = Env::new();
+    let _logs = KeepLogs(&env, "manual_runs_at_the_same_instant_one_runs_one_is_refused");
     env.write_config(&config(
         &env,
         "",
@@ -273,6 +298,7 @@ fn manual_runs_at_the_same_instant_one_runs_one_is_refused() {
 #[test]
 fn a_schedule_override_applies_within_five_seconds_without_a_restart() {
     let env = Env::new();
+    let _logs = KeepLogs(&env, "a_schedule_override_applies_within_five_seconds_without_a_restart");
     env.write_config(&config(
         &env,
         "",
@@ -310,7 +336,7 @@ fn a_schedule_override_applies_within_five_seconds_without_a_restart() {
         .set_schedule_override(
             "app",
             Some(&cairn::state::ScheduleOverride::Cron {
-                cron: "1/2 * * * * *".into(),
+                cron: "1-59/2 * * * * *".into(),
             }),
         )
         .unwrap();
@@ -340,6 +366,7 @@ fn a_schedule_override_applies_within_five_seconds_without_a_restart() {
 #[test]
 fn a_run_that_cannot_renew_its_lease_commits_nothing_and_the_replica_recovers() {
     let env = Env::new();
+    let _logs = KeepLogs(&env, "a_run_that_cannot_renew_its_lease_commits_nothing_and_the_replica_recovers");
     env.write_config(&config(
         &env,
         "lease = \"3s\"",

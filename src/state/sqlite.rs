@@ -325,7 +325,11 @@ impl StateStore for SqliteState {
     fn interrupt_orphaned_runs(&self) -> Result<Vec<RunRecord>> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?1")
+            // Runs under a fire claim are settled when their lease lapses
+            // (`take_abandoned`), by whichever replica sees it first.
+            .prepare(
+                "SELECT id, pid FROM runs WHERE status = 'running' AND host = ?1 AND claim IS NULL",
+            )
             .map_err(|e| self.error("cannot read runs", e))?;
         let running: Vec<(i64, i64)> = stmt
             .query_map([host()], |r| Ok((r.get(0)?, r.get(1)?)))
