@@ -119,10 +119,13 @@ fn json(env: &Env, args: &[&str]) -> serde_json::Value {
 }
 
 fn backups(env: &Env) -> Vec<serde_json::Value> {
-    json(env, &["history", "--json", "-n", "1000", "--kind", "backup"])
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    json(
+        env,
+        &["history", "--json", "-n", "1000", "--kind", "backup"],
+    )
+    .as_array()
+    .cloned()
+    .unwrap_or_default()
 }
 
 fn artifacts(env: &Env) -> Vec<serde_json::Value> {
@@ -197,13 +200,21 @@ fn three_replicas_run_every_fire_exactly_once() {
     let status = json(&env, &["status", "--json"]);
     let replicas = status["replicas"].as_array().unwrap();
     assert_eq!(replicas.len(), 3, "{status}");
-    assert!(replicas.iter().all(|r| r["up"] == false && r["config_fingerprint"].as_str().is_some_and(|f| f.len() == 64)));
+    assert!(replicas.iter().all(|r| {
+        r["up"] == false
+            && r["config_fingerprint"]
+                .as_str()
+                .is_some_and(|f| f.len() == 64)
+    }));
 }
 
 #[test]
 fn a_killed_replica_run_is_interrupted_and_run_again_once() {
     let env = Env::new();
-    let _logs = KeepLogs(&env, "a_killed_replica_run_is_interrupted_and_run_again_once");
+    let _logs = KeepLogs(
+        &env,
+        "a_killed_replica_run_is_interrupted_and_run_again_once",
+    );
     env.write_config(&config(
         &env,
         "lease = \"3s\"",
@@ -255,7 +266,10 @@ fn a_killed_replica_run_is_interrupted_and_run_again_once() {
 #[test]
 fn manual_runs_at_the_same_instant_one_runs_one_is_refused() {
     let env = Env::new();
-    let _logs = KeepLogs(&env, "manual_runs_at_the_same_instant_one_runs_one_is_refused");
+    let _logs = KeepLogs(
+        &env,
+        "manual_runs_at_the_same_instant_one_runs_one_is_refused",
+    );
     env.write_config(&config(
         &env,
         "",
@@ -298,7 +312,10 @@ fn manual_runs_at_the_same_instant_one_runs_one_is_refused() {
 #[test]
 fn a_schedule_override_applies_within_five_seconds_without_a_restart() {
     let env = Env::new();
-    let _logs = KeepLogs(&env, "a_schedule_override_applies_within_five_seconds_without_a_restart");
+    let _logs = KeepLogs(
+        &env,
+        "a_schedule_override_applies_within_five_seconds_without_a_restart",
+    );
     env.write_config(&config(
         &env,
         "",
@@ -341,14 +358,18 @@ fn a_schedule_override_applies_within_five_seconds_without_a_restart() {
         )
         .unwrap();
     let changed_at = jiff::Timestamp::now();
-    wait_until(Duration::from_secs(8), "a run on the overriding cron", || {
-        backups(&env).iter().any(|r| {
-            r["scheduled_for"]
-                .as_str()
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                .is_some_and(|t| t.as_second() % 2 == 1 && t > changed_at)
-        })
-    });
+    wait_until(
+        Duration::from_secs(8),
+        "a run on the overriding cron",
+        || {
+            backups(&env).iter().any(|r| {
+                r["scheduled_for"]
+                    .as_str()
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                    .is_some_and(|t| t.as_second() % 2 == 1 && t > changed_at)
+            })
+        },
+    );
     let first = backups(&env)
         .into_iter()
         .filter_map(|r| r["scheduled_for"].as_str()?.parse::<jiff::Timestamp>().ok())
@@ -366,7 +387,10 @@ fn a_schedule_override_applies_within_five_seconds_without_a_restart() {
 #[test]
 fn a_run_that_cannot_renew_its_lease_commits_nothing_and_the_replica_recovers() {
     let env = Env::new();
-    let _logs = KeepLogs(&env, "a_run_that_cannot_renew_its_lease_commits_nothing_and_the_replica_recovers");
+    let _logs = KeepLogs(
+        &env,
+        "a_run_that_cannot_renew_its_lease_commits_nothing_and_the_replica_recovers",
+    );
     env.write_config(&config(
         &env,
         "lease = \"3s\"",

@@ -108,10 +108,7 @@ struct Fleet {
 impl Fleet {
     fn of(store: &dyn state::StateStore, now: jiff::Timestamp) -> Fleet {
         let all = store.replicas().unwrap_or_default();
-        let live: Vec<&state::ReplicaInfo> = all
-            .iter()
-            .filter(|r| r.up(now, SILENCE))
-            .collect();
+        let live: Vec<&state::ReplicaInfo> = all.iter().filter(|r| r.up(now, SILENCE)).collect();
         let mut warnings = Vec::new();
         let versions: std::collections::BTreeSet<&str> =
             live.iter().map(|r| r.version.as_str()).collect();
@@ -174,11 +171,7 @@ impl Fleet {
     }
 }
 
-fn print_job(
-    s: &JobStatus,
-    now: jiff::Timestamp,
-    overridden: Option<&state::ScheduleOverride>,
-) {
+fn print_job(s: &JobStatus, now: jiff::Timestamp, overridden: Option<&state::ScheduleOverride>) {
     let when = |t: &jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     println!("\n{}{}", s.job, if s.paused { "  [PAUSED]" } else { "" });
     match overridden {

@@ -89,7 +89,8 @@ pub fn claim<'a>(store: Option<&'a dyn StateStore>, job: &str) -> Result<Claim<'
         });
         return Err(Error::Run(format!(
             "job `{job}` is already running {}; try again when it has finished (`cairn history {job}`)",
-            by.as_deref().map_or("in another cairn process", str::trim_start)
+            by.as_deref()
+                .map_or("in another cairn process", str::trim_start)
         )));
     }
     Ok(Claim {

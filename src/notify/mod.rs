@@ -399,7 +399,9 @@ pub fn emit(config: &Config, store: Option<&dyn StateStore>, event: &Event) -> V
                     send = false;
                     lost = true;
                 }
-                Err(e) => tracing::warn!(channel = %channel.name, error = %e, "alert state not compared; sending"),
+                Err(e) => {
+                    tracing::warn!(channel = %channel.name, error = %e, "alert state not compared; sending")
+                }
             }
         }
         planned.push(Planned {

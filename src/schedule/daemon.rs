@@ -299,10 +299,16 @@ impl Daemon<'_> {
                             overrides = now_set;
                             match new_plan(&config, store, now, &overrides) {
                                 Ok((new, _)) => {
-                                    tracing::info!(overrides = overrides.len(), tasks = new.len(), "schedule overrides changed: applied");
+                                    tracing::info!(
+                                        overrides = overrides.len(),
+                                        tasks = new.len(),
+                                        "schedule overrides changed: applied"
+                                    );
                                     plan = new;
                                 }
-                                Err(e) => tracing::warn!(error = %e, "the schedule overrides could not be applied"),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "the schedule overrides could not be applied")
+                                }
                             }
                         }
                         Ok(_) => {}
@@ -311,7 +317,15 @@ impl Daemon<'_> {
                     match store.take_abandoned(&replica.id, ctx.lease) {
                         Ok(taken) => {
                             for abandoned in taken {
-                                ctx.abandoned(&config, &plan, abandoned, rerun, now, run_events, &mut running);
+                                ctx.abandoned(
+                                    &config,
+                                    &plan,
+                                    abandoned,
+                                    rerun,
+                                    now,
+                                    run_events,
+                                    &mut running,
+                                );
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, "cannot look for abandoned claims"),
@@ -637,7 +651,8 @@ impl Dispatch<'_, '_> {
                     .next_after(fire.scheduled_for)
                     .map(|n| n.as_millisecond() - fire.scheduled_for.as_millisecond())
                     .unwrap_or(i64::MAX);
-                let until_next = next.map_or(i64::MAX, |n| n.as_millisecond() - now.as_millisecond());
+                let until_next =
+                    next.map_or(i64::MAX, |n| n.as_millisecond() - now.as_millisecond());
                 if until_next < interval / 2 {
                     Some("its next fire comes within half an interval".to_string())
                 } else if running.contains_key(&entry.subject) {
@@ -693,7 +708,10 @@ impl Dispatch<'_, '_> {
     fn start(&mut self, fire: Fire, now: Timestamp, running: &mut HashMap<String, Running>) {
         let lateness_ms = now.as_millisecond() - fire.due_at.as_millisecond();
         counters().started_late(lateness_ms);
-        match self.runner.start(&fire, self.replica, self.lease, self.sender.clone()) {
+        match self
+            .runner
+            .start(&fire, self.replica, self.lease, self.sender.clone())
+        {
             Ok(handle) => {
                 tracing::info!(
                     job = %fire.subject,
@@ -774,7 +792,10 @@ impl Runner for ProcessRunner {
             .args(["--trigger", trigger])
             .env(super::lease::REPLICA_ENV, &replica.id)
             .env(super::lease::LEASE_ENV, lease.as_millis().to_string())
-            .env(super::lease::SCHEDULED_FOR_ENV, fire.scheduled_at.to_string())
+            .env(
+                super::lease::SCHEDULED_FOR_ENV,
+                fire.scheduled_at.to_string(),
+            )
             .env_remove(super::lease::CLAIM_ENV)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

@@ -123,7 +123,8 @@ impl ChildClaim {
             std::thread::spawn(move || {
                 let margin_ms = margin(claim.lease).as_millis() as i64;
                 while !stop.load(Ordering::SeqCst) {
-                    let left = valid_until.load(Ordering::SeqCst) - Timestamp::now().as_millisecond();
+                    let left =
+                        valid_until.load(Ordering::SeqCst) - Timestamp::now().as_millisecond();
                     if left < margin_ms {
                         tracing::error!(claim = %claim.token, left_ms = left, "the lease of this run could not be renewed in the state store: aborting the run before the lease ends, nothing is committed");
                         cancel.cancel();
@@ -178,7 +179,10 @@ impl Drop for Held {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
-        if let Err(e) = self.store.finish_claim(&self.claim.token, &self.claim.replica) {
+        if let Err(e) = self
+            .store
+            .finish_claim(&self.claim.token, &self.claim.replica)
+        {
             tracing::warn!(error = %e, "the claim of this run could not be finished; it lapses with its lease");
         }
     }
