@@ -33,7 +33,8 @@ pub struct CancellableWriter<W> {
     pub cancel: Cancel,
 }
 
-pub const CANCELLED: &str = "cancelled: cairn is shutting down";
+pub const CANCELLED: &str =
+    "cancelled (cairn is shutting down, or the run could not renew its lease in the state store)";
 
 impl<W: Write> Write for CancellableWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

@@ -38,9 +38,14 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
     let store = super::open_store(&config);
     let store = store.as_deref();
     let cancel = super::cancel_on_signals();
+    let held = match jobs.as_slice() {
+        [job] => super::hold_fire_claim(&config, Some(&job.name), cancel.clone()),
+        _ => None,
+    };
     let options = BackupOptions {
         tag: args.tag,
         cancel,
+        fence: held.as_ref().map(|h| h.fence()),
     };
     let trigger = args.trigger.trigger();
     let mut reports = Vec::new();

@@ -23,15 +23,20 @@ pub struct ReloadArgs {
 pub fn run(context: &Context, _args: Args) -> Result<u8> {
     let config = context.load()?;
     let store = state::open(&config)?;
+    // Several daemons on one host share a store only as named replicas.
+    let replica_id = std::env::var(crate::schedule::lease::REPLICA_ENV).ok();
     if let Some(other) = daemon::running_daemon(store.as_ref())
         && other.pid != std::process::id()
+        && replica_id.is_none()
     {
         return Err(Error::Usage(format!(
-            "a cairn daemon (pid {}) already runs with this state store ({}); stop it first",
+            "a cairn daemon (pid {}) already runs with this state store ({}); stop it first, or give each daemon its own {} to run them as replicas",
             other.pid,
-            store.location()
+            store.location(),
+            crate::schedule::lease::REPLICA_ENV
         )));
     }
+    let replica = daemon::Replica::new(&config, replica_id);
     let mut info = daemon::publish_process(store.as_ref(), &config)?;
     let (tx, rx) = channel();
 
@@ -113,6 +118,7 @@ pub fn run(context: &Context, _args: Args) -> Result<u8> {
                 last_ping.set(Instant::now());
             }
         }),
+        replica,
     }
     .run();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);

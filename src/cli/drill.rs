@@ -28,6 +28,7 @@ pub struct Args {
 
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
+    let _held = super::hold_fire_claim(&config, None, crate::cancel::Cancel::new());
     let job = config.job(&args.job)?;
     let store = super::open_store(&config);
     let store = store.as_deref();

@@ -47,6 +47,7 @@ fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a crate::con
 
 pub fn run(context: &Context, args: Args) -> Result<u8> {
     let config = context.load()?;
+    let _held = super::hold_fire_claim(&config, None, crate::cancel::Cancel::new());
     let checks = select(&config, &args.checks)?;
     let store = super::open_store(&config);
     let store = store.as_deref();

@@ -194,6 +194,7 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(&cli);
+    crate::state::replicas::set_origin(crate::schedule::lease::origin_from_env().0);
     let context = Context {
         config_path: cli
             .config
@@ -350,6 +351,23 @@ impl crate::engine::events::EventSink for Notifier {
                     crate::notify::run_interrupted(config, store, run);
                 }
             }
+        }
+    }
+}
+
+/// A daemon's child holds the claim of its fire while it runs: the lease is
+/// renewed (with `job`'s claim) and `cancel` set when it cannot be kept.
+fn hold_fire_claim(
+    config: &Config,
+    job: Option<&str>,
+    cancel: crate::cancel::Cancel,
+) -> Option<crate::schedule::lease::Held> {
+    let (_, claim) = crate::schedule::lease::origin_from_env();
+    match claim?.hold(config, job, cancel) {
+        Ok(held) => Some(held),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot hold the claim of this run; its lease lapses");
+            None
         }
     }
 }

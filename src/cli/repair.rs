@@ -37,6 +37,7 @@ pub struct CopyArgs {
 
 pub fn repair(context: &Context, args: RepairArgs) -> Result<u8> {
     let config = context.load()?;
+    let _held = super::hold_fire_claim(&config, None, crate::cancel::Cancel::new());
     let jobs = super::named_or_all_jobs(&config, &args.jobs)?;
     let mut reports = Vec::new();
     for job in jobs {

@@ -32,9 +32,16 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
     } else {
         Vec::new()
     };
+    let overrides = store
+        .and_then(|s| s.schedule_overrides().ok())
+        .unwrap_or_default();
+    let fleet = store.map(|s| Fleet::of(s, now)).unwrap_or_default();
     if context.json {
         output::print_json(&serde_json::json!({
             "daemon": running,
+            "replicas": fleet.replicas,
+            "warnings": fleet.warnings,
+            "overrides": overrides,
             "jobs": statuses,
             "checks": checks,
         }));
@@ -47,8 +54,9 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
             ),
             None => println!("daemon: not running"),
         }
+        fleet.print(now);
         for s in &statuses {
-            print_job(s, now);
+            print_job(s, now, overrides.get(&s.job));
         }
         if !checks.is_empty() {
             println!("\nchecks");
@@ -85,9 +93,96 @@ fn ago(seconds: i64) -> String {
     }
 }
 
-fn print_job(s: &JobStatus, now: jiff::Timestamp) {
+/// Replicas heard from within this long count as up.
+const SILENCE: std::time::Duration = std::time::Duration::from_secs(3 * 2 + 5);
+/// Replicas silent for longer than this are left out of the list.
+const FORGOTTEN_AFTER_SECS: i64 = 24 * 3600;
+
+/// The daemons sharing this store, and what they disagree on.
+#[derive(Default)]
+struct Fleet {
+    replicas: Vec<serde_json::Value>,
+    warnings: Vec<String>,
+}
+
+impl Fleet {
+    fn of(store: &dyn state::StateStore, now: jiff::Timestamp) -> Fleet {
+        let all = store.replicas().unwrap_or_default();
+        let live: Vec<&state::ReplicaInfo> = all.iter().filter(|r| r.up(now, SILENCE)).collect();
+        let mut warnings = Vec::new();
+        let versions: std::collections::BTreeSet<&str> =
+            live.iter().map(|r| r.version.as_str()).collect();
+        if versions.len() > 1 {
+            warnings.push(format!(
+                "replicas run different cairn versions: {}",
+                versions.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let configs: std::collections::BTreeSet<&str> =
+            live.iter().map(|r| r.config_fingerprint.as_str()).collect();
+        if configs.len() > 1 {
+            warnings.push(format!(
+                "replicas run different configs (fingerprints {})",
+                configs
+                    .into_iter()
+                    .map(|c| c.get(..12).unwrap_or(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let replicas = all
+            .iter()
+            .filter(|r| now.as_second() - r.last_heartbeat.as_second() <= FORGOTTEN_AFTER_SECS)
+            .map(|r| {
+                let mut value = serde_json::to_value(r).unwrap_or_default();
+                value["up"] = serde_json::Value::Bool(r.up(now, SILENCE));
+                value
+            })
+            .collect();
+        Fleet { replicas, warnings }
+    }
+
+    fn print(&self, now: jiff::Timestamp) {
+        if self.replicas.is_empty() {
+            return;
+        }
+        println!("replicas:");
+        for r in &self.replicas {
+            let text = |k: &str| r[k].as_str().unwrap_or("").to_string();
+            let heard = text("last_heartbeat")
+                .parse::<jiff::Timestamp>()
+                .map(|t| ago(now.as_second() - t.as_second()))
+                .unwrap_or_default();
+            println!(
+                "  {:<24} {:<5} host {} pid {} version {} started {} heartbeat {heard}, {} running, config {}",
+                text("id"),
+                if r["up"] == true { "up" } else { "down" },
+                text("host"),
+                r["pid"],
+                text("version"),
+                text("started_at"),
+                r["runs_in_progress"],
+                text("config_fingerprint").get(..12).unwrap_or("")
+            );
+        }
+        for w in &self.warnings {
+            println!("warning: {w}");
+        }
+    }
+}
+
+fn print_job(s: &JobStatus, now: jiff::Timestamp, overridden: Option<&state::ScheduleOverride>) {
     let when = |t: &jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     println!("\n{}{}", s.job, if s.paused { "  [PAUSED]" } else { "" });
+    match overridden {
+        Some(state::ScheduleOverride::Disabled) => {
+            println!("  schedule:    overridden: disabled (`cairn schedule` to change)")
+        }
+        Some(state::ScheduleOverride::Cron { cron }) => {
+            println!("  schedule:    overridden: {cron} (`cairn schedule` to change)")
+        }
+        None => {}
+    }
     if s.schedules.is_empty() {
         println!("  schedule:    none (run by hand or by an outside scheduler)");
     }

@@ -73,6 +73,17 @@ pub struct Daemon {
     pub session_lifetime: std::time::Duration,
     pub shutdown_grace: std::time::Duration,
     pub listen: Option<std::net::SocketAddr>,
+    /// The lease of a claimed fire (several replicas).
+    pub lease: std::time::Duration,
+    pub rerun_abandoned: RerunAbandoned,
+}
+
+/// `[daemon] rerun_abandoned`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RerunAbandoned {
+    /// Once, unless the schedule's next fire comes within half its interval.
+    Once,
+    Never,
 }
 
 /// One job, with its references checked and its paths made absolute.
@@ -571,7 +582,24 @@ fn validate_daemon(located: &Locator, raw: DaemonConfig) -> Result<Daemon, Confi
             })
         })
         .transpose()?;
+    let lease = raw.lease.unwrap_or(std::time::Duration::from_secs(30));
+    if lease < std::time::Duration::from_secs(2) {
+        return Err(fail("lease", "lease", "must be at least 2s".into()));
+    }
+    let rerun_abandoned = match raw.rerun_abandoned.as_deref() {
+        None | Some("once") => RerunAbandoned::Once,
+        Some("never") => RerunAbandoned::Never,
+        Some(other) => {
+            return Err(fail(
+                "rerun_abandoned",
+                "rerun_abandoned",
+                format!("`{other}` is not one of once, never"),
+            ));
+        }
+    };
     Ok(Daemon {
+        lease,
+        rerun_abandoned,
         timezone_name,
         max_concurrent_runs,
         session_idle,

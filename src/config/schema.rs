@@ -399,6 +399,12 @@ pub struct DaemonConfig {
     /// Address of the HTTP server (`/metrics`, `/healthz`), e.g. `127.0.0.1:9464`.
     #[serde(default, deserialize_with = "interp::opt_string")]
     pub listen: Option<String>,
+    /// Several replicas: how long a claimed run's lease lasts without renewal (default: 30s).
+    #[serde(default, deserialize_with = "interp::opt_duration")]
+    pub lease: Option<std::time::Duration>,
+    /// Whether a run abandoned by a dead replica runs again: `once` (default) or `never`.
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub rerun_abandoned: Option<String>,
 }
 
 /// One schedule of a job.

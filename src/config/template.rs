@@ -63,6 +63,8 @@ retention = { keep_last = 3, keep_daily = 7, keep_weekly = 4, keep_monthly = 12 
 # max_concurrent_runs = 2
 # shutdown_grace = "60s"        # SIGTERM: running jobs may finish this long, then abort
 # listen = "127.0.0.1:9464"     # serves /metrics and /healthz
+# lease = "30s"                # several replicas: a claimed run's lease
+# rerun_abandoned = "once"      # a dead replica's run runs again once ("never": not)
 # [state]
 # path = "./cairn-state.db"     # run history, pauses (default: beside this file)
 # keep_history = "90d"

@@ -33,6 +33,30 @@ pub struct BackupOptions {
     pub tag: Option<String>,
     /// Set by the daemon at shutdown: the run stops and commits nothing.
     pub cancel: Cancel,
+    /// Checked right before each manifest is written (a replica's lease).
+    pub fence: Option<Fence>,
+}
+
+/// A check that must pass for a backup to commit: an error aborts the
+/// uploads and the run commits nothing. The caller decides what it checks
+/// (a daemon's child: that its fire's lease is still its own).
+#[derive(Clone)]
+pub struct Fence(Arc<dyn Fn() -> Result<()> + Send + Sync>);
+
+impl Fence {
+    pub fn new(check: impl Fn() -> Result<()> + Send + Sync + 'static) -> Fence {
+        Fence(Arc::new(check))
+    }
+
+    pub fn check(&self) -> Result<()> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fence")
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -342,6 +366,14 @@ fn run(
         .as_deref()
         .map(|bytes| (signature_key.as_str(), bytes));
     for (dest, upload) in complete {
+        if let Some(fence) = &options.fence
+            && let Err(e) = fence.check()
+        {
+            tracing::error!(job = %job.name, destination = %dest.name(), error = %e, "not committed: the fence check failed");
+            upload.abort();
+            outcomes.push(failed(dest.name(), e.to_string()));
+            continue;
+        }
         match commit(
             dest,
             upload,

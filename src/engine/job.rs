@@ -77,8 +77,20 @@ pub fn claim<'a>(store: Option<&'a dyn StateStore>, job: &str) -> Result<Claim<'
     if let Some(s) = store
         && !s.claim(&name, &holder, CLAIM_LEASE_SECS)?
     {
+        let by = s.claim_holder(&name).ok().flatten().map(|h| {
+            // `host:pid[:replica]`
+            let mut parts = h.splitn(3, ':');
+            let (host, pid, replica) = (parts.next(), parts.next(), parts.next());
+            match (replica, host, pid) {
+                (Some(r), _, _) => format!(" on replica {r}"),
+                (None, Some(h), Some(p)) => format!(" on replica {h}:{p}"),
+                _ => String::new(),
+            }
+        });
         return Err(Error::Run(format!(
-            "job `{job}` is already running in another cairn process; try again when it has finished (`cairn history {job}`)"
+            "job `{job}` is already running {}; try again when it has finished (`cairn history {job}`)",
+            by.as_deref()
+                .map_or("in another cairn process", str::trim_start)
         )));
     }
     Ok(Claim {

@@ -328,6 +328,9 @@ pub fn emit(config: &Config, store: Option<&dyn StateStore>, event: &Event) -> V
         previous: Option<alert::AlertState>,
         next: Option<alert::AlertState>,
         send: bool,
+        /// The new state is in the store already (this process won its
+        /// compare-and-set, so it alone sends).
+        stored: bool,
     }
     let mut planned = Vec::new();
     for route in routes {
@@ -343,17 +346,18 @@ pub fn emit(config: &Config, store: Option<&dyn StateStore>, event: &Event) -> V
                 previous: None,
                 next: None,
                 send: event.kind != EventKind::Test,
+                stored: false,
             });
             continue;
         }
         let mut event = event.clone();
+        let mut raw_previous = None;
         let (decision, previous, next) = match (&condition, store) {
             (Some(condition), Some(store)) => {
                 let key = format!("{condition}@{}", channel.name);
-                let previous = store
-                    .get_value(alert::NAMESPACE, &key)
-                    .ok()
-                    .flatten()
+                raw_previous = store.get_value(alert::NAMESPACE, &key).ok().flatten();
+                let previous = raw_previous
+                    .clone()
                     .and_then(|v| serde_json::from_value::<alert::AlertState>(v).ok());
                 let (next, decision) = alert::step(
                     previous.as_ref(),
@@ -380,13 +384,34 @@ pub fn emit(config: &Config, store: Option<&dyn StateStore>, event: &Event) -> V
             Some(_) if event.kind == EventKind::CheckRecovered => false,
             _ => wanted,
         };
+        // Several replicas may see one condition: the one whose
+        // compare-and-set moves the alert state sends, the others do not.
+        let mut stored = false;
+        let mut lost = false;
+        let mut send = send;
+        if let (true, Some(store), Some(condition), Some(next)) = (send, store, &condition, &next) {
+            let key = format!("{condition}@{}", channel.name);
+            let value = serde_json::to_value(next).unwrap_or_default();
+            match store.swap_value(alert::NAMESPACE, &key, raw_previous.as_ref(), &value) {
+                Ok(true) => stored = true,
+                Ok(false) => {
+                    tracing::info!(channel = %channel.name, "another process already sent this alert");
+                    send = false;
+                    lost = true;
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %channel.name, error = %e, "alert state not compared; sending")
+                }
+            }
+        }
         planned.push(Planned {
             channel,
             event,
             decision,
             previous,
-            next,
+            next: if lost { None } else { next },
             send,
+            stored,
         });
     }
     let outcomes: Vec<(u32, Result<(), String>)> = std::thread::scope(|scope| {
@@ -418,7 +443,10 @@ pub fn emit(config: &Config, store: Option<&dyn StateStore>, event: &Event) -> V
             .as_deref()
             .or(p.event.job.as_deref())
             .unwrap_or("");
-        if let (Some(store), Some(condition), Some(next)) = (store, &condition, &p.next) {
+        let already = p.stored && outcome.is_ok();
+        if let (false, Some(store), Some(condition), Some(next)) =
+            (already, store, &condition, &p.next)
+        {
             // A failure the route does not take counts as seen: a route that
             // takes only recoveries (or successes) still hears of the recovery.
             let state = if outcome.is_ok() {

@@ -19,12 +19,19 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::plan::{Fire, Plan};
-use crate::config::Config;
-use crate::state::{StateStore, Trigger};
+use crate::config::{Config, RerunAbandoned};
+use crate::state::replicas::counters;
+use crate::state::{AbandonedFire, ClaimOutcome, FireKey, ScheduleOverride, StateStore, Trigger};
 use crate::{Error, Result};
 
 /// The longest single sleep: wall-clock jumps are noticed within this.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// How often the daemon heartbeats, re-reads settings (pauses are read per
+/// fire; schedule overrides here) and looks for abandoned claims: a change
+/// made anywhere applies within this plus one second.
+pub const POLL: Duration = Duration::from_secs(2);
+/// Longest wait between wakes, so that polling keeps its pace.
+const POLL_WAKE: Duration = Duration::from_secs(1);
 /// After the grace period, children get SIGTERM; this long after, SIGKILL.
 const KILL_AFTER: Duration = Duration::from_secs(10);
 
@@ -84,7 +91,14 @@ pub trait RunHandle: Send {
 
 /// Starts runs; reports each end as [`Event::Finished`] on `done`.
 pub trait Runner: Send + Sync {
-    fn start(&self, fire: &Fire, done: Sender<Event>) -> Result<Box<dyn RunHandle>>;
+    /// `fire.claim` is the claim the run holds for `replica`, with `lease`.
+    fn start(
+        &self,
+        fire: &Fire,
+        replica: &Replica,
+        lease: Duration,
+        done: Sender<Event>,
+    ) -> Result<Box<dyn RunHandle>>;
 }
 
 /// Facts the daemon publishes in the state store for `cairn status` and `reload`.
@@ -110,6 +124,58 @@ pub struct ReloadResult {
 struct Running {
     handle: Box<dyn RunHandle>,
     limited: bool,
+    claim: Option<crate::state::ClaimToken>,
+}
+
+/// This daemon among the replicas sharing its state store.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    /// `CAIRN_REPLICA`, else `HOST-PID-RANDOM`.
+    pub id: String,
+    pub started_at: Timestamp,
+    /// SHA-256 (hex) of the config file's bytes.
+    pub fingerprint: String,
+}
+
+impl Replica {
+    pub fn new(config: &Config, id: Option<String>) -> Replica {
+        let id = id.filter(|i| !i.is_empty()).unwrap_or_else(|| {
+            format!(
+                "{}-{}-{:04x}",
+                crate::state::host(),
+                std::process::id(),
+                rand::random::<u16>()
+            )
+        });
+        Replica {
+            id,
+            started_at: Timestamp::now(),
+            fingerprint: fingerprint(config),
+        }
+    }
+
+    fn info(&self, runs: usize, stopped: bool) -> crate::state::ReplicaInfo {
+        let now = Timestamp::now();
+        crate::state::ReplicaInfo {
+            id: self.id.clone(),
+            host: crate::state::host(),
+            pid: std::process::id(),
+            version: crate::VERSION.to_string(),
+            started_at: self.started_at,
+            last_heartbeat: now,
+            runs_in_progress: runs as u32,
+            config_fingerprint: self.fingerprint.clone(),
+            stopped_at: stopped.then_some(now),
+        }
+    }
+}
+
+/// SHA-256 (hex) of the config file's bytes (empty when it cannot be read).
+pub fn fingerprint(config: &Config) -> String {
+    use sha2::Digest;
+    std::fs::read(&config.file)
+        .map(|bytes| hex::encode(sha2::Sha256::digest(bytes)))
+        .unwrap_or_default()
 }
 
 /// Runs that count toward `max_concurrent_runs`.
@@ -133,6 +199,7 @@ pub struct Daemon<'a> {
     pub on_ready: Box<dyn Fn() + 'a>,
     /// Called at every wake (systemd watchdog).
     pub on_wake: Box<dyn Fn() + 'a>,
+    pub replica: Replica,
 }
 
 /// What a daemon session did, for tests and the exit log.
@@ -140,6 +207,8 @@ pub struct Daemon<'a> {
 pub struct Summary {
     pub started: Vec<Fire>,
     pub skipped: Vec<(Fire, String)>,
+    /// Fires another replica claimed first, with its id.
+    pub lost: Vec<(Fire, String)>,
     pub aborted: usize,
 }
 
@@ -156,15 +225,22 @@ impl Daemon<'_> {
             run_events,
             on_ready,
             on_wake,
+            replica,
         } = self;
         crate::engine::runs::settle_orphans(&config, store, run_events);
         let mut summary = Summary::default();
         let mut running: HashMap<String, Running> = HashMap::new();
         let mut queue: VecDeque<Fire> = VecDeque::new();
-        let (mut plan, catch_up) = new_plan(&config, store, clock.now())?;
+        let mut overrides = store.schedule_overrides()?;
+        let (mut plan, catch_up) = new_plan(&config, store, clock.now(), &overrides)?;
+        if let Err(e) = store.heartbeat(&replica.info(0, false)) {
+            tracing::warn!(error = %e, "the first heartbeat was not recorded");
+        }
+        counters().store_up(true);
         tracing::info!(
             tasks = plan.len(),
             jobs = config.jobs.len(),
+            replica = %replica.id,
             "daemon started"
         );
         let mut ctx = Dispatch {
@@ -173,7 +249,12 @@ impl Daemon<'_> {
             sender: &sender,
             max: config.daemon.max_concurrent_runs,
             summary: &mut summary,
+            replica: &replica,
+            lease: config.daemon.lease,
+            store_up: true,
         };
+        let mut rerun = config.daemon.rerun_abandoned;
+        let mut last_poll = Instant::now();
         for fire in catch_up {
             ctx.offer(fire, clock.now(), &mut running, &mut queue);
         }
@@ -187,11 +268,75 @@ impl Daemon<'_> {
         loop {
             on_wake();
             let now = clock.now();
+            if last_poll.elapsed() >= POLL {
+                last_poll = Instant::now();
+                let was_up = ctx.store_up;
+                ctx.store_up = store
+                    .heartbeat(&replica.info(running.len(), false))
+                    .map_err(|e| {
+                        if was_up {
+                            tracing::error!(error = %e, "the state store is unreachable: this replica starts no new runs, and its running ones abort before their leases end, until it is back");
+                        }
+                    })
+                    .is_ok();
+                counters().store_up(ctx.store_up);
+                if ctx.store_up && !was_up {
+                    // Back: fires missed meanwhile are caught up once (the plan's rule).
+                    tracing::warn!("the state store is reachable again: resuming");
+                    match new_plan(&config, store, now, &overrides) {
+                        Ok((new, missed)) => {
+                            plan = new;
+                            for fire in missed {
+                                ctx.offer(fire, now, &mut running, &mut queue);
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "the plan could not be rebuilt"),
+                    }
+                }
+                if ctx.store_up && stopping.is_none() {
+                    match store.schedule_overrides() {
+                        Ok(now_set) if now_set != overrides => {
+                            overrides = now_set;
+                            match new_plan(&config, store, now, &overrides) {
+                                Ok((new, _)) => {
+                                    tracing::info!(
+                                        overrides = overrides.len(),
+                                        tasks = new.len(),
+                                        "schedule overrides changed: applied"
+                                    );
+                                    plan = new;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "the schedule overrides could not be applied")
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot read the schedule overrides"),
+                    }
+                    match store.take_abandoned(&replica.id, ctx.lease) {
+                        Ok(taken) => {
+                            for abandoned in taken {
+                                ctx.abandoned(
+                                    &config,
+                                    &plan,
+                                    abandoned,
+                                    rerun,
+                                    now,
+                                    run_events,
+                                    &mut running,
+                                );
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot look for abandoned claims"),
+                    }
+                }
+            }
             if history_pruned.is_none_or(|t| now.as_second() - t.as_second() >= 3600) {
                 forget_old_runs(store, keep_history, now);
                 history_pruned = Some(now);
             }
-            if stopping.is_none() {
+            if stopping.is_none() && ctx.store_up {
                 for fire in plan.due(now) {
                     ctx.offer(fire, now, &mut running, &mut queue);
                 }
@@ -226,7 +371,7 @@ impl Daemon<'_> {
                         Duration::from_millis(ms.max(0) as u64)
                     })
                     .unwrap_or(MAX_SLEEP)
-                    .min(MAX_SLEEP),
+                    .min(POLL_WAKE),
             };
             match clock.wait(&events, wait) {
                 None | Some(Event::Tick) => {}
@@ -235,8 +380,17 @@ impl Daemon<'_> {
                     key,
                     success,
                 }) => {
-                    running.remove(&subject);
+                    let ended = running.remove(&subject);
                     tracing::info!(job = %subject, task = %key, success, "run finished");
+                    // The child finishes its claim itself; one that failed
+                    // without doing so (killed) leaves the lease to lapse,
+                    // and the run is settled as abandoned.
+                    if success
+                        && let Some(token) = ended.and_then(|r| r.claim)
+                        && let Err(e) = store.finish_claim(&token, &replica.id)
+                    {
+                        tracing::warn!(error = %e, "the claim of a finished run was not finished; it lapses with its lease");
+                    }
                     // A child killed by the OOM killer or SIGKILL left its run
                     // `running`: record and alert it now.
                     if !success {
@@ -249,7 +403,7 @@ impl Daemon<'_> {
                 Some(Event::Reload) => {
                     let now = clock.now();
                     let result = (load)().and_then(|new| {
-                        let (new_plan, _) = new_plan(&new, store, now)?;
+                        let (new_plan, _) = new_plan(&new, store, now, &overrides)?;
                         Ok((new, new_plan))
                     });
                     let record = match result {
@@ -260,6 +414,8 @@ impl Daemon<'_> {
                             );
                             plan = new_plan;
                             ctx.max = new.daemon.max_concurrent_runs;
+                            ctx.lease = new.daemon.lease;
+                            rerun = new.daemon.rerun_abandoned;
                             grace = new.daemon.shutdown_grace;
                             keep_history = new.keep_history;
                             ReloadResult {
@@ -302,6 +458,9 @@ impl Daemon<'_> {
                 }
             }
         }
+        if let Err(e) = store.heartbeat(&replica.info(0, true)) {
+            tracing::warn!(error = %e, "the stop of this replica was not recorded");
+        }
         tracing::info!("daemon stopped");
         Ok(summary)
     }
@@ -329,8 +488,13 @@ fn forget_old_runs(store: &dyn StateStore, keep: Duration, now: Timestamp) {
 
 /// A plan for `config` at `now`; marks new entries as seen now so that the next
 /// start can tell what it missed.
-fn new_plan(config: &Config, store: &dyn StateStore, now: Timestamp) -> Result<(Plan, Vec<Fire>)> {
-    let entries = super::entries(config);
+fn new_plan(
+    config: &Config,
+    store: &dyn StateStore,
+    now: Timestamp,
+    overrides: &std::collections::BTreeMap<String, ScheduleOverride>,
+) -> Result<(Plan, Vec<Fire>)> {
+    let entries = super::entries_with(config, overrides);
     let marks = store.schedule_marks()?;
     for entry in &entries {
         if !marks.contains_key(&entry.key) {
@@ -346,6 +510,20 @@ struct Dispatch<'a, 'b> {
     sender: &'a Sender<Event>,
     max: usize,
     summary: &'b mut Summary,
+    replica: &'a Replica,
+    lease: Duration,
+    /// The last heartbeat reached the store.
+    store_up: bool,
+}
+
+/// What is claimed for a fire: its job (or check), the kind of run, its time.
+fn fire_key(fire: &Fire) -> FireKey {
+    let verb = fire.args.first().map_or("backup", String::as_str);
+    FireKey {
+        job: fire.subject.clone(),
+        kind: if verb == "health" { "check" } else { verb }.to_string(),
+        scheduled_for: fire.scheduled_at,
+    }
 }
 
 impl Dispatch<'_, '_> {
@@ -365,7 +543,15 @@ impl Dispatch<'_, '_> {
         if let Err(e) = self.store.set_schedule_mark(&fire.key, fire.scheduled_at) {
             tracing::warn!(error = %e, "schedule mark not saved");
         }
-        let paused: BTreeSet<String> = self.store.paused_jobs().unwrap_or_default();
+        let paused: BTreeSet<String> = match self.store.paused_jobs() {
+            Ok(paused) => paused,
+            Err(e) => {
+                return self.skip(
+                    fire,
+                    format!("the state store is unreachable, so it was not claimed: {e}"),
+                );
+            }
+        };
         if paused.contains(&fire.subject) {
             return self.skip(fire, "the job is paused (`cairn resume` to resume)".into());
         }
@@ -380,7 +566,126 @@ impl Dispatch<'_, '_> {
             queue.push_back(fire);
             return;
         }
-        self.start(fire, now, running);
+        self.claim_and_start(fire, now, running);
+    }
+
+    /// Claims the fire in the store; only the replica that wins runs it.
+    fn claim_and_start(
+        &mut self,
+        mut fire: Fire,
+        now: Timestamp,
+        running: &mut HashMap<String, Running>,
+    ) {
+        let started = Instant::now();
+        let outcome = self
+            .store
+            .claim_fire(&fire_key(&fire), &self.replica.id, self.lease);
+        counters().claim_latency(started.elapsed());
+        match outcome {
+            Ok(ClaimOutcome::Won(token)) => {
+                counters().claimed(true);
+                fire.claim = Some(token);
+                self.start(fire, now, running);
+            }
+            Ok(ClaimOutcome::Lost { by }) => {
+                counters().claimed(false);
+                tracing::debug!(job = %fire.subject, task = %fire.key, scheduled_at = %fire.scheduled_at, replica = %by, "fire claimed by another replica");
+                self.summary.lost.push((fire, by));
+            }
+            Err(e) => self.skip(
+                fire,
+                format!("the state store is unreachable, so it was not claimed: {e}"),
+            ),
+        }
+    }
+
+    /// A claim whose lease lapsed, now this replica's: its runs were recorded
+    /// interrupted (alert them), then it runs again or is finished.
+    #[allow(clippy::too_many_arguments)]
+    fn abandoned(
+        &mut self,
+        config: &Config,
+        plan: &Plan,
+        abandoned: AbandonedFire,
+        rerun: RerunAbandoned,
+        now: Timestamp,
+        run_events: &dyn crate::engine::events::EventSink,
+        running: &mut HashMap<String, Running>,
+    ) {
+        let AbandonedFire {
+            token,
+            fire,
+            abandoned_by,
+            runs,
+        } = abandoned;
+        for run in &runs {
+            tracing::warn!(job = %run.job, run_id = run.id, replica = %abandoned_by, "a run abandoned by its replica (its lease lapsed) is recorded as interrupted");
+            run_events.emit(
+                config,
+                Some(self.store),
+                &crate::engine::events::Event::Interrupted { run },
+            );
+        }
+        let entry = plan.upcoming().into_iter().find(|(entry, _)| {
+            entry.subject == fire.job
+                && fire_key(&Fire {
+                    key: String::new(),
+                    subject: entry.subject.clone(),
+                    args: entry.args.clone(),
+                    scheduled_at: fire.scheduled_for,
+                    due_at: now,
+                    trigger: Trigger::Schedule,
+                    limited: entry.limited,
+                    claim: None,
+                })
+                .kind
+                    == fire.kind
+        });
+        let why_not = match (&entry, rerun) {
+            (_, RerunAbandoned::Never) => Some("[daemon] rerun_abandoned = \"never\"".to_string()),
+            _ if token.attempt > 2 => Some("it was re-run once already".to_string()),
+            (None, _) => Some("its schedule is no longer in the config".to_string()),
+            (Some((entry, next)), RerunAbandoned::Once) => {
+                let interval = entry
+                    .when
+                    .next_after(fire.scheduled_for)
+                    .map(|n| n.as_millisecond() - fire.scheduled_for.as_millisecond())
+                    .unwrap_or(i64::MAX);
+                let until_next =
+                    next.map_or(i64::MAX, |n| n.as_millisecond() - now.as_millisecond());
+                if until_next < interval / 2 {
+                    Some("its next fire comes within half an interval".to_string())
+                } else if running.contains_key(&entry.subject) {
+                    Some("a run of it is going on this replica".to_string())
+                } else if entry.limited && limited(running) >= self.max {
+                    Some("this replica is at max_concurrent_runs".to_string())
+                } else {
+                    None
+                }
+            }
+        };
+        match (why_not, entry) {
+            (None, Some((entry, _))) => {
+                tracing::warn!(job = %fire.job, kind = %fire.kind, scheduled_for = %fire.scheduled_for, replica = %abandoned_by, "re-running a fire abandoned by another replica");
+                let fire = Fire {
+                    key: entry.key.clone(),
+                    subject: entry.subject.clone(),
+                    args: entry.args.clone(),
+                    scheduled_at: fire.scheduled_for,
+                    due_at: now,
+                    trigger: Trigger::Schedule,
+                    limited: entry.limited,
+                    claim: Some(token),
+                };
+                self.start(fire, now, running);
+            }
+            (why, _) => {
+                tracing::warn!(job = %fire.job, kind = %fire.kind, scheduled_for = %fire.scheduled_for, replica = %abandoned_by, "a fire abandoned by its replica is not re-run: {}", why.unwrap_or_default());
+                if let Err(e) = self.store.finish_claim(&token, &self.replica.id) {
+                    tracing::warn!(error = %e, "the claim of an abandoned fire was not finished");
+                }
+            }
+        }
     }
 
     fn start_queued(
@@ -395,14 +700,18 @@ impl Dispatch<'_, '_> {
                 break;
             };
             if let Some(fire) = queue.remove(position) {
-                self.start(fire, now, running);
+                self.claim_and_start(fire, now, running);
             }
         }
     }
 
     fn start(&mut self, fire: Fire, now: Timestamp, running: &mut HashMap<String, Running>) {
         let lateness_ms = now.as_millisecond() - fire.due_at.as_millisecond();
-        match self.runner.start(&fire, self.sender.clone()) {
+        counters().started_late(lateness_ms);
+        match self
+            .runner
+            .start(&fire, self.replica, self.lease, self.sender.clone())
+        {
             Ok(handle) => {
                 tracing::info!(
                     job = %fire.subject,
@@ -417,11 +726,17 @@ impl Dispatch<'_, '_> {
                     Running {
                         handle,
                         limited: fire.limited,
+                        claim: fire.claim,
                     },
                 );
                 self.summary.started.push(fire);
             }
-            Err(e) => self.skip(fire, format!("cannot start: {e}")),
+            Err(e) => {
+                if let Some(token) = &fire.claim {
+                    let _ = self.store.finish_claim(token, &self.replica.id);
+                }
+                self.skip(fire, format!("cannot start: {e}"))
+            }
         }
     }
 }
@@ -456,7 +771,13 @@ impl RunHandle for ChildHandle {
 }
 
 impl Runner for ProcessRunner {
-    fn start(&self, fire: &Fire, done: Sender<Event>) -> Result<Box<dyn RunHandle>> {
+    fn start(
+        &self,
+        fire: &Fire,
+        replica: &Replica,
+        lease: Duration,
+        done: Sender<Event>,
+    ) -> Result<Box<dyn RunHandle>> {
         use std::os::unix::process::CommandExt;
         let trigger = match fire.trigger {
             Trigger::CatchUp => "catch-up",
@@ -469,9 +790,19 @@ impl Runner for ProcessRunner {
             .args(&self.global_args)
             .args(&fire.args)
             .args(["--trigger", trigger])
+            .env(super::lease::REPLICA_ENV, &replica.id)
+            .env(super::lease::LEASE_ENV, lease.as_millis().to_string())
+            .env(
+                super::lease::SCHEDULED_FOR_ENV,
+                fire.scheduled_at.to_string(),
+            )
+            .env_remove(super::lease::CLAIM_ENV)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .process_group(0);
+        if let Some(token) = &fire.claim {
+            command.env(super::lease::CLAIM_ENV, token.to_string());
+        }
         let mut child = command
             .spawn()
             .map_err(|e| Error::Run(format!("cannot start {}: {e}", self.exe.display())))?;
@@ -590,7 +921,13 @@ mod tests {
     }
 
     impl Runner for FakeRunner {
-        fn start(&self, fire: &Fire, done: Sender<Event>) -> Result<Box<dyn RunHandle>> {
+        fn start(
+            &self,
+            fire: &Fire,
+            _replica: &Replica,
+            _lease: Duration,
+            done: Sender<Event>,
+        ) -> Result<Box<dyn RunHandle>> {
             self.started
                 .lock()
                 .unwrap()
@@ -647,6 +984,7 @@ mod tests {
         let (tx, rx) = channel();
         let (ready_tx, ready_rx) = channel();
         let path = config.file.clone();
+        let config_for_replica = config.clone();
         std::thread::scope(|s| {
             let sender = tx.clone();
             let handle = s.spawn(move || {
@@ -663,6 +1001,7 @@ mod tests {
                         let _ = ready_tx.send(());
                     }),
                     on_wake: Box::new(|| {}),
+                    replica: Replica::new(&config_for_replica, Some("test".into())),
                 }
                 .run()
                 .unwrap()

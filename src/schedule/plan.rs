@@ -72,6 +72,8 @@ pub struct Fire {
     pub due_at: Timestamp,
     pub trigger: Trigger,
     pub limited: bool,
+    /// The claim of this fire once the daemon won it (several replicas).
+    pub claim: Option<crate::state::ClaimToken>,
 }
 
 #[derive(Debug)]
@@ -120,6 +122,7 @@ impl Slot {
             due_at: due,
             trigger,
             limited: self.entry.limited,
+            claim: None,
         }
     }
 }

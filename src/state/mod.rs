@@ -163,7 +163,7 @@ pub struct RunRecord {
     pub details: Option<serde_json::Value>,
     pub host: String,
     pub pid: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The replica that ran it (`null`: a CLI run outside any replica).
     pub replica: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduled_for: Option<Timestamp>,

@@ -117,3 +117,69 @@ pub fn set_origin(origin: RunOrigin) {
 pub fn origin() -> RunOrigin {
     ORIGIN.get().cloned().unwrap_or_default()
 }
+
+/// This process's replica figures for `/metrics` (the daemon counts, the web
+/// server in the same process reads).
+#[derive(Debug, Default)]
+pub struct Counters {
+    won: std::sync::atomic::AtomicU64,
+    lost: std::sync::atomic::AtomicU64,
+    /// 0 unknown, 1 up, 2 down.
+    store: std::sync::atomic::AtomicU8,
+    claim_micros_max: std::sync::atomic::AtomicU64,
+    late_millis_max: std::sync::atomic::AtomicI64,
+}
+
+static COUNTERS: std::sync::OnceLock<Counters> = std::sync::OnceLock::new();
+
+pub fn counters() -> &'static Counters {
+    COUNTERS.get_or_init(Counters::default)
+}
+
+impl Counters {
+    pub fn claimed(&self, won: bool) {
+        let counter = if won { &self.won } else { &self.lost };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn store_up(&self, up: bool) {
+        self.store
+            .store(if up { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn claim_latency(&self, took: std::time::Duration) {
+        self.claim_micros_max.fetch_max(
+            took.as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    pub fn started_late(&self, millis: i64) {
+        self.late_millis_max
+            .fetch_max(millis, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// (won, lost) claims since this process started.
+    pub fn claims(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.won.load(Relaxed), self.lost.load(Relaxed))
+    }
+
+    /// What the daemon's last heartbeat found: `None` outside a daemon.
+    pub fn store_reachable(&self) -> Option<bool> {
+        match self.store.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The slowest claim and the latest start seen (benchmarks).
+    pub fn worst(&self) -> (std::time::Duration, i64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            std::time::Duration::from_micros(self.claim_micros_max.load(Relaxed)),
+            self.late_millis_max.load(Relaxed),
+        )
+    }
+}

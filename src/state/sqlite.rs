@@ -325,7 +325,11 @@ impl StateStore for SqliteState {
     fn interrupt_orphaned_runs(&self) -> Result<Vec<RunRecord>> {
         let conn = self.lock();
         let mut stmt = conn
-            .prepare("SELECT id, pid FROM runs WHERE status = 'running' AND host = ?1")
+            // Runs under a fire claim are settled when their lease lapses
+            // (`take_abandoned`), by whichever replica sees it first.
+            .prepare(
+                "SELECT id, pid FROM runs WHERE status = 'running' AND host = ?1 AND claim IS NULL",
+            )
             .map_err(|e| self.error("cannot read runs", e))?;
         let running: Vec<(i64, i64)> = stmt
             .query_map([host()], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -949,12 +953,7 @@ impl StateStore for SqliteState {
             .collect())
     }
 
-    fn claim_fire(
-        &self,
-        fire: &FireKey,
-        replica: &str,
-        lease: Duration,
-    ) -> Result<ClaimOutcome> {
+    fn claim_fire(&self, fire: &FireKey, replica: &str, lease: Duration) -> Result<ClaimOutcome> {
         let now = millis(Timestamp::now());
         let conn = self.lock();
         let fail = |e| self.error("cannot claim a fire", e);
@@ -1056,7 +1055,14 @@ impl StateStore for SqliteState {
                 )
                 .map_err(fail)?;
             stmt.query_map([now], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .and_then(Iterator::collect)
             .map_err(fail)?
@@ -1080,7 +1086,9 @@ impl StateStore for SqliteState {
                     params![
                         id,
                         now,
-                        format!("abandoned by replica {old}: its lease lapsed before the run ended")
+                        format!(
+                            "abandoned by replica {old}: its lease lapsed before the run ended"
+                        )
                     ],
                     |r| Self::record(r, false),
                 )
@@ -1270,9 +1278,13 @@ pub(super) fn holder_dead(holder: &str) -> bool {
     h == host() && crate::leftovers::owner_dead(pid)
 }
 
-/// The claim holder name of this process.
+/// The claim holder name of this process: `host:pid`, and `:replica` when
+/// it runs for one.
 pub fn holder() -> String {
-    format!("{}:{}", host(), std::process::id())
+    match super::replicas::origin().replica {
+        Some(replica) => format!("{}:{}:{replica}", host(), std::process::id()),
+        None => format!("{}:{}", host(), std::process::id()),
+    }
 }
 
 #[cfg(test)]
@@ -1651,10 +1663,18 @@ mod tests {
             store.claim_fire(&fire("app", 102), "r2", lease).unwrap(),
             ClaimOutcome::Won(_)
         ));
-        assert!(store.lease_valid(&token, "r1", Duration::from_secs(10)).unwrap());
+        assert!(
+            store
+                .lease_valid(&token, "r1", Duration::from_secs(10))
+                .unwrap()
+        );
         assert!(!store.lease_valid(&token, "r2", Duration::ZERO).unwrap());
         // A margin longer than the lease fails the check.
-        assert!(!store.lease_valid(&token, "r1", Duration::from_secs(120)).unwrap());
+        assert!(
+            !store
+                .lease_valid(&token, "r1", Duration::from_secs(120))
+                .unwrap()
+        );
         assert!(store.renew_lease(&token, "r1", lease).unwrap());
         assert!(!store.renew_lease(&token, "r2", lease).unwrap());
         assert!(store.take_abandoned("r2", lease).unwrap().is_empty());
@@ -1685,7 +1705,11 @@ mod tests {
             .unwrap();
         std::thread::sleep(Duration::from_millis(20));
         // The lapsed lease can no longer be renewed by its holder.
-        assert!(!store.renew_lease(&token, "r1", Duration::from_secs(60)).unwrap());
+        assert!(
+            !store
+                .renew_lease(&token, "r1", Duration::from_secs(60))
+                .unwrap()
+        );
         let taken = store.take_abandoned("r2", Duration::from_secs(60)).unwrap();
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].abandoned_by, "r1");
@@ -1693,15 +1717,33 @@ mod tests {
         assert_eq!(taken[0].token.attempt, 2);
         assert_eq!(taken[0].runs.len(), 1);
         assert_eq!(taken[0].runs[0].id, run);
-        assert!(taken[0].runs[0].error.as_deref().unwrap().contains("abandoned by replica r1"));
-        assert!(store.take_abandoned("r3", Duration::from_secs(60)).unwrap().is_empty());
+        assert!(
+            taken[0].runs[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("abandoned by replica r1")
+        );
+        assert!(
+            store
+                .take_abandoned("r3", Duration::from_secs(60))
+                .unwrap()
+                .is_empty()
+        );
         let recorded = store.run(run).unwrap().unwrap();
         assert_eq!(recorded.status, RunStatus::Interrupted);
         assert_eq!(recorded.replica.as_deref(), Some("r1"));
-        assert_eq!(recorded.scheduled_for, Some(Timestamp::from_second(100).unwrap()));
+        assert_eq!(
+            recorded.scheduled_for,
+            Some(Timestamp::from_second(100).unwrap())
+        );
         // The old token fences nothing any more, the new one does.
         assert!(!store.lease_valid(&token, "r1", Duration::ZERO).unwrap());
-        assert!(store.lease_valid(&taken[0].token, "r2", Duration::ZERO).unwrap());
+        assert!(
+            store
+                .lease_valid(&taken[0].token, "r2", Duration::ZERO)
+                .unwrap()
+        );
     }
 
     #[test]
@@ -1717,7 +1759,11 @@ mod tests {
                         let store = SqliteState::open(path).unwrap();
                         matches!(
                             store
-                                .claim_fire(&fire("app", 7), &format!("r{n}"), Duration::from_secs(5))
+                                .claim_fire(
+                                    &fire("app", 7),
+                                    &format!("r{n}"),
+                                    Duration::from_secs(5)
+                                )
                                 .unwrap(),
                             ClaimOutcome::Won(_)
                         )

@@ -15,6 +15,9 @@ use crate::engine::status::{JobStatus, job_status};
 use crate::state::{RunFilter, RunKind, RunRecord, RunStatus, StateStore};
 
 type Labels = Vec<(String, String)>;
+
+/// A replica silent this long is down (heartbeats come every 2s).
+const REPLICA_SILENCE: std::time::Duration = std::time::Duration::from_secs(11);
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -95,6 +98,33 @@ pub fn render(
     let check_duration = Family::<Labels, FloatGauge>::default();
     let check_last = Family::<Labels, FloatGauge>::default();
     let paused = Family::<Labels, FloatGauge>::default();
+    let replica_up = Family::<Labels, FloatGauge>::default();
+    let replica_heartbeat = Family::<Labels, FloatGauge>::default();
+    let claims = Family::<Labels, Counter<u64>>::default();
+    let store_up = FloatGauge::default();
+
+    // Several replicas: the fleet as the store knows it, and this process's view.
+    let replicas = store.map(|s| s.replicas());
+    let reachable = matches!(replicas, Some(Ok(_)))
+        && crate::state::replicas::counters().store_reachable() != Some(false);
+    store_up.set(f64::from(u8::from(reachable)));
+    let now = jiff::Timestamp::now();
+    for r in replicas.and_then(|r| r.ok()).unwrap_or_default() {
+        let l = labels(&[("replica", &r.id)]);
+        replica_up
+            .get_or_create(&l)
+            .set(f64::from(u8::from(r.up(now, REPLICA_SILENCE))));
+        replica_heartbeat
+            .get_or_create(&l)
+            .set(r.last_heartbeat.as_millisecond() as f64 / 1000.0);
+    }
+    let (won, lost) = crate::state::replicas::counters().claims();
+    claims
+        .get_or_create(&labels(&[("result", "won")]))
+        .inc_by(won);
+    claims
+        .get_or_create(&labels(&[("result", "lost")]))
+        .inc_by(lost);
 
     if let Some(store) = store {
         for job in config.jobs.keys() {
@@ -185,6 +215,26 @@ pub fn render(
         }
     }
 
+    registry.register(
+        "cairn_replica_up",
+        "1 if the replica (daemon) heartbeat within the last 11s, else 0",
+        replica_up,
+    );
+    registry.register(
+        "cairn_replica_last_heartbeat_timestamp_seconds",
+        "When the replica last recorded its heartbeat (Unix time)",
+        replica_heartbeat,
+    );
+    registry.register(
+        "cairn_claims",
+        "Fires this daemon tried to claim, by result (won: it ran them; lost: another replica did)",
+        claims,
+    );
+    registry.register(
+        "cairn_state_store_up",
+        "1 if the state store answered (and the daemon's last heartbeat reached it), else 0",
+        store_up,
+    );
     registry.register(
         "cairn_backup_last_success_timestamp_seconds",
         "When the job's last successful backup run finished (Unix time)",
