@@ -76,6 +76,10 @@ pub struct Daemon {
     /// The lease of a claimed fire (several replicas).
     pub lease: std::time::Duration,
     pub rerun_abandoned: RerunAbandoned,
+    /// Certificate chain and key files (both or neither).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub trusted_proxy: Option<std::net::IpAddr>,
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// `[daemon] rerun_abandoned`.
@@ -230,7 +234,7 @@ impl Config {
             destinations.insert(name, dest);
         }
 
-        let daemon = validate_daemon(&located, raw.daemon)?;
+        let daemon = validate_daemon(&located, &base, raw.daemon)?;
         let signing = validate_signing(&located, &base, "signing", raw.signing)?;
         let channels = notify::validate_channels(&located, &base, raw.notify)?;
         let mut jobs = IndexMap::new();
@@ -540,7 +544,11 @@ fn validate_state_url(
     }))
 }
 
-fn validate_daemon(located: &Locator, raw: DaemonConfig) -> Result<Daemon, ConfigError> {
+fn validate_daemon(
+    located: &Locator,
+    base: &Path,
+    raw: DaemonConfig,
+) -> Result<Daemon, ConfigError> {
     let fail = |needle: &str, key: &str, message: String| {
         let mut err = located.error(located.find(needle).or(located.find("daemon")), message);
         err.key = Some(format!("daemon.{key}"));
@@ -597,9 +605,40 @@ fn validate_daemon(located: &Locator, raw: DaemonConfig) -> Result<Daemon, Confi
             ));
         }
     };
+    let tls = match (raw.tls_cert, raw.tls_key) {
+        (Some(cert), Some(key)) => Some((resolve(base, cert), resolve(base, key))),
+        (None, None) => None,
+        (cert, _) => {
+            let (needle, key) = if cert.is_some() {
+                ("tls_cert", "tls_key")
+            } else {
+                ("tls_key", "tls_cert")
+            };
+            return Err(fail(
+                needle,
+                key,
+                "tls_cert and tls_key go together: set both or neither".into(),
+            ));
+        }
+    };
+    let trusted_proxy = raw
+        .trusted_proxy
+        .map(|text| {
+            text.parse::<std::net::IpAddr>().map_err(|e| {
+                fail(
+                    &text,
+                    "trusted_proxy",
+                    format!("`{text}` is not an IP address such as 127.0.0.1 ({e})"),
+                )
+            })
+        })
+        .transpose()?;
     Ok(Daemon {
         lease,
         rerun_abandoned,
+        tls,
+        trusted_proxy,
+        metrics_token_file: raw.metrics_token_file.map(|p| resolve(base, p)),
         timezone_name,
         max_concurrent_runs,
         session_idle,
