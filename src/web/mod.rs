@@ -3,6 +3,7 @@
 //! built in [`router`] so that the web UI can add its routes later.
 
 pub mod metrics;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -70,6 +71,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(ui::router())
         .with_state(state)
 }
 
