@@ -548,7 +548,7 @@ pub struct Notifications {
 
 /// Channels by name and kind only: their URLs and addresses may hold secrets.
 pub fn notifications(config: &Config) -> Notifications {
-    let describe = |events: &Option<Vec<crate::notify::EventKind>>| match events {
+    let describe = |events: &Option<Vec<crate::config::EventKind>>| match events {
         None => "failures and recoveries".to_string(),
         Some(list) => list
             .iter()
