@@ -19,6 +19,9 @@ pub fn bytes(n: u64) -> String {
 
 /// `1.2 s`, `3 min 4 s`, `2 h 5 min`, `3 d 4 h`.
 pub fn duration(seconds: f64) -> String {
+    if seconds < 1.0 {
+        return format!("{} ms", (seconds * 1000.0).round() as u64);
+    }
     if seconds < 10.0 {
         return format!("{seconds:.1} s");
     }
@@ -56,6 +59,7 @@ mod tests {
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
         assert_eq!(duration(1.25), "1.2 s");
+        assert_eq!(duration(0.042), "42 ms");
         assert_eq!(duration(75.0), "1 min 15 s");
         assert_eq!(duration(7300.0), "2 h 1 min");
         assert_eq!(duration(90000.0), "1 d 1 h");
