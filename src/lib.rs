@@ -5,6 +5,7 @@
 //! list). The command-line interface in `cli` is a thin layer on top; the engine
 //! never depends on it.
 
+pub mod auth;
 pub mod cancel;
 pub mod cli;
 pub mod config;

@@ -18,6 +18,7 @@ macro_rules! eprintln {
     ($($arg:tt)*) => { $crate::cli::output::write_stderr(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+mod audit;
 mod backup;
 mod check;
 mod daemon;
@@ -36,9 +37,12 @@ mod quickstart;
 mod read;
 mod repair;
 mod report;
+mod schedule;
 mod shell;
 mod status;
 mod systemd;
+mod token;
+mod user;
 mod validate;
 
 use std::io::IsTerminal;
@@ -142,6 +146,14 @@ enum Command {
     Pause(status::PauseArgs),
     /// Schedule a paused job again
     Resume(status::PauseArgs),
+    /// Override a job's schedules (another cron expression, or none) until `--clear`
+    Schedule(schedule::Args),
+    /// Users of the web UI: `user add|list|remove|passwd`
+    User(user::Args),
+    /// API tokens: `token create|list|revoke`
+    Token(token::Args),
+    /// The audit log of changes, logins and downloads; `--verify` checks its hash chain
+    Audit(audit::Args),
     /// Print systemd units for the daemon (or timers for each job)
     Systemd(systemd::Args),
     /// Write a commented example config
@@ -211,6 +223,10 @@ pub fn main() -> ExitCode {
         Command::Metrics(args) => metrics::run(&context, args),
         Command::Pause(args) => status::pause(&context, args, true),
         Command::Resume(args) => status::pause(&context, args, false),
+        Command::Schedule(args) => schedule::run(&context, args),
+        Command::User(args) => user::run(&context, args),
+        Command::Token(args) => token::run(&context, args),
+        Command::Audit(args) => audit::run(&context, args),
         Command::Systemd(args) => systemd::run(&context, args),
         Command::Init(args) => init::run(&context, args),
         Command::Keygen(args) => keygen::run(&context, args),

@@ -66,6 +66,9 @@ pub struct Config {
 pub struct Daemon {
     pub timezone_name: String,
     pub max_concurrent_runs: usize,
+    /// Web sessions: idle and absolute lifetimes.
+    pub session_idle: std::time::Duration,
+    pub session_lifetime: std::time::Duration,
     pub shutdown_grace: std::time::Duration,
     pub listen: Option<std::net::SocketAddr>,
 }
@@ -465,6 +468,20 @@ fn validate_daemon(located: &Locator, raw: DaemonConfig) -> Result<Daemon, Confi
             "must be at least 1".into(),
         ));
     }
+    let session_idle = raw
+        .session_idle
+        .unwrap_or(std::time::Duration::from_secs(30 * 60));
+    let session_lifetime = raw
+        .session_lifetime
+        .unwrap_or(std::time::Duration::from_secs(12 * 3600));
+    for (key, value) in [
+        ("session_idle", session_idle),
+        ("session_lifetime", session_lifetime),
+    ] {
+        if value < std::time::Duration::from_secs(60) {
+            return Err(fail(key, key, "must be at least 1m".into()));
+        }
+    }
     let listen = raw
         .listen
         .map(|text| {
@@ -480,6 +497,8 @@ fn validate_daemon(located: &Locator, raw: DaemonConfig) -> Result<Daemon, Confi
     Ok(Daemon {
         timezone_name,
         max_concurrent_runs,
+        session_idle,
+        session_lifetime,
         shutdown_grace: raw
             .shutdown_grace
             .unwrap_or(std::time::Duration::from_secs(60)),

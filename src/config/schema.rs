@@ -366,6 +366,12 @@ pub struct DaemonConfig {
     pub timezone: Option<String>,
     /// Runs at once; further fires wait in a queue (default: 2).
     pub max_concurrent_runs: Option<u32>,
+    /// A web session ends after this long without a request (default: 30m).
+    #[serde(default, deserialize_with = "interp::opt_duration")]
+    pub session_idle: Option<std::time::Duration>,
+    /// A web session ends this long after login, however active (default: 12h).
+    #[serde(default, deserialize_with = "interp::opt_duration")]
+    pub session_lifetime: Option<std::time::Duration>,
     /// How long running jobs may finish after SIGTERM before they are aborted (default: 60s).
     #[serde(default, deserialize_with = "interp::opt_duration")]
     pub shutdown_grace: Option<std::time::Duration>,
