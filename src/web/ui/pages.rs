@@ -65,6 +65,8 @@ struct JobPage {
     viewer: Option<Viewer>,
     section: &'static str,
     asset_version: &'static str,
+    /// The job's name, for the role checks of its buttons.
+    job: String,
     p: data::JobPage,
 }
 
@@ -184,7 +186,7 @@ async fn page(
                 );
             }
         };
-        match viewer::visit(store.as_ref(), &headers) {
+        match viewer::visit(&config, store.as_ref(), &headers) {
             Ok(Visit::Setup) => setup(),
             Ok(Visit::Anonymous) => {
                 Redirect::to(&format!("/login?next={}", encode_path(&path))).into_response()
@@ -243,7 +245,7 @@ pub async fn login(
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let store = crate::state::open(&config)?;
-        viewer::visit(store.as_ref(), &headers)
+        viewer::visit(&config, store.as_ref(), &headers)
     })
     .await;
     match result {
@@ -306,6 +308,7 @@ pub async fn job(
         html(
             StatusCode::OK,
             &JobPage {
+                job: job.name.clone(),
                 p: data::job_page(&ask.config, job, Some(ask.store.as_ref()), now),
                 viewer: Some(ask.viewer),
                 section: "dashboard",
@@ -349,7 +352,7 @@ pub async fn notifications(State(state): State<Arc<AppState>>, headers: HeaderMa
 
 pub async fn audit(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     page(state, headers, "/audit".into(), |ask| {
-        if !ask.viewer.administers() {
+        if !ask.viewer.may("read_audit", "") {
             return message(
                 StatusCode::FORBIDDEN,
                 Some(ask.viewer),

@@ -5,6 +5,8 @@
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
 
+use crate::auth::{Action, Lifetimes, Principal};
+use crate::config::Config;
 use crate::state::{Role, StateStore};
 
 /// The session cookie the API sets at `POST /api/v1/session`.
@@ -18,18 +20,24 @@ pub struct Viewer {
     /// The session's anti-CSRF token: the page carries it in a meta tag and
     /// the script sends it back as `X-CSRF-Token`.
     pub csrf: String,
+    principal: Principal,
 }
 
 impl Viewer {
-    /// May run backups, verifies, drills, checks and prune dry-runs, pause,
-    /// resume and override schedules.
-    pub fn operates(&self) -> bool {
-        self.role >= Role::Operator
+    /// Whether the viewer may do `action` (an [`Action`] by its snake_case
+    /// name, e.g. `run_backup`) on `job` (empty: no job), by auth's one role
+    /// table. An unknown name is refused, so a typo in a template hides a
+    /// button instead of showing it.
+    pub fn may(&self, action: &str, job: &str) -> bool {
+        Action::ALL
+            .iter()
+            .find(|a| serde_json::to_value(a).ok().as_ref().and_then(|v| v.as_str()) == Some(action))
+            .is_some_and(|a| self.principal.may(*a, (!job.is_empty()).then_some(job)))
     }
 
-    /// May download, restore, apply prunes and read the audit log.
-    pub fn administers(&self) -> bool {
-        self.role >= Role::Admin
+    /// May run actions on jobs (the job page shows its action buttons).
+    pub fn operates(&self, job: &str) -> bool {
+        self.may("run_backup", job)
     }
 }
 
@@ -55,39 +63,63 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Who `headers` belong to (blocking: reads the store).
-pub fn visit(store: &dyn StateStore, headers: &HeaderMap) -> crate::Result<Visit> {
+/// Who `headers` belong to (blocking: reads the store), with the session's
+/// idle and absolute lifetimes enforced by `auth`.
+pub fn visit(config: &Config, store: &dyn StateStore, headers: &HeaderMap) -> crate::Result<Visit> {
     if store.users()?.is_empty() {
         return Ok(Visit::Setup);
     }
     let Some(cookie) = session_cookie(headers) else {
         return Ok(Visit::Anonymous);
     };
-    Ok(match signed_in(store, &cookie)? {
-        Some(viewer) => Visit::Signed(viewer),
+    let now = jiff::Timestamp::now();
+    let principal =
+        crate::auth::session::principal_from_session(store, &cookie, now, Lifetimes::of(config))?;
+    Ok(match principal {
+        Some(principal) => match principal.csrf() {
+            Some(csrf) => Visit::Signed(Viewer {
+                name: principal.name.clone(),
+                role: principal.role,
+                csrf: csrf.to_string(),
+                principal,
+            }),
+            None => Visit::Anonymous,
+        },
         None => Visit::Anonymous,
     })
-}
-
-fn signed_in(store: &dyn StateStore, cookie: &str) -> crate::Result<Option<Viewer>> {
-    use sha2::{Digest, Sha256};
-    let hash = hex::encode(Sha256::digest(cookie.as_bytes()));
-    let Some(session) = store.session(&hash)? else {
-        return Ok(None);
-    };
-    let Some(user) = store.user(&session.user)? else {
-        return Ok(None);
-    };
-    Ok(Some(Viewer {
-        name: user.name,
-        role: user.role,
-        csrf: session.csrf,
-    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Via;
+
+    fn viewer(role: Role) -> Viewer {
+        Viewer {
+            name: "u".into(),
+            role,
+            csrf: "c".into(),
+            principal: Principal {
+                name: "u".into(),
+                role,
+                via: Via::Session { csrf: "c".into() },
+                jobs: None,
+            },
+        }
+    }
+
+    #[test]
+    fn buttons_follow_the_role_table_and_unknown_actions_are_refused() {
+        let v = viewer(Role::Viewer);
+        assert!(v.may("view", "app"));
+        assert!(!v.may("run_backup", "app") && !v.operates("app"));
+        let o = viewer(Role::Operator);
+        assert!(o.operates("app") && o.may("schedule_set", "app") && o.may("prune_dry_run", "app"));
+        assert!(!o.may("download", "app") && !o.may("prune_apply", "app") && !o.may("read_audit", ""));
+        let a = viewer(Role::Admin);
+        assert!(a.may("download", "app") && a.may("read_audit", ""));
+        assert!(!a.may("run-backup", "app"), "a misspelt action hides the button");
+    }
 
     #[test]
     fn the_session_cookie_is_found_among_others() {
