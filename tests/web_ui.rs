@@ -33,7 +33,9 @@ impl Drop for Reaped {
 
 fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -128,7 +130,12 @@ impl Walk {
     }
 
     async fn path(&self) -> String {
-        self.client.current_url().await.expect("url").path().to_string()
+        self.client
+            .current_url()
+            .await
+            .expect("url")
+            .path()
+            .to_string()
     }
 
     async fn text(&self) -> String {
@@ -178,7 +185,10 @@ impl Walk {
 
     /// axe-core in the page: no serious or critical violations.
     async fn accessible(&mut self, name: &str) {
-        self.client.execute(&self.axe, vec![]).await.expect("inject axe-core");
+        self.client
+            .execute(&self.axe, vec![])
+            .await
+            .expect("inject axe-core");
         let result = self
             .client
             .execute_async(
@@ -229,7 +239,11 @@ impl Walk {
 
     async fn sign_in(&self, user: &str, password: &str) {
         self.goto("/login").await;
-        let form = self.client.find(Locator::Id("login")).await.expect("login form");
+        let form = self
+            .client
+            .find(Locator::Id("login"))
+            .await
+            .expect("login form");
         form.find(Locator::Id("user"))
             .await
             .unwrap()
@@ -243,12 +257,14 @@ impl Walk {
             .await
             .unwrap();
         self.click("#login button[type=submit]").await;
-        self.until("location.pathname !== '/login'", "signed in").await;
+        self.until("location.pathname !== '/login'", "signed in")
+            .await;
     }
 
     async fn sign_out(&self) {
         self.click("[data-logout]").await;
-        self.until("location.pathname === '/login'", "signed out").await;
+        self.until("location.pathname === '/login'", "signed out")
+            .await;
     }
 }
 
@@ -310,7 +326,11 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
             "{path} before any user:\n{text}"
         );
         assert!(
-            walk.client.find_all(Locator::Css("#login, nav")).await.unwrap().is_empty(),
+            walk.client
+                .find_all(Locator::Css("#login, nav"))
+                .await
+                .unwrap()
+                .is_empty(),
             "{path}: the setup page shows no form and no navigation"
         );
     }
@@ -339,10 +359,23 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
         .await
         .unwrap();
     walk.click("#login button[type=submit]").await;
-    walk.until("!document.getElementById('login-error').hidden", "the sign-in error")
-        .await;
-    let error = walk.client.find(Locator::Id("login-error")).await.unwrap().text().await.unwrap();
-    assert_eq!(error, "Sign-in failed: the user name or the password is wrong.");
+    walk.until(
+        "!document.getElementById('login-error').hidden",
+        "the sign-in error",
+    )
+    .await;
+    let error = walk
+        .client
+        .find(Locator::Id("login-error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        error,
+        "Sign-in failed: the user name or the password is wrong."
+    );
 
     walk.sign_in("alice", "correct horse battery").await;
     assert_eq!(walk.path().await, "/jobs/app", "back to the page asked for");
@@ -371,8 +404,16 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
         "the new artifact",
     )
     .await;
-    let same: Value = walk.client.execute("return window.__sameDocument === true;", vec![]).await.unwrap();
-    assert_eq!(same, json!(true), "the run was watched live, not by reloading");
+    let same: Value = walk
+        .client
+        .execute("return window.__sameDocument === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        same,
+        json!(true),
+        "the run was watched live, not by reloading"
+    );
     let listed = env.list();
     assert_eq!(listed.len(), 1, "{listed:?}");
     let id = listed[0]["id"].as_str().unwrap().to_string();
@@ -388,11 +429,19 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
 
     // Pause and resume.
     walk.click("button[data-job-action=pause]").await;
-    walk.until("document.getElementById('job-state').textContent === 'paused'", "paused").await;
+    walk.until(
+        "document.getElementById('job-state').textContent === 'paused'",
+        "paused",
+    )
+    .await;
     let store = cairn::state::open_path(&env.path("cairn-state.db")).unwrap();
     assert!(store.paused_jobs().unwrap().contains("app"));
     walk.click("button[data-job-action=resume]").await;
-    walk.until("document.getElementById('job-state').textContent !== 'paused'", "resumed").await;
+    walk.until(
+        "document.getElementById('job-state').textContent !== 'paused'",
+        "resumed",
+    )
+    .await;
     assert!(!store.paused_jobs().unwrap().contains("app"));
 
     // Override the schedule.
@@ -401,15 +450,28 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
     cron.clear().await.unwrap();
     cron.send_keys("30 4 * * *").await.unwrap();
     walk.click("#schedule-form button[type=submit]").await;
-    walk.until("document.getElementById('override')", "the override shown").await;
-    let note = walk.client.find(Locator::Id("override")).await.unwrap().text().await.unwrap();
+    walk.until("document.getElementById('override')", "the override shown")
+        .await;
+    let note = walk
+        .client
+        .find(Locator::Id("override"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        note.contains("Overridden in the UI") && note.contains("30 4 * * *") && note.contains("the config says") && note.contains("0 2 * * *"),
+        note.contains("Overridden in the UI")
+            && note.contains("30 4 * * *")
+            && note.contains("the config says")
+            && note.contains("0 2 * * *"),
         "{note}"
     );
     assert_eq!(
         store.schedule_overrides().unwrap().get("app"),
-        Some(&cairn::state::ScheduleOverride::Cron { cron: "30 4 * * *".into() })
+        Some(&cairn::state::ScheduleOverride::Cron {
+            cron: "30 4 * * *".into()
+        })
     );
 
     // A drill from the button; the artifact is then marked drilled.
@@ -460,7 +522,10 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
     walk.record("notifications").await;
     walk.goto("/audit").await;
     let audit = walk.text().await;
-    assert!(audit.contains("user:alice") && audit.contains("run.backup"), "{audit}");
+    assert!(
+        audit.contains("user:alice") && audit.contains("run.backup"),
+        "{audit}"
+    );
     walk.record("audit").await;
 
     // Phone width.
@@ -469,7 +534,10 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
     walk.screenshot("job-phone").await;
     let overflow: Value = walk
         .client
-        .execute("return document.documentElement.scrollWidth <= window.innerWidth + 1;", vec![])
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1;",
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(overflow, json!(true), "the job page fits a phone's width");
@@ -477,7 +545,11 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
 
     walk.sign_out().await;
     walk.goto("/").await;
-    assert_eq!(walk.path().await, "/login", "signed out: the session is over");
+    assert_eq!(
+        walk.path().await,
+        "/login",
+        "signed out: the session is over"
+    );
 
     // A viewer sees everything but no button, and the API refuses them.
     walk.sign_in("victor", "viewer password 1").await;
@@ -491,13 +563,24 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
     assert!(buttons.is_empty(), "a viewer sees no action buttons");
     walk.record("job-viewer").await;
     assert_eq!(
-        walk.fetch_status("POST", "/api/v1/jobs/app/runs", Some(json!({"kind": "backup", "dry_run": false}))).await,
+        walk.fetch_status(
+            "POST",
+            "/api/v1/jobs/app/runs",
+            Some(json!({"kind": "backup", "dry_run": false}))
+        )
+        .await,
         403
     );
     walk.goto("/audit").await;
     assert!(walk.text().await.contains("Admins only"));
     walk.goto("/checks").await;
-    assert!(walk.client.find_all(Locator::Css("button[data-check]")).await.unwrap().is_empty());
+    assert!(
+        walk.client
+            .find_all(Locator::Css("button[data-check]"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     walk.sign_out().await;
     assert_eq!(walk.fetch_status("GET", "/api/v1/jobs", None).await, 401);
 
@@ -506,6 +589,16 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
     drop(daemon);
     assert_eq!(
         checked,
-        ["setup", "login", "dashboard-empty", "job", "dashboard", "checks", "notifications", "audit", "job-viewer"]
+        [
+            "setup",
+            "login",
+            "dashboard-empty",
+            "job",
+            "dashboard",
+            "checks",
+            "notifications",
+            "audit",
+            "job-viewer"
+        ]
     );
 }

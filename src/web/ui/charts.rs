@@ -21,10 +21,7 @@ pub fn bars(title: &str, bars: &[Bar]) -> String {
         svg,
         r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{title}"><title>{title}</title>"#
     );
-    let max = bars
-        .iter()
-        .filter_map(|b| b.value)
-        .fold(0.0_f64, f64::max);
+    let max = bars.iter().filter_map(|b| b.value).fold(0.0_f64, f64::max);
     if bars.is_empty() {
         svg.push_str(r#"<text x="4" y="28" class="chart-empty">no runs yet</text>"#);
     }

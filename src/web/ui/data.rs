@@ -182,9 +182,19 @@ fn card(
                 .map(|b| b as f64),
             label: match (r.status, r.bytes) {
                 (RunStatus::Success, Some(b)) => {
-                    format!("run {} {}: {}", r.id, format::time(r.started_at), format::bytes(b))
+                    format!(
+                        "run {} {}: {}",
+                        r.id,
+                        format::time(r.started_at),
+                        format::bytes(b)
+                    )
                 }
-                (s, _) => format!("run {} {}: {}", r.id, format::time(r.started_at), s.as_str()),
+                (s, _) => format!(
+                    "run {} {}: {}",
+                    r.id,
+                    format::time(r.started_at),
+                    s.as_str()
+                ),
             },
         })
         .collect();
@@ -249,11 +259,19 @@ fn card(
             })
             .collect(),
         size_chart: charts::bars(
-            &format!("Stored size of the last {} backups of {}", size_bars.len(), job.name),
+            &format!(
+                "Stored size of the last {} backups of {}",
+                size_bars.len(),
+                job.name
+            ),
             &size_bars,
         ),
         duration_chart: charts::bars(
-            &format!("Duration of the last {} backups of {}", duration_bars.len(), job.name),
+            &format!(
+                "Duration of the last {} backups of {}",
+                duration_bars.len(),
+                job.name
+            ),
             &duration_bars,
         ),
     };
@@ -517,9 +535,7 @@ pub fn checks(config: &Config, store: Option<&dyn StateStore>, now: Timestamp) -
                     Some(_) => "failing",
                 },
                 last: last.map_or_else(|| "never".into(), |r| describe_at(r.started_at, now)),
-                message: last
-                    .and_then(|r| r.error.clone())
-                    .unwrap_or_default(),
+                message: last.and_then(|r| r.error.clone()).unwrap_or_default(),
                 interval: format::duration(c.interval_seconds as f64),
                 name: c.check,
                 kind: c.kind,
@@ -612,4 +628,125 @@ pub fn audit(store: &dyn StateStore, limit: usize) -> crate::Result<Vec<AuditLin
             result: e.entry.result,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{RunEnd, Trigger};
+
+    fn config(dir: &std::path::Path) -> Config {
+        let text = r#"[state]
+path = "state.db"
+
+[destinations.local]
+kind = "fs"
+path = "backups"
+
+[jobs.good]
+source = { kind = "command", backup = ["true"] }
+destinations = ["local"]
+encryption = { kind = "none" }
+
+[jobs.broken]
+source = { kind = "command", backup = ["false"] }
+destinations = ["local"]
+encryption = { kind = "none" }
+
+[jobs.resting]
+source = { kind = "command", backup = ["true"] }
+destinations = ["local"]
+encryption = { kind = "none" }
+schedules = [{ cron = "0 2 * * *" }]
+"#;
+        Config::parse(&dir.join("cairn.toml"), text).expect("config")
+    }
+
+    struct Stored;
+
+    impl crate::engine::runs::Summary for Stored {
+        fn run_end(&self) -> RunEnd {
+            RunEnd {
+                success: true,
+                bytes: Some(1000),
+                ..RunEnd::default()
+            }
+        }
+    }
+
+    /// A backup recorded the way every run is (engine::runs::recorded).
+    fn run(store: &dyn StateStore, job: &str, success: bool, error: &str) {
+        let _ = crate::engine::runs::recorded(
+            Some(store),
+            job,
+            RunKind::Backup,
+            Trigger::Manual,
+            || {
+                if success {
+                    Ok(Stored)
+                } else {
+                    Err(crate::Error::Run(error.to_string()))
+                }
+            },
+        );
+    }
+
+    #[test]
+    fn the_dashboard_puts_failing_jobs_and_the_reason_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let store = crate::state::open(&config).unwrap();
+        run(store.as_ref(), "good", true, "");
+        run(
+            store.as_ref(),
+            "broken",
+            false,
+            "the source command exited with 1",
+        );
+        store.set_paused("resting", true).unwrap();
+        let d = dashboard(&config, Some(store.as_ref()), Timestamp::now());
+        let order: Vec<(&str, &str)> = d.jobs.iter().map(|j| (j.name.as_str(), j.state)).collect();
+        assert_eq!(
+            order,
+            [("broken", "failing"), ("good", "ok"), ("resting", "paused")]
+        );
+        assert!(
+            d.attention
+                .iter()
+                .any(|a| a.job == "broken" && a.what.contains("the source command exited with 1")),
+            "{:?}",
+            d.attention.iter().map(|a| &a.what).collect::<Vec<_>>()
+        );
+        assert!(d.attention.iter().all(|a| a.job == "broken"));
+        let resting = &d.jobs[2];
+        assert_eq!(resting.next_run, "paused");
+        assert!(d.jobs[1].size_chart.contains(r#"class="bar""#));
+    }
+
+    #[test]
+    fn an_override_replaces_the_next_run_and_is_shown_beside_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let store = crate::state::open(&config).unwrap();
+        let job = &config.jobs["resting"];
+        let cron = ScheduleOverride::Cron {
+            cron: "30 4 * * *".into(),
+        };
+        store.set_schedule_override("resting", Some(&cron)).unwrap();
+        let now: Timestamp = "2026-12-01T20:00:00Z".parse().unwrap();
+        let page = job_page(&config, job, Some(store.as_ref()), now);
+        assert_eq!(page.schedule.config, ["0 2 * * * (UTC)"]);
+        assert_eq!(page.schedule.override_text.as_deref(), Some("`30 4 * * *`"));
+        assert!(
+            page.card.next_run.starts_with("2026-12-02 04:30 UTC"),
+            "{}",
+            page.card.next_run
+        );
+        store
+            .set_schedule_override("resting", Some(&ScheduleOverride::Disabled))
+            .unwrap();
+        let page = job_page(&config, job, Some(store.as_ref()), now);
+        assert!(page.schedule.disabled);
+        assert_eq!(page.card.next_run, "schedule disabled in the UI");
+    }
 }

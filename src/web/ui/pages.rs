@@ -125,7 +125,11 @@ fn html(status: StatusCode, template: &impl Template) -> Response {
         }
         Err(e) => {
             tracing::error!("rendering a page failed: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered\n",
+            )
+                .into_response()
         }
     }
 }

@@ -31,7 +31,13 @@ impl Viewer {
     pub fn may(&self, action: &str, job: &str) -> bool {
         Action::ALL
             .iter()
-            .find(|a| serde_json::to_value(a).ok().as_ref().and_then(|v| v.as_str()) == Some(action))
+            .find(|a| {
+                serde_json::to_value(a)
+                    .ok()
+                    .as_ref()
+                    .and_then(|v| v.as_str())
+                    == Some(action)
+            })
             .is_some_and(|a| self.principal.may(*a, (!job.is_empty()).then_some(job)))
     }
 
@@ -115,10 +121,15 @@ mod tests {
         assert!(!v.may("run_backup", "app") && !v.operates("app"));
         let o = viewer(Role::Operator);
         assert!(o.operates("app") && o.may("schedule_set", "app") && o.may("prune_dry_run", "app"));
-        assert!(!o.may("download", "app") && !o.may("prune_apply", "app") && !o.may("read_audit", ""));
+        assert!(
+            !o.may("download", "app") && !o.may("prune_apply", "app") && !o.may("read_audit", "")
+        );
         let a = viewer(Role::Admin);
         assert!(a.may("download", "app") && a.may("read_audit", ""));
-        assert!(!a.may("run-backup", "app"), "a misspelt action hides the button");
+        assert!(
+            !a.may("run-backup", "app"),
+            "a misspelt action hides the button"
+        );
     }
 
     #[test]
