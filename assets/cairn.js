@@ -159,7 +159,7 @@
       ev.preventDefault();
       var job = document.getElementById("refresh").getAttribute("data-job");
       var mode = schedule.elements.mode.value;
-      var body = mode === "disabled" ? { disabled: true } : { cron: schedule.elements.cron.value.trim() };
+      var body = mode === "disabled" ? { mode: "disabled" } : { mode: "cron", cron: schedule.elements.cron.value.trim() };
       api("PUT", "/api/v1/jobs/" + enc(job) + "/schedule", body).then(function (res) {
         if (res.ok) { say("The schedule of " + job + " is overridden."); refresh(); }
         else say(problem(res), true);

@@ -16,7 +16,15 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         crate::engine::overlap::refuse_overlap(&config, job)?;
     }
     let destinations = crate::engine::open_each(&config, check::destinations_used(&config, &jobs));
-    let findings = check::check(&config, &jobs, &destinations, &crate::drill::readiness);
+    let mut findings = check::check(&config, &jobs, &destinations, &crate::drill::readiness);
+    if let Some(refusal) = crate::web::listen::refusal(&config.daemon) {
+        findings.push(check::Finding {
+            subject: "daemon.listen".into(),
+            level: Level::Fail,
+            message: refusal,
+            millis: None,
+        });
+    }
     if context.json {
         output::print_json(&serde_json::json!({
             "config": config.file,

@@ -22,6 +22,9 @@ pub struct ReloadArgs {
 
 pub fn run(context: &Context, _args: Args) -> Result<u8> {
     let config = context.load()?;
+    if let Some(refusal) = crate::web::listen::refusal(&config.daemon) {
+        return Err(Error::Usage(refusal));
+    }
     let store = state::open(&config)?;
     if let Some(other) = daemon::running_daemon(store.as_ref())
         && other.pid != std::process::id()
@@ -68,15 +71,34 @@ pub fn run(context: &Context, _args: Args) -> Result<u8> {
             LogFormat::Text => Vec::new(),
         },
     };
-    // `[daemon] listen`: /metrics and /healthz, with the config reloads see.
+    // `[daemon] listen`: /metrics, /healthz and the API, with the config
+    // reloads see; the API starts runs through the daemon loop (Event::Manual).
     let shared = std::sync::Arc::new(std::sync::RwLock::new(config.clone()));
+    let runs_tx = std::sync::Mutex::new(tx.clone());
+    let start_run: crate::web::StartRun = Box::new(move |subject, args, limited| {
+        let (reply, answer) = channel();
+        let manual = daemon::ManualRun {
+            subject: subject.to_string(),
+            args,
+            limited,
+            reply,
+        };
+        let sent = runs_tx
+            .lock()
+            .map_err(|_| "the daemon is stopping".to_string())?
+            .send(Event::Manual(manual));
+        sent.map_err(|_| "the daemon is stopping".to_string())?;
+        answer
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "the daemon did not answer".to_string())?
+    });
     let mut web = match config.daemon.listen {
         Some(addr) => Some(crate::web::Server::start(
             addr,
-            std::sync::Arc::new(crate::web::AppState::new(
-                shared.clone(),
-                Duration::from_secs(30),
-            )),
+            std::sync::Arc::new(
+                crate::web::AppState::new(shared.clone(), Duration::from_secs(30))
+                    .with_start_run(start_run),
+            ),
         )?),
         None => None,
     };

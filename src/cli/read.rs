@@ -47,6 +47,8 @@ impl Which {
 pub struct VerifyArgs {
     #[command(flatten)]
     which: Which,
+    #[command(flatten)]
+    trigger: super::TriggerArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,7 +99,7 @@ pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
         &config,
         job,
         store.as_deref(),
-        crate::state::Trigger::Manual,
+        args.trigger.trigger(),
     );
     let report = engine::job::verify(&request, &selector)?;
     if context.json {

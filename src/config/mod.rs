@@ -71,6 +71,10 @@ pub struct Daemon {
     pub session_lifetime: std::time::Duration,
     pub shutdown_grace: std::time::Duration,
     pub listen: Option<std::net::SocketAddr>,
+    /// Certificate chain and key files (both or neither).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub trusted_proxy: Option<std::net::IpAddr>,
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// One job, with its references checked and its paths made absolute.
@@ -217,7 +221,7 @@ impl Config {
             destinations.insert(name, dest);
         }
 
-        let daemon = validate_daemon(&located, raw.daemon)?;
+        let daemon = validate_daemon(&located, &base, raw.daemon)?;
         let signing = validate_signing(&located, &base, "signing", raw.signing)?;
         let channels = notify::validate_channels(&located, &base, raw.notify)?;
         let mut jobs = IndexMap::new();
@@ -452,7 +456,11 @@ fn check_name(located: &Locator, table: &str, name: &str) -> Result<(), ConfigEr
     Err(err)
 }
 
-fn validate_daemon(located: &Locator, raw: DaemonConfig) -> Result<Daemon, ConfigError> {
+fn validate_daemon(
+    located: &Locator,
+    base: &Path,
+    raw: DaemonConfig,
+) -> Result<Daemon, ConfigError> {
     let fail = |needle: &str, key: &str, message: String| {
         let mut err = located.error(located.find(needle).or(located.find("daemon")), message);
         err.key = Some(format!("daemon.{key}"));
@@ -494,7 +502,38 @@ fn validate_daemon(located: &Locator, raw: DaemonConfig) -> Result<Daemon, Confi
             })
         })
         .transpose()?;
+    let tls = match (raw.tls_cert, raw.tls_key) {
+        (Some(cert), Some(key)) => Some((resolve(base, cert), resolve(base, key))),
+        (None, None) => None,
+        (cert, _) => {
+            let (needle, key) = if cert.is_some() {
+                ("tls_cert", "tls_key")
+            } else {
+                ("tls_key", "tls_cert")
+            };
+            return Err(fail(
+                needle,
+                key,
+                "tls_cert and tls_key go together: set both or neither".into(),
+            ));
+        }
+    };
+    let trusted_proxy = raw
+        .trusted_proxy
+        .map(|text| {
+            text.parse::<std::net::IpAddr>().map_err(|e| {
+                fail(
+                    &text,
+                    "trusted_proxy",
+                    format!("`{text}` is not an IP address such as 127.0.0.1 ({e})"),
+                )
+            })
+        })
+        .transpose()?;
     Ok(Daemon {
+        tls,
+        trusted_proxy,
+        metrics_token_file: raw.metrics_token_file.map(|p| resolve(base, p)),
         timezone_name,
         max_concurrent_runs,
         session_idle,

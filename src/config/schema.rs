@@ -378,6 +378,19 @@ pub struct DaemonConfig {
     /// Address of the HTTP server (`/metrics`, `/healthz`), e.g. `127.0.0.1:9464`.
     #[serde(default, deserialize_with = "interp::opt_string")]
     pub listen: Option<String>,
+    /// TLS certificate chain (PEM) the listener serves; with `tls_key`.
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub tls_cert: Option<String>,
+    /// The private key (PEM) of `tls_cert`.
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub tls_key: Option<String>,
+    /// The address of the reverse proxy in front of `listen` (it ends TLS; its
+    /// `X-Forwarded-For` names the client), e.g. `127.0.0.1`.
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub trusted_proxy: Option<String>,
+    /// A file holding the bearer token `/metrics` then requires.
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub metrics_token_file: Option<String>,
 }
 
 /// One schedule of a job.

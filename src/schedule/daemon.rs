@@ -45,6 +45,19 @@ pub enum Event {
         key: String,
         success: bool,
     },
+    /// A run asked for now (the web API), started like a scheduled one.
+    Manual(ManualRun),
+}
+
+/// A run outside the schedule: `cairn ARGS… --trigger manual` as a child, under
+/// the same rules (one run per subject, `max_concurrent_runs`).
+#[derive(Debug)]
+pub struct ManualRun {
+    pub subject: String,
+    pub args: Vec<String>,
+    pub limited: bool,
+    /// The child's pid, or why it was not started.
+    pub reply: Sender<std::result::Result<u32, String>>,
 }
 
 pub trait Clock: Send + Sync {
@@ -80,6 +93,10 @@ pub trait RunHandle: Send {
     fn terminate(&mut self);
     /// Stop it now (SIGKILL to its process group).
     fn kill(&mut self);
+    /// The child's process id, where there is one.
+    fn pid(&self) -> Option<u32> {
+        None
+    }
 }
 
 /// Starts runs; reports each end as [`Event::Finished`] on `done`.
@@ -246,6 +263,13 @@ impl Daemon<'_> {
                         ctx.start_queued(clock.now(), &mut running, &mut queue);
                     }
                 }
+                Some(Event::Manual(manual)) => {
+                    let answer = match stopping {
+                        Some(_) => Err("the daemon is stopping".to_string()),
+                        None => ctx.start_manual(&manual, clock.now(), &mut running),
+                    };
+                    let _ = manual.reply.send(answer);
+                }
                 Some(Event::Reload) => {
                     let now = clock.now();
                     let result = (load)().and_then(|new| {
@@ -400,6 +424,46 @@ impl Dispatch<'_, '_> {
         }
     }
 
+    fn start_manual(
+        &mut self,
+        manual: &ManualRun,
+        now: Timestamp,
+        running: &mut HashMap<String, Running>,
+    ) -> std::result::Result<u32, String> {
+        if running.contains_key(&manual.subject) {
+            return Err(format!("`{}` is already running", manual.subject));
+        }
+        if manual.limited && limited(running) >= self.max {
+            return Err(format!(
+                "{} runs are going ([daemon] max_concurrent_runs); try again later",
+                self.max
+            ));
+        }
+        let fire = Fire {
+            key: format!("manual:{}", manual.subject),
+            subject: manual.subject.clone(),
+            args: manual.args.clone(),
+            scheduled_at: now,
+            due_at: now,
+            trigger: Trigger::Manual,
+            limited: manual.limited,
+        };
+        let handle = self
+            .runner
+            .start(&fire, self.sender.clone())
+            .map_err(|e| format!("cannot start: {e}"))?;
+        let pid = handle.pid().unwrap_or(0);
+        tracing::info!(job = %fire.subject, pid, "manual run started");
+        running.insert(
+            fire.subject,
+            Running {
+                handle,
+                limited: manual.limited,
+            },
+        );
+        Ok(pid)
+    }
+
     fn start(&mut self, fire: Fire, now: Timestamp, running: &mut HashMap<String, Running>) {
         let lateness_ms = now.as_millisecond() - fire.due_at.as_millisecond();
         match self.runner.start(&fire, self.sender.clone()) {
@@ -453,6 +517,10 @@ impl RunHandle for ChildHandle {
     fn kill(&mut self) {
         signal_group(self.pid, libc::SIGKILL);
     }
+
+    fn pid(&self) -> Option<u32> {
+        u32::try_from(self.pid).ok()
+    }
 }
 
 impl Runner for ProcessRunner {
@@ -460,7 +528,8 @@ impl Runner for ProcessRunner {
         use std::os::unix::process::CommandExt;
         let trigger = match fire.trigger {
             Trigger::CatchUp => "catch-up",
-            _ => "schedule",
+            Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
         };
         let mut command = std::process::Command::new(&self.exe);
         command

@@ -1,8 +1,12 @@
 //! The daemon's HTTP server (axum on its own tokio runtime and thread):
-//! `/metrics` in the Prometheus text format and `/healthz`. The router is
-//! built in [`router`] so that the web UI can add its routes later.
+//! `/metrics` in the Prometheus text format, `/healthz`, and the JSON API
+//! under `/api/v1/` (`api`). The router is built in [`router`] so that the
+//! web UI can add its routes.
 
+pub mod api;
+pub mod listen;
 pub mod metrics;
+pub(crate) mod tls;
 pub mod ui;
 
 use std::net::SocketAddr;
@@ -17,10 +21,17 @@ use axum::routing::get;
 
 use crate::config::Config;
 use crate::engine::status::JobStatus;
+use crate::state::StateStore;
 use crate::{Error, Result};
 
 /// The content type of the Prometheus text format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Starts a run now the way the daemon starts scheduled ones (a `cairn ARGS…
+/// --trigger manual` child): subject, arguments, whether it counts toward
+/// `max_concurrent_runs`. Answers the child's pid or why it was refused.
+pub type StartRun =
+    Box<dyn Fn(&str, Vec<String>, bool) -> std::result::Result<u32, String> + Send + Sync>;
 
 /// What the handlers share.
 pub struct AppState {
@@ -30,15 +41,77 @@ pub struct AppState {
     /// so it is reused for `catalog_ttl`.
     catalog: Mutex<Option<(Instant, Vec<JobStatus>)>>,
     catalog_ttl: Duration,
+    /// The daemon's run hook; `None` outside a daemon (runs are then refused).
+    start_run: Option<StartRun>,
+    store: Mutex<Option<Arc<dyn StateStore>>>,
+    /// Failed logins per user and per address (in memory, per process).
+    pub login_limit: crate::auth::LoginLimiter,
+    /// Served over TLS (cookies get `Secure`).
+    pub tls: bool,
 }
 
 impl AppState {
     pub fn new(config: Arc<RwLock<Config>>, catalog_ttl: Duration) -> AppState {
+        let tls = config
+            .read()
+            .map(|c| c.daemon.tls.is_some())
+            .unwrap_or(false);
         AppState {
             config,
             catalog: Mutex::new(None),
             catalog_ttl,
+            start_run: None,
+            store: Mutex::new(None),
+            login_limit: crate::auth::LoginLimiter::default(),
+            tls,
         }
+    }
+
+    /// Gives the API the daemon's way of starting runs.
+    pub fn with_start_run(mut self, start_run: StartRun) -> AppState {
+        self.start_run = Some(start_run);
+        self
+    }
+
+    pub fn start_run(&self) -> Option<&StartRun> {
+        self.start_run.as_ref()
+    }
+
+    /// A copy of the current config.
+    pub fn config(&self) -> Config {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The state store, opened once (blocking).
+    pub fn store(&self) -> Result<Arc<dyn StateStore>> {
+        let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(store) = slot.as_ref() {
+            return Ok(store.clone());
+        }
+        let store: Arc<dyn StateStore> = Arc::from(crate::state::open(&self.config())?);
+        *slot = Some(store.clone());
+        Ok(store)
+    }
+
+    /// The statuses of every job, catalog included, cached like the metrics'.
+    pub fn job_statuses(&self, config: &Config, store: Option<&dyn StateStore>) -> Vec<JobStatus> {
+        let mut cache = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.as_ref() {
+            Some((at, statuses)) if at.elapsed() < self.catalog_ttl => statuses.clone(),
+            _ => {
+                let statuses = metrics::catalog(config, store);
+                *cache = Some((Instant::now(), statuses.clone()));
+                statuses
+            }
+        }
+    }
+
+    /// Forgets the cached catalog (after a run changed it).
+    pub fn forget_catalog(&self) {
+        *self.catalog.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Renders `/metrics` (blocking: reads the state store and destinations).
@@ -71,11 +144,29 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(api::router())
         .merge(ui::router())
         .with_state(state)
 }
 
-async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics_handler(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let token_file = state.config().daemon.metrics_token_file;
+    if let Some(file) = token_file {
+        let allowed = tokio::task::spawn_blocking(move || metrics_token_matches(&file, &headers))
+            .await
+            .unwrap_or(false);
+        if !allowed {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "/metrics needs the bearer token of [daemon] metrics_token_file\n",
+            )
+                .into_response();
+        }
+    }
     match tokio::task::spawn_blocking(move || state.render_metrics()).await {
         Ok(text) => ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response(),
         Err(e) => (
@@ -86,6 +177,23 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
+/// Whether the request carries `Authorization: Bearer` with the token in
+/// `file` (read per scrape, so a rotated token holds at once). An unreadable
+/// or empty file lets nobody in.
+fn metrics_token_matches(file: &std::path::Path, headers: &axum::http::HeaderMap) -> bool {
+    let Ok(expected) = std::fs::read_to_string(file) else {
+        tracing::warn!(file = %file.display(), "[daemon] metrics_token_file cannot be read; /metrics refuses every scrape");
+        return false;
+    };
+    let expected = expected.trim();
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    !expected.is_empty() && api::constant_time_eq(expected, given)
+}
+
 /// A running server; stops when dropped.
 pub struct Server {
     addr: SocketAddr,
@@ -94,8 +202,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `addr` (errors are returned here, not later) and serves on a thread.
+    /// Binds `addr` (errors are returned here, not later) and serves on a thread,
+    /// over TLS when `[daemon] tls_cert`/`tls_key` are set.
     pub fn start(addr: SocketAddr, state: Arc<AppState>) -> Result<Server> {
+        let config = state.config();
+        if let Some(refusal) = listen::refusal(&config.daemon) {
+            return Err(Error::Usage(refusal));
+        }
+        let acceptor = config
+            .daemon
+            .tls
+            .as_ref()
+            .map(|(cert, key)| tls::acceptor(cert, key))
+            .transpose()?;
+        let trusted_proxy = config.daemon.trusted_proxy;
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|e| Error::Run(format!("cannot listen on {addr} ([daemon] listen): {e}")))?;
         let addr = listener.local_addr().unwrap_or(addr);
@@ -118,18 +238,42 @@ impl Server {
                             return;
                         }
                     };
-                    let served = axum::serve(listener, router(state))
-                        .with_graceful_shutdown(async {
-                            let _ = rx.await;
-                        })
-                        .await;
+                    let app = router(state);
+                    let shutdown = async {
+                        let _ = rx.await;
+                    };
+                    let served = match acceptor {
+                        Some(acceptor) => {
+                            let listener = tls::TlsListener::new(listener, acceptor, trusted_proxy);
+                            axum::serve(
+                                listener,
+                                app.into_make_service_with_connect_info::<api::Client>(),
+                            )
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                        }
+                        None => {
+                            let listener = tls::PlainListener::new(listener, trusted_proxy);
+                            axum::serve(
+                                listener,
+                                app.into_make_service_with_connect_info::<api::Client>(),
+                            )
+                            .with_graceful_shutdown(shutdown)
+                            .await
+                        }
+                    };
                     if let Err(e) = served {
                         tracing::error!("HTTP server on {addr} stopped: {e}");
                     }
                 });
             })
             .map_err(|e| Error::Run(format!("cannot start the HTTP thread: {e}")))?;
-        tracing::info!("serving /metrics and /healthz on http://{addr}");
+        let scheme = if config.daemon.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!("serving /metrics, /healthz and /api/v1/ on {scheme}://{addr}");
         Ok(Server {
             addr,
             shutdown: Some(tx),
