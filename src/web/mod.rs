@@ -7,6 +7,7 @@ pub mod api;
 pub mod listen;
 pub mod metrics;
 pub(crate) mod tls;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -144,6 +145,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(api::router())
+        .merge(ui::router())
         .with_state(state)
 }
 
