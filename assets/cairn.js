@@ -153,19 +153,19 @@
     }));
   }
 
-  var schedule = document.getElementById("schedule-form");
-  if (schedule) {
-    schedule.addEventListener("submit", function (ev) {
-      ev.preventDefault();
-      var job = document.getElementById("refresh").getAttribute("data-job");
-      var mode = schedule.elements.mode.value;
-      var body = mode === "disabled" ? { mode: "disabled" } : { mode: "cron", cron: schedule.elements.cron.value.trim() };
-      api("PUT", "/api/v1/jobs/" + enc(job) + "/schedule", body).then(function (res) {
-        if (res.ok) { say("The schedule of " + job + " is overridden."); refresh(); }
-        else say(problem(res), true);
-      }, function () { say("The daemon cannot be reached.", true); });
-    });
-  }
+  // Delegated: the form is part of what a refresh swaps in.
+  document.addEventListener("submit", function (ev) {
+    var schedule = ev.target;
+    if (!schedule || schedule.id !== "schedule-form") return;
+    ev.preventDefault();
+    var job = document.getElementById("refresh").getAttribute("data-job");
+    var mode = schedule.elements.mode.value;
+    var body = mode === "disabled" ? { mode: "disabled" } : { mode: "cron", cron: schedule.elements.cron.value.trim() };
+    api("PUT", "/api/v1/jobs/" + enc(job) + "/schedule", body).then(function (res) {
+      if (res.ok) { say("The schedule of " + job + " is overridden."); refresh(); }
+      else say(problem(res), true);
+    }, function () { say("The daemon cannot be reached.", true); });
+  });
 
   // "Running for …" counters.
   function tick() {

@@ -393,7 +393,7 @@ fn a_run_that_cannot_renew_its_lease_commits_nothing_and_the_replica_recovers() 
     );
     env.write_config(&config(
         &env,
-        "lease = \"3s\"",
+        "lease = \"3s\"\nshutdown_grace = \"5s\"",
         r#"{ kind = "command", backup = ["sh", "-c", "sleep 5; echo exported"], extension = "txt" }"#,
         &format!("schedules = [{{ cron = \"{}\" }}]", once_in(5)),
     ));

@@ -983,7 +983,10 @@ fn postgres_tls_modes_are_enforced() {
     // The test server has no TLS: `prefer` falls back, `require` refuses.
     assert!(open("prefer").is_ok());
     let err = open("require").err().expect("require needs TLS");
-    assert!(err.to_string().contains("state store postgres://postgres@"), "{err}");
+    assert!(
+        err.to_string().contains("state store postgres://postgres@"),
+        "{err}"
+    );
     let err = open("verify-full").err().expect("no root certificate");
     assert!(err.to_string().contains("sslrootcert"), "{err}");
 }

@@ -239,6 +239,10 @@ impl Walk {
 
     async fn sign_in(&self, user: &str, password: &str) {
         self.goto("/login").await;
+        self.sign_in_here(user, password).await;
+    }
+
+    async fn sign_in_here(&self, user: &str, password: &str) {
         let form = self
             .client
             .find(Locator::Id("login"))
@@ -377,7 +381,8 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
         "Sign-in failed: the user name or the password is wrong."
     );
 
-    walk.sign_in("alice", "correct horse battery").await;
+    walk.goto("/jobs/app").await;
+    walk.sign_in_here("alice", "correct horse battery").await;
     assert_eq!(walk.path().await, "/jobs/app", "back to the page asked for");
 
     walk.goto("/").await;

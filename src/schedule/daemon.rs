@@ -752,10 +752,13 @@ impl Dispatch<'_, '_> {
             due_at: now,
             trigger: Trigger::Manual,
             limited: manual.limited,
+            // Not a scheduled fire: the child takes the job's claim itself,
+            // as `cairn backup JOB` does on any replica.
+            claim: None,
         };
         let handle = self
             .runner
-            .start(&fire, self.sender.clone())
+            .start(&fire, self.replica, self.lease, self.sender.clone())
             .map_err(|e| format!("cannot start: {e}"))?;
         let pid = handle.pid().unwrap_or(0);
         tracing::info!(job = %fire.subject, pid, "manual run started");
@@ -764,6 +767,7 @@ impl Dispatch<'_, '_> {
             Running {
                 handle,
                 limited: manual.limited,
+                claim: None,
             },
         );
         Ok(pid)
