@@ -74,12 +74,12 @@ impl As {
     }
 }
 
+/// (method, path, body, viewer's status, operator's, admin's)
+type Expected<'a> = (&'a str, &'a str, Option<&'a str>, u16, u16, u16);
+
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(end) = body.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(end) = body.windows(2).position(|w| w == b"\r\n") {
         let size = std::str::from_utf8(&body[..end]).unwrap_or("0");
         let n =
             usize::from_str_radix(size.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
@@ -415,7 +415,7 @@ fn every_endpoint_answers_each_kind_of_caller_with_the_exact_status() {
     let schedule = r#"{"mode":"cron","cron":"0 3 * * *"}"#;
     let prune_plan = r#"{"kind":"prune","dry_run":true}"#;
     // (method, path, body, viewer, operator, admin)
-    let table: Vec<(&str, &str, Option<&str>, u16, u16, u16)> = vec![
+    let table: Vec<Expected> = vec![
         ("GET", "/api/v1/jobs", None, 200, 200, 200),
         ("GET", "/api/v1/jobs/app", None, 200, 200, 200),
         ("GET", "/api/v1/jobs/app/artifacts", None, 200, 200, 200),

@@ -441,52 +441,6 @@ impl ServerRestore for MyRestore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strings_are_quoted_one_way_for_sql_and_option_files() {
-        assert_eq!(quote_string("plain"), "'plain'");
-        assert_eq!(quote_string(r#"a'b"c\d"#), r#"'a\'b\"c\\d'"#);
-        assert_eq!(quote_string("x\ny"), "'x\\ny'");
-        // The client's option-file parser reads the same quoting back.
-        if client_tool().is_none() {
-            return;
-        }
-        let password = "p'w\"d\\ with space\nline";
-        let conn = MyConn::parse("mysql://u@127.0.0.1/db", Some(password.into())).unwrap();
-        let defaults = conn.defaults_file().unwrap();
-        let printed = Program::new([
-            client_tool().unwrap(),
-            format!("--defaults-extra-file={}", defaults.path().display()),
-            "--print-defaults".to_string(),
-        ])
-        .output()
-        .unwrap();
-        assert!(
-            printed.contains(&format!("--password={password}")),
-            "{printed}"
-        );
-    }
-
-    #[test]
-    fn parses_urls_without_leaking_passwords() {
-        let c = MyConn::parse("mysql://root:se%22cret@127.0.0.1:3307/shop", None).unwrap();
-        assert_eq!(
-            (c.host.as_str(), c.port, c.user.as_str()),
-            ("127.0.0.1", 3307, "root")
-        );
-        assert_eq!(c.password.as_deref(), Some("se\"cret"));
-        assert_eq!(c.database, "shop");
-        assert_eq!(c.display(), "mysql://root@127.0.0.1:3307/shop");
-        assert_eq!(
-            c.with_database("other").display(),
-            "mysql://root@127.0.0.1:3307/other"
-        );
-    }
-}
-
 /// A job's MySQL/MariaDB source as a [`SourceKind`](super::kind::SourceKind).
 pub struct MysqlKind<'a> {
     pub job: &'a crate::config::Job,
@@ -561,5 +515,51 @@ impl super::kind::SourceKind for MysqlKind<'_> {
 
     fn no_database(&self) -> Error {
         super::kind::no_database(self.job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_quoted_one_way_for_sql_and_option_files() {
+        assert_eq!(quote_string("plain"), "'plain'");
+        assert_eq!(quote_string(r#"a'b"c\d"#), r#"'a\'b\"c\\d'"#);
+        assert_eq!(quote_string("x\ny"), "'x\\ny'");
+        // The client's option-file parser reads the same quoting back.
+        if client_tool().is_none() {
+            return;
+        }
+        let password = "p'w\"d\\ with space\nline";
+        let conn = MyConn::parse("mysql://u@127.0.0.1/db", Some(password.into())).unwrap();
+        let defaults = conn.defaults_file().unwrap();
+        let printed = Program::new([
+            client_tool().unwrap(),
+            format!("--defaults-extra-file={}", defaults.path().display()),
+            "--print-defaults".to_string(),
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            printed.contains(&format!("--password={password}")),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn parses_urls_without_leaking_passwords() {
+        let c = MyConn::parse("mysql://root:se%22cret@127.0.0.1:3307/shop", None).unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.user.as_str()),
+            ("127.0.0.1", 3307, "root")
+        );
+        assert_eq!(c.password.as_deref(), Some("se\"cret"));
+        assert_eq!(c.database, "shop");
+        assert_eq!(c.display(), "mysql://root@127.0.0.1:3307/shop");
+        assert_eq!(
+            c.with_database("other").display(),
+            "mysql://root@127.0.0.1:3307/other"
+        );
     }
 }

@@ -516,47 +516,6 @@ pub fn installed_tool() -> Option<String> {
     find_tool(&["pg_dump"])
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_versions() {
-        assert_eq!(
-            tool_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
-            Some(15)
-        );
-        assert_eq!(tool_major("pg_dump (PostgreSQL) 17.2"), Some(17));
-        assert_eq!(server_major(150018), 15);
-        assert_eq!(server_major(90624), 9);
-    }
-
-    #[test]
-    fn urls_lose_their_password() {
-        let conn = PgConn::parse("postgres://app:p%40ss@127.0.0.1:5432/shop", None).unwrap();
-        assert_eq!(conn.display(), "postgres://app@127.0.0.1:5432/shop");
-        assert_eq!(conn.password.as_deref(), Some("p@ss"));
-        assert_eq!(conn.database(), "shop");
-        assert_eq!(
-            conn.with_database("postgres").display(),
-            "postgres://app@127.0.0.1:5432/postgres"
-        );
-        assert!(PgConn::parse("mysql://x@h/db", None).is_err());
-        let conn = PgConn::parse(
-            "postgres://app@db/shop?sslmode=require&password=qp%26w&sslpassword=kp",
-            Some("env".into()),
-        )
-        .unwrap();
-        assert_eq!(conn.display(), "postgres://app@db/shop?sslmode=require");
-        assert_eq!(
-            conn.dbname_arg(),
-            "--dbname=postgres://app@db/shop?sslmode=require"
-        );
-        assert_eq!(conn.password.as_deref(), Some("qp&w"));
-        assert_eq!(conn.ssl_password.as_deref(), Some("kp"));
-    }
-}
-
 /// A job's PostgreSQL source as a [`SourceKind`](super::kind::SourceKind).
 pub struct PostgresKind<'a> {
     pub job: &'a crate::config::Job,
@@ -650,5 +609,46 @@ impl super::kind::SourceKind for PostgresKind<'_> {
 
     fn no_database(&self) -> Error {
         super::kind::no_database(self.job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_versions() {
+        assert_eq!(
+            tool_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"),
+            Some(15)
+        );
+        assert_eq!(tool_major("pg_dump (PostgreSQL) 17.2"), Some(17));
+        assert_eq!(server_major(150018), 15);
+        assert_eq!(server_major(90624), 9);
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        let conn = PgConn::parse("postgres://app:p%40ss@127.0.0.1:5432/shop", None).unwrap();
+        assert_eq!(conn.display(), "postgres://app@127.0.0.1:5432/shop");
+        assert_eq!(conn.password.as_deref(), Some("p@ss"));
+        assert_eq!(conn.database(), "shop");
+        assert_eq!(
+            conn.with_database("postgres").display(),
+            "postgres://app@127.0.0.1:5432/postgres"
+        );
+        assert!(PgConn::parse("mysql://x@h/db", None).is_err());
+        let conn = PgConn::parse(
+            "postgres://app@db/shop?sslmode=require&password=qp%26w&sslpassword=kp",
+            Some("env".into()),
+        )
+        .unwrap();
+        assert_eq!(conn.display(), "postgres://app@db/shop?sslmode=require");
+        assert_eq!(
+            conn.dbname_arg(),
+            "--dbname=postgres://app@db/shop?sslmode=require"
+        );
+        assert_eq!(conn.password.as_deref(), Some("qp&w"));
+        assert_eq!(conn.ssl_password.as_deref(), Some("kp"));
     }
 }

@@ -332,7 +332,7 @@ impl StateStore for PostgresState {
             // The sweeper whose update changes the row owns the run's alert.
             let changed = self.query(
                 "cannot update runs",
-                &format!(
+                format!(
                     "UPDATE runs SET status = 'interrupted', finished_at = $2,
                      error = coalesce(error, 'the process running it ended before it finished (killed, or out of memory)')
                      WHERE id = $1 AND status = 'running' RETURNING {RUN_COLUMNS}"
