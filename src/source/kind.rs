@@ -106,6 +106,18 @@ pub fn of(job: &Job) -> Box<dyn SourceKind + '_> {
     }
 }
 
+/// The live checks of a database server: whether it answers (with its version).
+pub fn server_answers(answer: Result<String>) -> LiveChecks {
+    let (check, rules_can_run) = match answer {
+        Ok(version) => (Check::new("connectivity", true, version.trim()), true),
+        Err(e) => (Check::new("connectivity", false, e.to_string()), false),
+    };
+    LiveChecks {
+        checks: vec![check],
+        rules_can_run,
+    }
+}
+
 /// The error of a query on a job whose source has no database.
 pub fn no_database(job: &Job) -> Error {
     Error::Usage(format!("job `{}` has no database to query", job.name))

@@ -478,20 +478,9 @@ impl super::kind::SourceKind for MysqlKind<'_> {
 
     fn live_checks(&self) -> Result<super::kind::LiveChecks> {
         let conn = self.conn()?;
-        let (check, rules_can_run) = match conn.query(Some(&conn.database), "SELECT VERSION()") {
-            Ok(version) => (
-                super::kind::Check::new("connectivity", true, version.trim().to_string()),
-                true,
-            ),
-            Err(e) => (
-                super::kind::Check::new("connectivity", false, e.to_string()),
-                false,
-            ),
-        };
-        Ok(super::kind::LiveChecks {
-            checks: vec![check],
-            rules_can_run,
-        })
+        Ok(super::kind::server_answers(
+            conn.query(Some(&conn.database), "SELECT VERSION()"),
+        ))
     }
 
     fn offending(&self, sql: &str) -> Result<super::kind::Offending> {

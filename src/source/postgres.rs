@@ -569,20 +569,7 @@ impl super::kind::SourceKind for PostgresKind<'_> {
 
     fn live_checks(&self) -> Result<super::kind::LiveChecks> {
         let conn = self.conn()?;
-        let (check, rules_can_run) = match conn.query("SELECT version()") {
-            Ok(version) => (
-                super::kind::Check::new("connectivity", true, version.trim().to_string()),
-                true,
-            ),
-            Err(e) => (
-                super::kind::Check::new("connectivity", false, e.to_string()),
-                false,
-            ),
-        };
-        Ok(super::kind::LiveChecks {
-            checks: vec![check],
-            rules_can_run,
-        })
+        Ok(super::kind::server_answers(conn.query("SELECT version()")))
     }
 
     fn offending(&self, sql: &str) -> Result<super::kind::Offending> {
