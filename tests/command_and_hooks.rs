@@ -58,7 +58,7 @@ fn command_env(
 const NO_ENCRYPTION: &str = "{ kind = \"none\" }";
 const PASSPHRASE: &str = "{ kind = \"age-passphrase\", passphrase_env = \"CAIRN_PASSPHRASE\" }";
 
-fn cairn(env: &Env) -> assert_cmd::Command {
+fn cairn(env: &Env) -> common::cairn_command::CairnCommand {
     let mut cmd = env.cairn();
     cmd.env("CAIRN_PASSPHRASE", "correct horse");
     cmd

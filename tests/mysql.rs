@@ -249,7 +249,7 @@ fn my_env(db: &str) -> Env {
     )
 }
 
-fn cairn(env: &Env) -> assert_cmd::Command {
+fn cairn(env: &Env) -> common::cairn_command::CairnCommand {
     let mut cmd = env.cairn();
     cmd.env(JOB_PASSWORD_ENV, PASSWORD)
         .env("CAIRN_PASSPHRASE", "correct horse");

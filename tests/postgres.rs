@@ -75,7 +75,7 @@ fn pg_env(db: &str, extra: &str) -> Env {
     env
 }
 
-fn cairn(env: &Env) -> assert_cmd::Command {
+fn cairn(env: &Env) -> common::cairn_command::CairnCommand {
     let mut cmd = env.cairn();
     cmd.env("SHOP_PG_PASSWORD", PASSWORD)
         .env("CAIRN_PASSPHRASE", "correct horse");

@@ -56,7 +56,7 @@ fn job(dest_names: &[&str], recipient: &str) -> String {
     )
 }
 
-fn cairn(env: &Env) -> assert_cmd::Command {
+fn cairn(env: &Env) -> common::cairn_command::CairnCommand {
     let mut cmd = env.cairn();
     cmd.env("TEST_S3_SECRET", &objstores::s3().secret_key)
         .env("TEST_AZ_KEY", &objstores::azurite().account_key)

@@ -511,3 +511,42 @@ fn a_damaged_artifact_never_reaches_a_restore_command() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(env.path("restored.txt").exists());
 }
+
+// The harness-wide scan itself: every test's cairn output and stored files
+// are checked, so it must catch a leak wherever a test looks elsewhere.
+
+#[test]
+#[should_panic(expected = "leaks the secret")]
+fn the_harness_fails_a_test_whose_cairn_output_holds_a_registered_secret() {
+    let env = Env::new();
+    env.register_secret("planted-Secret-4711");
+    // clap repeats an unknown argument in its error: cairn "printed" it.
+    let _ = env.cairn().arg("--planted-Secret-4711").output();
+}
+
+#[test]
+#[should_panic(expected = "leaks the secret")]
+fn the_harness_fails_a_test_whose_folder_holds_a_harness_secret_in_a_log() {
+    let env = Env::new();
+    std::fs::write(env.path("daemon.log"), format!("url={PASSWORD}\n")).unwrap();
+    drop(env);
+}
+
+#[test]
+#[should_panic(expected = "leaks the secret")]
+fn the_harness_fails_a_test_whose_webhook_body_holds_a_harness_secret() {
+    let receiver = HttpReceiver::start();
+    let body = format!("{{\"text\":\"{}\"}}", objstores::S3_SECRET_KEY);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", receiver.port)).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        format!(
+            "POST /hook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    receiver.wait_for(1, Duration::from_secs(10));
+    drop(receiver);
+}

@@ -41,7 +41,7 @@ fn open_pg(db: &str) -> PostgresState {
     .unwrap()
 }
 
-fn ok(cmd: &mut assert_cmd::Command) -> std::process::Output {
+fn ok(cmd: &mut common::cairn_command::CairnCommand) -> std::process::Output {
     let out = cmd.env(PW_VAR, PASSWORD).output().unwrap();
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     out

@@ -3,18 +3,27 @@
 //! tests run in parallel.
 #![allow(dead_code)]
 
+pub mod cairn_command;
 pub mod objstores;
 pub mod receivers;
 pub mod secrets;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use assert_cmd::Command;
 use rusqlite::Connection;
 
+use cairn_command::CairnCommand;
+use secrets::SecretScan;
+
+/// One test's folder. Everything cairn prints through [`Env::cairn`], and
+/// what it stores here (state store, logs, manifests), is checked for the
+/// harness's secrets and the test's own ([`Env::register_secret`]).
 pub struct Env {
     pub dir: tempfile::TempDir,
+    secrets: Arc<Mutex<SecretScan>>,
 }
 
 impl Env {
@@ -24,7 +33,17 @@ impl Env {
                 .prefix("cairn-test-")
                 .tempdir()
                 .expect("temp dir"),
+            secrets: Arc::new(Mutex::new(SecretScan::with_harness_secrets())),
         }
+    }
+
+    /// A secret this test planted: from now on no output of cairn's and
+    /// nothing it stores in this folder may contain it.
+    pub fn register_secret(&self, secret: &str) {
+        self.secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .register(secret);
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -41,14 +60,14 @@ impl Env {
 
     /// `cairn --config <this env's config>`, run in the env's folder, with a
     /// clean environment for cairn's own variables.
-    pub fn cairn(&self) -> Command {
+    pub fn cairn(&self) -> CairnCommand {
         let mut cmd = Command::cargo_bin("cairn").expect("cairn binary");
         cmd.current_dir(self.dir.path())
             .env_remove("CAIRN_CONFIG")
             .env_remove("CAIRN_LOG")
             .arg("--config")
             .arg(self.config_path());
-        cmd
+        CairnCommand::new(cmd, self.secrets.clone())
     }
 
     /// The same as [`Env::cairn`] as a `std::process::Command`, for tests that
@@ -73,6 +92,14 @@ impl Env {
             .output()
             .expect("keygen");
         assert!(out.status.success(), "keygen failed: {out:?}");
+        if let Ok(identity) = std::fs::read_to_string(&path) {
+            for line in identity
+                .lines()
+                .filter(|l| l.starts_with("AGE-SECRET-KEY-"))
+            {
+                self.register_secret(line);
+            }
+        }
         let recipient = String::from_utf8(out.stdout)
             .expect("utf8")
             .trim()
@@ -135,6 +162,17 @@ impl Env {
     pub fn data_path(&self, entry: &serde_json::Value) -> PathBuf {
         self.path("backups")
             .join(entry["key"].as_str().expect("key"))
+    }
+}
+
+impl Drop for Env {
+    /// The stored side of the secret scan; skipped when the test already failed.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let scan = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        scan.assert_written_by_cairn(self.dir.path());
     }
 }
 

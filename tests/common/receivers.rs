@@ -203,6 +203,43 @@ impl Mail {
     }
 }
 
+/// What cairn sent a receiver is output too: no body may hold a harness
+/// secret (skipped when the test already failed).
+impl Drop for HttpReceiver {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let scan = super::secrets::SecretScan::with_harness_secrets();
+        for request in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            scan.assert_clean(
+                &format!(
+                    "{} {} (body sent to the HTTP receiver)",
+                    request.method, request.path
+                ),
+                &request.body,
+            );
+        }
+    }
+}
+
+impl Drop for SmtpReceiver {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let scan = super::secrets::SecretScan::with_harness_secrets();
+        for mail in self.mails.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            scan.assert_clean("a mail sent to the SMTP receiver", mail.data.as_bytes());
+        }
+    }
+}
+
 pub struct SmtpReceiver {
     pub port: u16,
     mails: Arc<Mutex<Vec<Mail>>>,

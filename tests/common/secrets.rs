@@ -19,6 +19,21 @@ impl SecretScan {
         SecretScan::default()
     }
 
+    /// The credentials of every test server the harness starts: they reach
+    /// cairn through configs and variables and must never come back out.
+    pub fn with_harness_secrets() -> Self {
+        let mut scan = SecretScan::new();
+        for secret in [
+            super::servers::PASSWORD,
+            super::objstores::S3_SECRET_KEY,
+            super::objstores::AZURE_KEY,
+            super::objstores::WEBDAV_PASSWORD,
+        ] {
+            scan.register(secret);
+        }
+        scan
+    }
+
     /// A secret as planted, and its percent-decoded form (URLs carry both).
     pub fn register(&mut self, secret: &str) -> &mut Self {
         assert!(
@@ -96,6 +111,32 @@ impl SecretScan {
             self.assert_output(&args.join(" "), &out);
         }
         self.assert_files(&env.dir.path().join("backups"));
+    }
+
+    /// What cairn writes into a test's folder: the state store (file, WAL,
+    /// shared memory), logs (`*.log`) and every manifest below it. Files the
+    /// test wrote itself (its config, its source data) are not cairn's words.
+    pub fn assert_written_by_cairn(&self, dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                self.assert_written_by_cairn(&path);
+            } else if kind.is_file()
+                && (name.starts_with("cairn-state.db")
+                    || name.ends_with(".log")
+                    || name.ends_with(".manifest.json"))
+                && let Ok(bytes) = std::fs::read(&path)
+            {
+                self.assert_clean(&path.display().to_string(), &bytes);
+            }
+        }
     }
 
     /// Every manifest (and other text) under `dir`.
