@@ -11,6 +11,8 @@ mod download;
 pub mod error;
 mod events;
 mod jobs;
+mod restore;
+mod restore_target;
 mod runs;
 pub mod session;
 
@@ -36,7 +38,7 @@ use crate::web::AppState;
         jobs::list, jobs::one, jobs::artifacts, jobs::pause, jobs::resume,
         jobs::set_schedule, jobs::clear_schedule,
         runs::list, runs::one, runs::start, runs::checks, runs::run_check,
-        download::data, events::events, audit::list,
+        download::data, events::events, audit::list, restore::restore,
         session::login, session::logout,
     ),
     components(schemas(error::ErrorBody)),
@@ -79,6 +81,7 @@ pub fn router() -> Router<Arc<AppState>> {
             get(download::data),
         )
         .route("/api/v1/jobs/{job}/runs", post(runs::start))
+        .route("/api/v1/jobs/{job}/restore", post(restore::restore))
         .route("/api/v1/jobs/{job}/pause", post(jobs::pause))
         .route("/api/v1/jobs/{job}/resume", post(jobs::resume))
         .route(

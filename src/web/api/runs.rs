@@ -336,7 +336,7 @@ fn find_run(store: &dyn StateStore, job: &str, kind: RunKind, pid: u32) -> ApiRe
 }
 
 /// 202 with the run at once, or with `wait`: 200 when it ends in time.
-async fn answer(state: Arc<AppState>, run_id: i64, wait: Option<u64>) -> ApiResult<Response> {
+pub(super) async fn answer(state: Arc<AppState>, run_id: i64, wait: Option<u64>) -> ApiResult<Response> {
     let Some(wait) = wait.filter(|w| *w > 0) else {
         return Ok(accepted(run_id));
     };
