@@ -142,7 +142,14 @@ pub async fn one(
             .run(run_id)?
             .filter(|r| may_see(&caller, &config, &r.job))
             .ok_or_else(|| ApiError::not_found(format!("there is no run {run_id}")))?;
-        Ok(Json(RunView::from(run)))
+        let mut view = RunView::from(run);
+        if view.status == RunStatus::Running.to_string()
+            && view.log.as_deref().is_none_or(str::is_empty)
+        {
+            view.log = crate::engine::runs::live_log(store.as_ref(), &view.job, run_id)
+                .or(view.log);
+        }
+        Ok(Json(view))
     })
     .await
 }
