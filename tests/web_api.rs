@@ -484,7 +484,14 @@ fn every_endpoint_answers_each_kind_of_caller_with_the_exact_status() {
             0,
         ),
         ("POST", "/api/v1/checks/disk/runs", None, 403, 0, 0),
-        ("POST", &restore_plan_path, Some(restore_plan.as_str()), 403, 403, 200),
+        (
+            "POST",
+            &restore_plan_path,
+            Some(restore_plan.as_str()),
+            403,
+            403,
+            200,
+        ),
         (
             "POST",
             "/api/v1/notifications/nowhere/test",
@@ -1068,8 +1075,8 @@ fn restore_from_the_api_plans_first_needs_the_job_name_and_restores_the_artifact
     let content = cat(env, "app", &f.artifact);
     let path = "/api/v1/jobs/app/restore";
     let plan = serde_json::json!({"artifact": f.artifact, "dry_run": true}).to_string();
-    let real = serde_json::json!({"artifact": f.artifact, "dry_run": false, "confirm": "app"})
-        .to_string();
+    let real =
+        serde_json::json!({"artifact": f.artifact, "dry_run": false, "confirm": "app"}).to_string();
 
     // Only admins restore, and only admins see the plan.
     for who in [&f.viewer, &f.operator] {
@@ -1091,8 +1098,13 @@ fn restore_from_the_api_plans_first_needs_the_job_name_and_restores_the_artifact
     let answer = r.json();
     assert_eq!(answer["artifact"], f.artifact.as_str());
     assert_eq!(answer["destination"], "local");
-    assert!(answer["target"].as_str().unwrap().ends_with("/app.db"), "{answer}");
-    let safety = answer["safety_copy"].as_str().expect("the planned safety copy");
+    assert!(
+        answer["target"].as_str().unwrap().ends_with("/app.db"),
+        "{answer}"
+    );
+    let safety = answer["safety_copy"]
+        .as_str()
+        .expect("the planned safety copy");
     assert!(safety.contains("app.db.cairn-safety-"), "{answer}");
     let actions = answer["actions"].to_string();
     assert!(actions.contains("would write"), "{answer}");
@@ -1137,7 +1149,10 @@ fn restore_from_the_api_plans_first_needs_the_job_name_and_restores_the_artifact
         .json();
     assert_eq!(run["kind"], "restore");
     assert_eq!(run["status"], "success");
-    assert!(run["log"].as_str().unwrap().contains("restore of `app`"), "{run}");
+    assert!(
+        run["log"].as_str().unwrap().contains("restore of `app`"),
+        "{run}"
+    );
 
     // Under restore_root, by a path relative to it.
     let r = d.send(
@@ -1152,14 +1167,20 @@ fn restore_from_the_api_plans_first_needs_the_job_name_and_restores_the_artifact
     );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["status"], "success");
-    assert_eq!(std::fs::read(env.path("restored/copy.db")).unwrap(), content);
+    assert_eq!(
+        std::fs::read(env.path("restored/copy.db")).unwrap(),
+        content
+    );
     assert_eq!(restores(env).len(), 2);
 
     let audit = audit_actions(env);
     assert_eq!(
         audit
             .iter()
-            .filter(|(a, act, t, r)| a == "token:ci-admin" && act == "restore" && t == "app" && r == "ok")
+            .filter(|(a, act, t, r)| a == "token:ci-admin"
+                && act == "restore"
+                && t == "app"
+                && r == "ok")
             .count(),
         2,
         "{audit:?}"
@@ -1211,7 +1232,10 @@ fn restore_targets_never_leave_restore_root() {
     assert!(files_below(&env.path("outside")).is_empty());
     assert!(!env.path("x.db").exists());
     assert!(!absolute.exists());
-    assert!(files_below(&env.path("restored")).len() == 2, "only the two links");
+    assert!(
+        files_below(&env.path("restored")).len() == 2,
+        "only the two links"
+    );
     // An unknown artifact or destination is refused as well.
     for body in [
         serde_json::json!({"artifact": "no-such-artifact", "dry_run": true}),
@@ -1239,7 +1263,12 @@ fn without_restore_root_only_the_own_source_is_a_target() {
         Some(&body.to_string()),
     );
     assert_eq!(r.status, 400);
-    assert!(r.json()["message"].as_str().unwrap().contains("restore_root"));
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("restore_root")
+    );
 }
 
 #[test]
@@ -1264,17 +1293,25 @@ fn send_test_delivers_through_the_real_channel() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["delivered"], true, "{}", r.json());
     assert_eq!(r.json()["kind"], "webhook");
-    assert!(!String::from_utf8_lossy(&r.body).contains("/hooks/ops"), "the URL leaked");
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains("/hooks/ops"),
+        "the URL leaked"
+    );
     let got = receiver.wait_for(1, Duration::from_secs(20));
     assert!(
-        got[0].text().contains("test of the notification channel `ops`"),
+        got[0]
+            .text()
+            .contains("test of the notification channel `ops`"),
         "{}",
         got[0].text()
     );
     assert!(
         audit_actions(&f.env)
             .iter()
-            .any(|(a, act, t, r)| a == "user:otto" && act == "notify.test" && t == "ops" && r == "ok")
+            .any(|(a, act, t, r)| a == "user:otto"
+                && act == "notify.test"
+                && t == "ops"
+                && r == "ok")
     );
 }
 
@@ -1302,7 +1339,14 @@ fn html_forms_carry_the_csrf_token_as_a_field() {
             format!("csrf={csrf}"),
         ),
     ] {
-        let r = d.request("POST", "/api/v1/jobs/app/pause", &caller, Some(&body), &form, false);
+        let r = d.request(
+            "POST",
+            "/api/v1/jobs/app/pause",
+            &caller,
+            Some(&body),
+            &form,
+            false,
+        );
         assert_eq!(r.status, 403, "{who}");
         assert_eq!(r.code(), "csrf", "{who}");
         assert!(!paused(&f.env), "{who} paused the job");

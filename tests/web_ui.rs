@@ -300,7 +300,9 @@ fn screenshots_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-            tmp.parent().map_or(tmp.clone(), Path::to_path_buf).join("screenshots")
+            tmp.parent()
+                .map_or(tmp.clone(), Path::to_path_buf)
+                .join("screenshots")
         })
 }
 
@@ -585,11 +587,18 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
         .await
         .unwrap();
     assert!(log.contains("restore of `app`"), "{log}");
+    walk.client
+        .execute("document.getElementById('restore-run').scrollIntoView();", vec![])
+        .await
+        .unwrap();
     walk.screenshot("restore-done").await;
     let restored = std::fs::read(env.path("app.db")).unwrap();
     let out = env.cairn().args(["cat", "app", &id]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(restored, out.stdout, "app.db holds the artifact's content again");
+    assert_eq!(
+        restored, out.stdout,
+        "app.db holds the artifact's content again"
+    );
 
     // A slow run's log shows up while it runs.
     walk.goto("/jobs/slow").await;
@@ -599,6 +608,10 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
         "the running run's log",
     )
     .await;
+    walk.client
+        .execute("document.getElementById('runs-h').scrollIntoView();", vec![])
+        .await
+        .unwrap();
     walk.screenshot("job-running").await;
     walk.until(
         "[...document.querySelectorAll('#runs tr[data-status=success]')].some(r => r.children[1].textContent === 'backup')",
@@ -621,7 +634,9 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
     .await;
     let got = receiver.wait_for(1, DEADLINE);
     assert!(
-        got[0].text().contains("test of the notification channel `ops`"),
+        got[0]
+            .text()
+            .contains("test of the notification channel `ops`"),
         "{}",
         got[0].text()
     );

@@ -123,8 +123,7 @@ fn publish_live_log(
     stopped: &std::sync::mpsc::Receiver<()>,
 ) {
     let mut written = 0;
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-        stopped.recv_timeout(LIVE_LOG_EVERY)
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(LIVE_LOG_EVERY)
     {
         let text = capture.text();
         if text.len() != written {

@@ -39,11 +39,8 @@ pub async fn take_csrf_field(request: Request, next: Next) -> Response {
     }
     let (mut parts, body) = request.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, FORM_LIMIT).await else {
-        return ApiError::bad_request(format!(
-            "the form is larger than {} KiB",
-            FORM_LIMIT / 1024
-        ))
-        .into_response();
+        return ApiError::bad_request(format!("the form is larger than {} KiB", FORM_LIMIT / 1024))
+            .into_response();
     };
     // The serializer is not Send: it lives only in this block, not across an await.
     let rest = {

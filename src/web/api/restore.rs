@@ -93,7 +93,12 @@ pub async fn restore(
             let audit = message.clone();
             blocking(move || {
                 let store = state.store()?;
-                caller.audit(store.as_ref(), "restore", &job, &format!("refused: {audit}"));
+                caller.audit(
+                    store.as_ref(),
+                    "restore",
+                    &job,
+                    &format!("refused: {audit}"),
+                );
                 Ok(())
             })
             .await?;
@@ -168,7 +173,9 @@ fn own_target(job: &Job) -> Result<Option<std::path::PathBuf>, String> {
         return Ok(Some(path));
     }
     match &job.source {
-        crate::config::SourceConfig::Command { restore: Some(_), .. } => Ok(None),
+        crate::config::SourceConfig::Command {
+            restore: Some(_), ..
+        } => Ok(None),
         crate::config::SourceConfig::Command { restore: None, .. } => Err(format!(
             "job `{}` has no `restore` program to restore through",
             job.name
@@ -182,12 +189,8 @@ fn own_target(job: &Job) -> Result<Option<std::path::PathBuf>, String> {
 
 async fn plan(config: Config, job: Job, request: RestoreRequest) -> ApiResult<Response> {
     blocking(move || {
-        let report = restore_job::restore_job(
-            &config,
-            &job,
-            &request,
-            Arc::new(crate::progress::Silent),
-        )?;
+        let report =
+            restore_job::restore_job(&config, &job, &request, Arc::new(crate::progress::Silent))?;
         let view = RestorePlanView {
             job: report.job,
             artifact: report.id,

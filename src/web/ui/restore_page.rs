@@ -19,7 +19,12 @@ pub struct RestorePage {
 pub fn restore_page(config: &Config, job: &Job, artifact: &str, destination: &str) -> RestorePage {
     let (own_target, own_refusal) = match (restore_job::own_path(job), &job.source) {
         (Some(path), _) => (Some(path.display().to_string()), String::new()),
-        (None, SourceConfig::Command { restore: Some(_), .. }) => (
+        (
+            None,
+            SourceConfig::Command {
+                restore: Some(_), ..
+            },
+        ) => (
             Some("the job's `restore` program".to_string()),
             String::new(),
         ),
