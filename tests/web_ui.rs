@@ -588,7 +588,10 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
         .unwrap();
     assert!(log.contains("restore of `app`"), "{log}");
     walk.client
-        .execute("document.getElementById('restore-run').scrollIntoView();", vec![])
+        .execute(
+            "document.getElementById('restore-run').scrollIntoView();",
+            vec![],
+        )
         .await
         .unwrap();
     walk.screenshot("restore-done").await;
@@ -609,7 +612,10 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
     )
     .await;
     walk.client
-        .execute("document.getElementById('runs-h').scrollIntoView();", vec![])
+        .execute(
+            "document.getElementById('runs-h').scrollIntoView();",
+            vec![],
+        )
         .await
         .unwrap();
     walk.screenshot("job-running").await;
