@@ -167,6 +167,61 @@
     }, function () { say("The daemon cannot be reached.", true); });
   });
 
+  // Restore: the dry-run plan first, then the typed confirmation, then the run's live log.
+  var restoreForm = document.getElementById("restore-form");
+  if (restoreForm) {
+    var restoreBody = function (dryRun) {
+      var body = { artifact: restoreForm.getAttribute("data-artifact"), dry_run: dryRun };
+      var from = restoreForm.getAttribute("data-destination");
+      if (from) body.destination = from;
+      var to = restoreForm.elements.to;
+      if (to && to.value === "root") body.target = restoreForm.elements.target.value.trim();
+      return body;
+    };
+    var restoreJob = restoreForm.getAttribute("data-job");
+    var restorePath = "/api/v1/jobs/" + enc(restoreJob) + "/restore";
+    var followRun = function (id) {
+      var box = document.getElementById("restore-run");
+      var log = document.getElementById("restore-run-log");
+      var status = document.getElementById("restore-run-status");
+      document.getElementById("restore-run-id").textContent = id;
+      box.hidden = false;
+      var poll = function () {
+        api("GET", "/api/v1/runs/" + enc(id)).then(function (res) {
+          var run = res.json || {};
+          if (typeof run.log === "string") log.textContent = run.log;
+          if (run.status) { status.textContent = run.status; status.className = "badge " + run.status; }
+          if (res.ok && run.status === "running") setTimeout(poll, 1000);
+          else if (run.status === "success") say("The restore of " + restoreJob + " finished.");
+          else say("The restore of " + restoreJob + " failed: " + (run.error || problem(res)), true);
+        }, function () { setTimeout(poll, 2000); });
+      };
+      poll();
+    };
+    document.addEventListener("click", function (ev) {
+      var t = ev.target.closest("button");
+      if (!t) return;
+      if (t.hasAttribute("data-restore-plan")) {
+        busy(t, api("POST", restorePath, restoreBody(true)).then(function (res) {
+          if (!res.ok) { say(problem(res), true); return; }
+          var plan = res.json || {};
+          var lines = (plan.actions || []).slice();
+          if (plan.safety_copy) lines.push("the current content is kept at " + plan.safety_copy);
+          document.getElementById("restore-plan-text").textContent = lines.join("\n");
+          document.getElementById("restore-plan").hidden = false;
+          say("Plan ready: nothing is written until you confirm.");
+        }));
+      } else if (t.hasAttribute("data-restore-apply")) {
+        var body = restoreBody(false);
+        body.confirm = document.getElementById("restore-confirm").value;
+        busy(t, api("POST", restorePath, body).then(function (res) {
+          if (res.status === 202 || res.ok) followRun(res.json.run_id);
+          else say(problem(res), true);
+        }));
+      }
+    });
+  }
+
   // "Running for …" counters.
   function tick() {
     var now = Date.now();

@@ -131,7 +131,12 @@ impl Daemon {
             request.push_str(&format!("{k}: {v}\r\n"));
         }
         let body = body.unwrap_or("");
-        if !body.is_empty() || matches!(method, "POST" | "PUT") {
+        let typed = extra
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        if typed {
+            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        } else if !body.is_empty() || matches!(method, "POST" | "PUT") {
             request.push_str(&format!(
                 "Content-Type: application/json\r\nContent-Length: {}\r\n",
                 body.len()
@@ -291,8 +296,13 @@ fn add_token(env: &Env, name: &str, role: Role, expired: bool, revoked: bool) ->
 const PASSWORD: &str = "correct horse battery staple";
 
 fn config(port: u16, jobs: &str) -> String {
+    config_with(port, "", jobs)
+}
+
+/// `daemon` goes into `[daemon]` after `listen`.
+fn config_with(port: u16, daemon: &str, jobs: &str) -> String {
     format!(
-        "[daemon]\nlisten = \"127.0.0.1:{port}\"\n\n[destinations.local]\nkind = \"fs\"\npath = \"backups\"\n\n{jobs}\n[checks.disk]\nkind = \"disk\"\npath = \".\"\nmin_free_percent = 0.001\ninterval = \"1h\"\n"
+        "[daemon]\nlisten = \"127.0.0.1:{port}\"\n{daemon}\n[destinations.local]\nkind = \"fs\"\npath = \"backups\"\n\n{jobs}\n[checks.disk]\nkind = \"disk\"\npath = \".\"\nmin_free_percent = 0.001\ninterval = \"1h\"\n"
     )
 }
 
@@ -328,10 +338,15 @@ struct Fixture {
 }
 
 fn fixture(jobs: &str) -> Fixture {
+    fixture_with("", jobs)
+}
+
+/// A fixture whose `[daemon]` also holds `daemon`.
+fn fixture_with(daemon: &str, jobs: &str) -> Fixture {
     let env = Env::new();
     common::create_sample_db(&env.path("app.db"), 20);
     let port = closed_port();
-    env.write_config(&config(port, jobs));
+    env.write_config(&config_with(port, daemon, jobs));
     let artifact = env.backup("app")["id"].as_str().unwrap().to_string();
     add_user(&env, "ann", Role::Admin, PASSWORD);
     add_user(&env, "otto", Role::Operator, PASSWORD);
@@ -414,6 +429,8 @@ fn every_endpoint_answers_each_kind_of_caller_with_the_exact_status() {
     let run = format!("/api/v1/runs/{run_id}");
     let schedule = r#"{"mode":"cron","cron":"0 3 * * *"}"#;
     let prune_plan = r#"{"kind":"prune","dry_run":true}"#;
+    let restore_plan_path = "/api/v1/jobs/app/restore".to_string();
+    let restore_plan = serde_json::json!({"artifact": f.artifact, "dry_run": true}).to_string();
     // (method, path, body, viewer, operator, admin)
     let table: Vec<Expected> = vec![
         ("GET", "/api/v1/jobs", None, 200, 200, 200),
@@ -467,6 +484,22 @@ fn every_endpoint_answers_each_kind_of_caller_with_the_exact_status() {
             0,
         ),
         ("POST", "/api/v1/checks/disk/runs", None, 403, 0, 0),
+        (
+            "POST",
+            &restore_plan_path,
+            Some(restore_plan.as_str()),
+            403,
+            403,
+            200,
+        ),
+        (
+            "POST",
+            "/api/v1/notifications/nowhere/test",
+            None,
+            403,
+            404,
+            404,
+        ),
     ];
     let denied = [
         ("no credentials", As::nobody()),
@@ -994,4 +1027,390 @@ fn the_openapi_document_is_3_1_and_lists_every_endpoint() {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
+}
+
+/// What `cairn cat JOB ID` writes: the artifact's content.
+fn cat(env: &Env, job: &str, id: &str) -> Vec<u8> {
+    let out = env.cairn().args(["cat", job, id]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    out.stdout
+}
+
+/// Every file below `dir`, recursively.
+fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                found.extend(files_below(&path));
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+fn safety_copies(env: &Env) -> Vec<std::path::PathBuf> {
+    files_below(&env.path("."))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(".cairn-safety-"))
+        .collect()
+}
+
+fn add_rows(db: &std::path::Path) {
+    let connection = rusqlite::Connection::open(db).unwrap();
+    connection
+        .execute_batch("CREATE TABLE later (x INTEGER); INSERT INTO later VALUES (1), (2), (3);")
+        .unwrap();
+}
+
+#[test]
+fn restore_from_the_api_plans_first_needs_the_job_name_and_restores_the_artifact() {
+    let f = fixture_with("restore_root = \"restored\"\n", SQLITE_JOB);
+    let d = &f.daemon;
+    let env = &f.env;
+    std::fs::create_dir(env.path("restored")).unwrap();
+    let content = cat(env, "app", &f.artifact);
+    let path = "/api/v1/jobs/app/restore";
+    let plan = serde_json::json!({"artifact": f.artifact, "dry_run": true}).to_string();
+    let real =
+        serde_json::json!({"artifact": f.artifact, "dry_run": false, "confirm": "app"}).to_string();
+
+    // Only admins restore, and only admins see the plan.
+    for who in [&f.viewer, &f.operator] {
+        for body in [&plan, &real] {
+            let r = d.send("POST", path, &As::token(who), Some(body));
+            assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+            assert_eq!(r.code(), "forbidden");
+        }
+    }
+
+    // The application wrote more since the backup.
+    add_rows(&env.path("app.db"));
+    let current = std::fs::read(env.path("app.db")).unwrap();
+    let admin = As::token(&f.admin);
+
+    // The dry run answers the plan and writes nothing.
+    let r = d.send("POST", path, &admin, Some(&plan));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let answer = r.json();
+    assert_eq!(answer["artifact"], f.artifact.as_str());
+    assert_eq!(answer["destination"], "local");
+    assert!(
+        answer["target"].as_str().unwrap().ends_with("/app.db"),
+        "{answer}"
+    );
+    let safety = answer["safety_copy"]
+        .as_str()
+        .expect("the planned safety copy");
+    assert!(safety.contains("app.db.cairn-safety-"), "{answer}");
+    let actions = answer["actions"].to_string();
+    assert!(actions.contains("would write"), "{answer}");
+    assert_eq!(std::fs::read(env.path("app.db")).unwrap(), current);
+    assert!(safety_copies(env).is_empty());
+
+    // Without the typed job name (or with another) nothing happens.
+    for confirm in [None, Some("App"), Some("ap"), Some("")] {
+        let mut body = serde_json::json!({"artifact": f.artifact, "dry_run": false});
+        if let Some(c) = confirm {
+            body["confirm"] = c.into();
+        }
+        let r = d.send("POST", path, &admin, Some(&body.to_string()));
+        assert_eq!(r.status, 400, "confirm {confirm:?}");
+        assert_eq!(r.code(), "bad_request");
+        assert!(r.json()["message"].as_str().unwrap().contains("confirm"));
+    }
+    assert_eq!(std::fs::read(env.path("app.db")).unwrap(), current);
+    assert!(safety_copies(env).is_empty());
+    let restores = |env: &Env| {
+        store(env)
+            .runs(&cairn::state::RunFilter {
+                job: Some("app".into()),
+                kind: Some(cairn::state::RunKind::Restore),
+                ..Default::default()
+            })
+            .unwrap()
+    };
+    assert!(restores(env).is_empty(), "a refused restore was recorded");
+
+    // Confirmed: a run, into the job's own source, the old content kept.
+    let r = d.send("POST", &format!("{path}?wait=120"), &admin, Some(&real));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["status"], "success", "{}", r.json());
+    let run_id = r.json()["run_id"].as_i64().unwrap();
+    assert_eq!(std::fs::read(env.path("app.db")).unwrap(), content);
+    let kept = safety_copies(env);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), current);
+    let run = d
+        .send("GET", &format!("/api/v1/runs/{run_id}"), &admin, None)
+        .json();
+    assert_eq!(run["kind"], "restore");
+    assert_eq!(run["status"], "success");
+    assert!(
+        run["log"].as_str().unwrap().contains("restore of `app`"),
+        "{run}"
+    );
+
+    // Under restore_root, by a path relative to it.
+    let r = d.send(
+        "POST",
+        &format!("{path}?wait=120"),
+        &admin,
+        Some(
+            &serde_json::json!({"artifact": f.artifact, "dry_run": false, "confirm": "app",
+                "target": "copy.db", "destination": "local"})
+            .to_string(),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["status"], "success");
+    assert_eq!(
+        std::fs::read(env.path("restored/copy.db")).unwrap(),
+        content
+    );
+    assert_eq!(restores(env).len(), 2);
+
+    let audit = audit_actions(env);
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|(a, act, t, r)| a == "token:ci-admin"
+                && act == "restore"
+                && t == "app"
+                && r == "ok")
+            .count(),
+        2,
+        "{audit:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|(_, act, _, r)| act == "restore" && r.starts_with("refused")),
+        "{audit:?}"
+    );
+}
+
+#[test]
+fn restore_targets_never_leave_restore_root() {
+    let f = fixture_with("restore_root = \"restored\"\n", SQLITE_JOB);
+    let d = &f.daemon;
+    let env = &f.env;
+    std::fs::create_dir(env.path("restored")).unwrap();
+    std::fs::create_dir(env.path("outside")).unwrap();
+    std::os::unix::fs::symlink(env.path("outside"), env.path("restored/out")).unwrap();
+    std::os::unix::fs::symlink(env.path("outside/x.db"), env.path("restored/link.db")).unwrap();
+    let absolute = env.path("absolute.db");
+    let admin = As::token(&f.admin);
+    for target in [
+        "../x.db",
+        "sub/../../x.db",
+        absolute.to_str().unwrap(),
+        "out/x.db",
+        "link.db",
+        "",
+    ] {
+        for dry_run in [true, false] {
+            let body = serde_json::json!({"artifact": f.artifact, "dry_run": dry_run,
+                "confirm": "app", "target": target});
+            let r = d.send(
+                "POST",
+                "/api/v1/jobs/app/restore?wait=60",
+                &admin,
+                Some(&body.to_string()),
+            );
+            assert_eq!(
+                r.status,
+                400,
+                "{target:?}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+    }
+    assert!(files_below(&env.path("outside")).is_empty());
+    assert!(!env.path("x.db").exists());
+    assert!(!absolute.exists());
+    assert!(
+        files_below(&env.path("restored")).len() == 2,
+        "only the two links"
+    );
+    // An unknown artifact or destination is refused as well.
+    for body in [
+        serde_json::json!({"artifact": "no-such-artifact", "dry_run": true}),
+        serde_json::json!({"artifact": "../../etc", "dry_run": true}),
+        serde_json::json!({"artifact": f.artifact, "dry_run": true, "destination": "elsewhere"}),
+    ] {
+        let r = d.send(
+            "POST",
+            "/api/v1/jobs/app/restore",
+            &admin,
+            Some(&body.to_string()),
+        );
+        assert!(matches!(r.status, 400 | 404), "{body}: {}", r.status);
+    }
+}
+
+#[test]
+fn without_restore_root_only_the_own_source_is_a_target() {
+    let f = fixture(SQLITE_JOB);
+    let body = serde_json::json!({"artifact": f.artifact, "dry_run": true, "target": "copy.db"});
+    let r = f.daemon.send(
+        "POST",
+        "/api/v1/jobs/app/restore",
+        &As::token(&f.admin),
+        Some(&body.to_string()),
+    );
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("restore_root")
+    );
+}
+
+#[test]
+fn send_test_delivers_through_the_real_channel() {
+    let receiver = common::receivers::HttpReceiver::start();
+    let job = format!(
+        "{SQLITE_JOB}\n[notify.ops]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        receiver.url("/hooks/ops")
+    );
+    let f = fixture(&job);
+    let d = &f.daemon;
+    let r = d.send(
+        "POST",
+        "/api/v1/notifications/ops/test",
+        &As::token(&f.viewer),
+        None,
+    );
+    assert_eq!(r.status, 403);
+    assert!(receiver.requests().is_empty());
+    let session = d.login("otto", PASSWORD);
+    let r = d.send("POST", "/api/v1/notifications/ops/test", &session, None);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["delivered"], true, "{}", r.json());
+    assert_eq!(r.json()["kind"], "webhook");
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains("/hooks/ops"),
+        "the URL leaked"
+    );
+    let got = receiver.wait_for(1, Duration::from_secs(20));
+    assert!(
+        got[0]
+            .text()
+            .contains("test of the notification channel `ops`"),
+        "{}",
+        got[0].text()
+    );
+    assert!(
+        audit_actions(&f.env)
+            .iter()
+            .any(|(a, act, t, r)| a == "user:otto"
+                && act == "notify.test"
+                && t == "ops"
+                && r == "ok")
+    );
+}
+
+#[test]
+fn html_forms_carry_the_csrf_token_as_a_field() {
+    let f = fixture(SQLITE_JOB);
+    let d = &f.daemon;
+    let session = d.login("otto", PASSWORD);
+    let csrf = session.csrf.clone().unwrap();
+    let browser = As {
+        csrf: None,
+        ..session.clone()
+    };
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let paused = |env: &Env| store(env).paused_jobs().unwrap().contains("app");
+    for (who, caller, body) in [
+        ("no field", browser.clone(), "other=1".to_string()),
+        ("a wrong field", browser.clone(), "csrf=forged".to_string()),
+        (
+            "a foreign Origin",
+            As {
+                origin: Some("https://evil.example".into()),
+                ..browser.clone()
+            },
+            format!("csrf={csrf}"),
+        ),
+    ] {
+        let r = d.request(
+            "POST",
+            "/api/v1/jobs/app/pause",
+            &caller,
+            Some(&body),
+            &form,
+            false,
+        );
+        assert_eq!(r.status, 403, "{who}");
+        assert_eq!(r.code(), "csrf", "{who}");
+        assert!(!paused(&f.env), "{who} paused the job");
+    }
+    let r = d.request(
+        "POST",
+        "/api/v1/jobs/app/pause",
+        &browser,
+        Some(&format!("csrf={csrf}")),
+        &form,
+        false,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(paused(&f.env));
+    // A form with fields: the token is taken out, the rest is the request's body.
+    let r = d.request(
+        "PUT",
+        "/api/v1/jobs/app/schedule",
+        &browser,
+        Some(&format!("csrf={csrf}&mode=cron&cron=0+4+*+*+*")),
+        &form,
+        false,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let overrides = store(&f.env).schedule_overrides().unwrap();
+    assert!(
+        format!("{:?}", overrides.get("app")).contains("0 4 * * *"),
+        "{overrides:?}"
+    );
+}
+
+#[test]
+fn a_running_runs_log_grows_before_it_ends() {
+    let job = format!(
+        "{SQLITE_JOB}\n[jobs.slow]\nsource = {{ kind = \"command\", backup = [\"sh\", \"-c\", \"sleep 8; echo data\"] }}\ndestinations = [\"local\"]\nencryption = {{ kind = \"none\" }}\n"
+    );
+    let f = fixture(&job);
+    let d = &f.daemon;
+    let operator = As::token(&f.operator);
+    let r = d.send(
+        "POST",
+        "/api/v1/jobs/slow/runs",
+        &operator,
+        Some(r#"{"kind":"backup","dry_run":false}"#),
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let run_id = r.json()["run_id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let seen_running = loop {
+        let run = d
+            .send("GET", &format!("/api/v1/runs/{run_id}"), &operator, None)
+            .json();
+        let log = run["log"].as_str().unwrap_or_default().to_string();
+        if run["status"] != "running" {
+            break None;
+        }
+        if log.contains("backup of `slow` started") {
+            break Some(log);
+        }
+        assert!(Instant::now() < deadline, "no log while running: {run}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        seen_running.is_some(),
+        "the run ended before its log was shown"
+    );
 }

@@ -282,9 +282,28 @@ fn add_user(env: &Env, name: &str, role: &str, password: &str) {
     assert!(out.status.success(), "user add {name}: {}", stderr(&out));
 }
 
+fn add_rows(db: &Path) {
+    let connection = rusqlite::Connection::open(db).unwrap();
+    connection
+        .execute_batch("CREATE TABLE later (x INTEGER); INSERT INTO later VALUES (1);")
+        .unwrap();
+}
+
 fn sha256_hex(path: &Path) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(std::fs::read(path).expect("artifact data")))
+}
+
+/// Where the screenshots go: `$CAIRN_SCREENSHOTS`, else `target/screenshots/`.
+fn screenshots_dir() -> PathBuf {
+    std::env::var_os("CAIRN_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+            tmp.parent()
+                .map_or(tmp.clone(), Path::to_path_buf)
+                .join("screenshots")
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,12 +311,17 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
     let env = Env::new();
     common::create_sample_db(&env.path("app.db"), 50);
     let port = closed_port();
+    let receiver = common::receivers::HttpReceiver::start();
+    let hook = receiver.url("/hooks/ops");
     env.write_config(&format!(
         "[daemon]\nlisten = \"127.0.0.1:{port}\"\n\n\
          [destinations.local]\nkind = \"fs\"\npath = \"backups\"\n\n\
          [jobs.app]\nsource = {{ kind = \"sqlite\", path = \"app.db\" }}\ndestinations = [\"local\"]\n\
          encryption = {{ kind = \"none\" }}\nschedules = [{{ cron = \"0 2 * * *\" }}]\n\
          drill = {{ scratch_dir = \"scratch\" }}\n\n\
+         [jobs.slow]\nsource = {{ kind = \"command\", backup = [\"sh\", \"-c\", \"sleep 8; echo data\"] }}\n\
+         destinations = [\"local\"]\nencryption = {{ kind = \"none\" }}\n\n\
+         [notify.ops]\nkind = \"webhook\"\nurl = \"{hook}\"\n\n\
          [checks.disk]\nkind = \"disk\"\npath = \".\"\nmin_free_percent = 0.001\ninterval = \"1h\"\n"
     ));
     let daemon = Reaped(
@@ -311,7 +335,7 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
     wait_for_port(port, "/healthz", "the daemon");
     let (_driver, driver_port) = chromedriver();
     let profile = tempfile::tempdir().expect("profile dir");
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web_ui-screenshots");
+    let shots = screenshots_dir();
     std::fs::create_dir_all(&shots).expect("screenshot dir");
     let mut walk = Walk {
         client: browser(driver_port, profile.path()).await,
@@ -518,6 +542,89 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
         .unwrap();
     assert_eq!(digest, json!(sha256_hex(&env.data_path(&listed[0]))));
 
+    // Restore: the plan first, then the typed job name, then the run's log.
+    add_rows(&env.path("app.db"));
+    walk.click("a.restore").await;
+    assert_eq!(walk.path().await, "/jobs/app/restore");
+    walk.record("restore").await;
+    walk.click("button[data-restore-plan]").await;
+    walk.until(
+        "!document.getElementById('restore-plan').hidden",
+        "the restore plan",
+    )
+    .await;
+    let plan = walk
+        .client
+        .find(Locator::Id("restore-plan-text"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        plan.contains("would write") && plan.contains("cairn-safety-"),
+        "{plan}"
+    );
+    walk.client
+        .find(Locator::Id("restore-confirm"))
+        .await
+        .unwrap()
+        .send_keys("app")
+        .await
+        .unwrap();
+    walk.click("button[data-restore-apply]").await;
+    walk.until(
+        "document.getElementById('restore-run-status').textContent === 'success'",
+        "the restore run shown as success",
+    )
+    .await;
+    let log = walk
+        .client
+        .find(Locator::Id("restore-run-log"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(log.contains("restore of `app`"), "{log}");
+    walk.client
+        .execute(
+            "document.getElementById('restore-run').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    walk.screenshot("restore-done").await;
+    let restored = std::fs::read(env.path("app.db")).unwrap();
+    let out = env.cairn().args(["cat", "app", &id]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        restored, out.stdout,
+        "app.db holds the artifact's content again"
+    );
+
+    // A slow run's log shows up while it runs.
+    walk.goto("/jobs/slow").await;
+    walk.click("button[data-run=backup]").await;
+    walk.until(
+        "[...document.querySelectorAll('#runs tr[data-status=running] [data-live-log] pre')].some(p => p.textContent.includes('backup of `slow` started'))",
+        "the running run's log",
+    )
+    .await;
+    walk.client
+        .execute(
+            "document.getElementById('runs-h').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    walk.screenshot("job-running").await;
+    walk.until(
+        "[...document.querySelectorAll('#runs tr[data-status=success]')].some(r => r.children[1].textContent === 'backup')",
+        "the slow backup shown as success",
+    )
+    .await;
+
     walk.goto("/").await;
     walk.record("dashboard").await;
     walk.goto("/checks").await;
@@ -525,6 +632,20 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
     walk.record("checks").await;
     walk.goto("/notifications").await;
     walk.record("notifications").await;
+    walk.click("button[data-notify-test=ops]").await;
+    walk.until(
+        "document.getElementById('live').textContent.includes('A test was sent to ops')",
+        "the test sent",
+    )
+    .await;
+    let got = receiver.wait_for(1, DEADLINE);
+    assert!(
+        got[0]
+            .text()
+            .contains("test of the notification channel `ops`"),
+        "{}",
+        got[0].text()
+    );
     walk.goto("/audit").await;
     let audit = walk.text().await;
     assert!(
@@ -562,7 +683,7 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
     assert!(walk.text().await.contains(&id));
     let buttons = walk
         .client
-        .find_all(Locator::Css("button[data-run], button[data-job-action], #schedule-form, a.download, button[data-prune-plan]"))
+        .find_all(Locator::Css("button[data-run], button[data-job-action], #schedule-form, a.download, a.restore, button[data-prune-plan]"))
         .await
         .unwrap();
     assert!(buttons.is_empty(), "a viewer sees no action buttons");
@@ -599,6 +720,7 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
             "login",
             "dashboard-empty",
             "job",
+            "restore",
             "dashboard",
             "checks",
             "notifications",

@@ -1,9 +1,8 @@
 //! Verbs that read artifacts back: verify, cat, restore.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
 
-use crate::engine::{self, Selector, read, restore, restore_server};
+use crate::engine::{self, Selector, read, restore, restore_job};
 use crate::{Error, Result};
 
 use super::{Context, output};
@@ -185,7 +184,11 @@ pub fn restore(context: &Context, args: RestoreArgs) -> Result<u8> {
             println!("- {action}");
         }
         if let Some(safety) = &report.safety_copy {
-            println!("previous content kept at {}", safety.display());
+            if report.dry_run {
+                println!("previous content would be kept at {}", safety.display());
+            } else {
+                println!("previous content kept at {}", safety.display());
+            }
         }
     }
     Ok(0)
@@ -197,68 +200,13 @@ fn restore_located(
     args: RestoreArgs,
     progress: std::sync::Arc<dyn crate::progress::Progress>,
 ) -> Result<restore::RestoreReport> {
-    let selector = args.which.selector(args.allow_bad)?;
-    let destinations = engine::destinations_of(config, job, selector.from.as_deref())?;
-    let located = engine::locate(config, job, &destinations, &selector)?;
-    let kind = located.manifest.source.kind.clone();
-    Ok(match (kind.as_str(), args.to) {
-        ("command", None) => {
-            let planned = restore_server::plan_command(job, &located, !args.no_verify_first)?;
-            if args.dry_run {
-                restore_server::rehearse_command(job, &located, &planned, progress)?
-            } else {
-                restore_server::apply_command(job, &located, &planned, progress)?
-            }
-        }
-        ("command", Some(_)) => {
-            return Err(Error::Usage(format!(
-                "job `{}` restores through its `restore` command: drop --to",
-                job.name
-            )));
-        }
-        (kind, Some(url)) if crate::source::restores_to_server(kind) => {
-            let options = restore_server::ServerRestoreOptions {
-                target_url: url,
-                force: args.force > 0,
-                clean: args.clean,
-                verify_first: !args.no_verify_first,
-            };
-            let planned = restore_server::plan(job, &located, &options)?;
-            if args.dry_run {
-                restore_server::rehearse(job, &located, &planned, progress)?
-            } else {
-                restore_server::apply(job, &located, &planned, progress)?
-            }
-        }
-        (kind, None) if crate::source::restores_to_server(kind) => {
-            return Err(Error::Usage(format!(
-                "say where to restore job `{}`: --to {}://USER@HOST:PORT/DATABASE",
-                job.name, kind
-            )));
-        }
-        (_, None) => {
-            return Err(Error::Usage(format!(
-                "say where to restore job `{}`: --to PATH",
-                job.name
-            )));
-        }
-        (_, Some(path)) => {
-            if args.clean {
-                return Err(Error::Usage(
-                    "--clean applies to database restores only".into(),
-                ));
-            }
-            let options = restore::RestoreOptions {
-                target: PathBuf::from(path),
-                force: args.force > 0,
-                replace_open: args.force > 1,
-            };
-            let plan = restore::plan(&located, &options)?;
-            if args.dry_run {
-                restore::rehearse(job, &located, &plan, progress)?
-            } else {
-                restore::apply(job, &located, &plan, progress)?
-            }
-        }
-    })
+    let request = restore_job::RestoreRequest {
+        selector: args.which.selector(args.allow_bad)?,
+        to: args.to,
+        dry_run: args.dry_run,
+        force: args.force,
+        clean: args.clean,
+        verify_first: !args.no_verify_first,
+    };
+    restore_job::restore_job(config, job, &request, progress)
 }

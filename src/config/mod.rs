@@ -80,6 +80,8 @@ pub struct Daemon {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub trusted_proxy: Option<std::net::IpAddr>,
     pub metrics_token_file: Option<PathBuf>,
+    /// Where the web UI and API may restore to besides a job's own source.
+    pub restore_root: Option<PathBuf>,
 }
 
 /// `[daemon] rerun_abandoned`.
@@ -639,6 +641,7 @@ fn validate_daemon(
         tls,
         trusted_proxy,
         metrics_token_file: raw.metrics_token_file.map(|p| resolve(base, p)),
+        restore_root: raw.restore_root.map(|p| resolve(base, p)),
         timezone_name,
         max_concurrent_runs,
         session_idle,

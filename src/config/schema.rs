@@ -418,6 +418,10 @@ pub struct DaemonConfig {
     /// A file holding the bearer token `/metrics` then requires.
     #[serde(default, deserialize_with = "interp::opt_string")]
     pub metrics_token_file: Option<String>,
+    /// The folder under which the web UI and API may restore artifacts
+    /// (besides each job's own source); without it, only the own source.
+    #[serde(default, deserialize_with = "interp::opt_string")]
+    pub restore_root: Option<String>,
 }
 
 /// One schedule of a job.

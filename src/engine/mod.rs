@@ -15,6 +15,7 @@ pub mod read;
 pub mod repair;
 pub mod report;
 pub mod restore;
+pub mod restore_job;
 pub mod restore_server;
 pub mod runs;
 pub mod status;

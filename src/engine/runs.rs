@@ -84,7 +84,16 @@ pub fn recorded<T: Summary>(
     capture.line("INFO", &format!("{kind} of `{job}` started ({trigger})"));
     // Every line logged on this thread during the run carries job and run id.
     let span = tracing::info_span!("run", job = %job, run_id = run_id.unwrap_or(0), kind = %kind);
-    let result = span.in_scope(operation);
+    let result = std::thread::scope(|scope| {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        if let Some(id) = run_id {
+            let capture = &capture;
+            scope.spawn(move || publish_live_log(store, job, id, capture, &stopped));
+        }
+        let result = span.in_scope(operation);
+        drop(stop);
+        result
+    });
     let end = end_of(&result);
     if let Some(error) = &end.error {
         capture.line("ERROR", error);
@@ -95,6 +104,45 @@ pub fn recorded<T: Summary>(
         tracing::warn!(job = %job, error = %e, "run end not recorded");
     }
     result
+}
+
+/// Where the log of a job's running run is kept while it runs (key: the job):
+/// `{"run_id", "log"}`. One entry per job, replaced by its next run, so the
+/// web UI can show a run's log growing from any process or replica.
+pub const LIVE_LOG_NAMESPACE: &str = "run_log";
+/// How often a running run's log is written to the store (when it grew).
+const LIVE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writes the capture to the store each period it grew, until `stopped`. A
+/// run shorter than one period writes nothing here.
+fn publish_live_log(
+    store: &dyn StateStore,
+    job: &str,
+    run_id: i64,
+    capture: &Capture,
+    stopped: &std::sync::mpsc::Receiver<()>,
+) {
+    let mut written = 0;
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(LIVE_LOG_EVERY)
+    {
+        let text = capture.text();
+        if text.len() != written {
+            written = text.len();
+            let value = serde_json::json!({"run_id": run_id, "log": text});
+            if let Err(e) = store.put_value(LIVE_LOG_NAMESPACE, job, &value) {
+                tracing::debug!(error = %e, "the live log was not written");
+            }
+        }
+    }
+}
+
+/// The log so far of run `run_id` of `job` while it runs, if its process
+/// published one.
+pub fn live_log(store: &dyn StateStore, job: &str, run_id: i64) -> Option<String> {
+    let value = store.get_value(LIVE_LOG_NAMESPACE, job).ok()??;
+    (value.get("run_id")?.as_i64()? == run_id)
+        .then(|| value.get("log")?.as_str().map(str::to_string))
+        .flatten()
 }
 
 /// The history never holds a secret, whatever a tool or server echoed.

@@ -30,6 +30,7 @@ mod tests {
             tls: None,
             trusted_proxy: None,
             metrics_token_file: None,
+            restore_root: None,
             session_idle: std::time::Duration::from_secs(1800),
             session_lifetime: std::time::Duration::from_secs(12 * 3600),
             lease: std::time::Duration::from_secs(30),

@@ -180,7 +180,13 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .headers
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+            .map(str::to_string)
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<super::form::FormCsrf>()
+                    .map(|f| f.0.clone())
+            });
         let state = state.clone();
         let audit_address = address.clone();
         let principal = blocking(move || {
@@ -220,7 +226,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                     .as_deref()
                     .is_some_and(|given| constant_time_eq(given, csrf))
                 {
-                    Some("the X-CSRF-Token header is missing or wrong")
+                    Some("the CSRF token (X-CSRF-Token header or `csrf` form field) is missing or wrong")
                 } else {
                     None
                 };

@@ -10,7 +10,11 @@ mod audit;
 mod download;
 pub mod error;
 mod events;
+pub mod form;
 mod jobs;
+mod notify_test;
+mod restore;
+mod restore_target;
 mod runs;
 pub mod session;
 
@@ -36,7 +40,8 @@ use crate::web::AppState;
         jobs::list, jobs::one, jobs::artifacts, jobs::pause, jobs::resume,
         jobs::set_schedule, jobs::clear_schedule,
         runs::list, runs::one, runs::start, runs::checks, runs::run_check,
-        download::data, events::events, audit::list,
+        download::data, events::events, audit::list, restore::restore,
+        notify_test::send_test,
         session::login, session::logout,
     ),
     components(schemas(error::ErrorBody)),
@@ -79,6 +84,7 @@ pub fn router() -> Router<Arc<AppState>> {
             get(download::data),
         )
         .route("/api/v1/jobs/{job}/runs", post(runs::start))
+        .route("/api/v1/jobs/{job}/restore", post(restore::restore))
         .route("/api/v1/jobs/{job}/pause", post(jobs::pause))
         .route("/api/v1/jobs/{job}/resume", post(jobs::resume))
         .route(
@@ -89,6 +95,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/v1/runs/{run_id}", get(runs::one))
         .route("/api/v1/checks", get(runs::checks))
         .route("/api/v1/checks/{check}/runs", post(runs::run_check))
+        .route(
+            "/api/v1/notifications/{channel}/test",
+            post(notify_test::send_test),
+        )
         .route("/api/v1/events", get(events::events))
         .route("/api/v1/audit", get(audit::list))
         .route(
@@ -103,19 +113,26 @@ pub fn router() -> Router<Arc<AppState>> {
             }),
         )
         .route("/api/v1/{*rest}", axum::routing::any(not_found))
+        .layer(axum::middleware::from_fn(form::take_csrf_field))
 }
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such API endpoint (see /api/v1/openapi.json)")
 }
 
-/// `axum::Json` whose rejections are API errors.
+/// `axum::Json` (or, from an HTML form, `axum::Form`) whose rejections are API errors.
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> ApiResult<Body<T>> {
+        if form::is_form(request.headers()) {
+            return axum::Form::<T>::from_request(request, state)
+                .await
+                .map(|axum::Form(value)| Body(value))
+                .map_err(|e| ApiError::bad_request(e.body_text()));
+        }
         axum::Json::<T>::from_request(request, state)
             .await
             .map(|axum::Json(value)| Body(value))

@@ -142,7 +142,14 @@ pub async fn one(
             .run(run_id)?
             .filter(|r| may_see(&caller, &config, &r.job))
             .ok_or_else(|| ApiError::not_found(format!("there is no run {run_id}")))?;
-        Ok(Json(RunView::from(run)))
+        let mut view = RunView::from(run);
+        if view.status == RunStatus::Running.to_string()
+            && view.log.as_deref().is_none_or(str::is_empty)
+        {
+            view.log =
+                crate::engine::runs::live_log(store.as_ref(), &view.job, run_id).or(view.log);
+        }
+        Ok(Json(view))
     })
     .await
 }
@@ -336,7 +343,11 @@ fn find_run(store: &dyn StateStore, job: &str, kind: RunKind, pid: u32) -> ApiRe
 }
 
 /// 202 with the run at once, or with `wait`: 200 when it ends in time.
-async fn answer(state: Arc<AppState>, run_id: i64, wait: Option<u64>) -> ApiResult<Response> {
+pub(super) async fn answer(
+    state: Arc<AppState>,
+    run_id: i64,
+    wait: Option<u64>,
+) -> ApiResult<Response> {
     let Some(wait) = wait.filter(|w| *w > 0) else {
         return Ok(accepted(run_id));
     };

@@ -9,6 +9,7 @@ mod charts;
 mod data;
 mod format;
 mod pages;
+mod restore_page;
 mod viewer;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/", get(pages::dashboard))
         .route("/login", get(pages::login))
         .route("/jobs/{job}", get(pages::job))
+        .route("/jobs/{job}/restore", get(pages::restore))
         .route("/checks", get(pages::checks))
         .route("/notifications", get(pages::notifications))
         .route("/audit", get(pages::audit))

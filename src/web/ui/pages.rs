@@ -71,6 +71,15 @@ struct JobPage {
 }
 
 #[derive(Template)]
+#[template(path = "restore.html")]
+struct RestorePageT {
+    viewer: Option<Viewer>,
+    section: &'static str,
+    asset_version: &'static str,
+    r: super::restore_page::RestorePage,
+}
+
+#[derive(Template)]
 #[template(path = "checks.html")]
 struct ChecksPage {
     viewer: Option<Viewer>,
@@ -314,6 +323,54 @@ pub async fn job(
             &JobPage {
                 job: job.name.clone(),
                 p: data::job_page(&ask.config, job, Some(ask.store.as_ref()), now),
+                viewer: Some(ask.viewer),
+                section: "dashboard",
+                asset_version: assets::version(),
+            },
+        )
+    })
+    .await
+}
+
+/// `/jobs/{job}/restore?artifact=ID[&destination=D]` (admins): the form
+/// whose buttons ask the API for the dry-run plan and then the restore.
+pub async fn restore(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let path = format!("/jobs/{name}/restore");
+    page(state, headers, path, move |ask| {
+        let Some(job) = ask.config.jobs.get(&name) else {
+            return message(
+                StatusCode::NOT_FOUND,
+                Some(ask.viewer),
+                "No such job",
+                format!("The configuration has no job `{name}`."),
+            );
+        };
+        if !ask.viewer.may("restore", &job.name) {
+            return message(
+                StatusCode::FORBIDDEN,
+                Some(ask.viewer),
+                "Admins only",
+                "Restoring needs the admin role.".into(),
+            );
+        }
+        let Some(artifact) = query.get("artifact").filter(|a| !a.is_empty()) else {
+            return message(
+                StatusCode::BAD_REQUEST,
+                Some(ask.viewer),
+                "Which artifact?",
+                "Choose an artifact to restore on the job's page.".into(),
+            );
+        };
+        let destination = query.get("destination").cloned().unwrap_or_default();
+        html(
+            StatusCode::OK,
+            &RestorePageT {
+                r: super::restore_page::restore_page(&ask.config, job, artifact, &destination),
                 viewer: Some(ask.viewer),
                 section: "dashboard",
                 asset_version: assets::version(),
