@@ -152,11 +152,11 @@ fn keep_logs(env: &Env, test: &str) {
     }
 }
 
-struct KeepLogs<'a>(&'a Env, &'static str);
+struct KeepLogs<'a>(&'a Env, String);
 
 impl Drop for KeepLogs<'_> {
     fn drop(&mut self) {
-        keep_logs(self.0, self.1);
+        keep_logs(self.0, &self.1);
     }
 }
 
@@ -225,7 +225,10 @@ fn once_in(secs: i64) -> String {
 
 fn three_replicas_run_every_fire_exactly_once(store: Store) {
     let env = Env::new();
-    let _logs = KeepLogs(&env, "three_replicas_run_every_fire_exactly_once");
+    let _logs = KeepLogs(
+        &env,
+        format!("three_replicas_run_every_fire_exactly_once-{store:?}"),
+    );
     env.write_config(&config(
         &env,
         &state_section(store),
@@ -291,7 +294,7 @@ fn a_killed_replica_run_is_interrupted_and_run_again_once(store: Store) {
     let env = Env::new();
     let _logs = KeepLogs(
         &env,
-        "a_killed_replica_run_is_interrupted_and_run_again_once",
+        format!("a_killed_replica_run_is_interrupted_and_run_again_once-{store:?}"),
     );
     env.write_config(&config(
         &env,
@@ -346,7 +349,7 @@ fn manual_runs_at_the_same_instant_one_runs_one_is_refused(store: Store) {
     let env = Env::new();
     let _logs = KeepLogs(
         &env,
-        "manual_runs_at_the_same_instant_one_runs_one_is_refused",
+        format!("manual_runs_at_the_same_instant_one_runs_one_is_refused-{store:?}"),
     );
     env.write_config(&config(
         &env,
@@ -393,7 +396,7 @@ fn a_schedule_override_applies_within_five_seconds_without_a_restart() {
     let env = Env::new();
     let _logs = KeepLogs(
         &env,
-        "a_schedule_override_applies_within_five_seconds_without_a_restart",
+        "a_schedule_override_applies_within_five_seconds_without_a_restart".into(),
     );
     env.write_config(&config(
         &env,
@@ -469,7 +472,7 @@ fn a_run_that_cannot_renew_its_lease_commits_nothing_and_the_replica_recovers() 
     let env = Env::new();
     let _logs = KeepLogs(
         &env,
-        "a_run_that_cannot_renew_its_lease_commits_nothing_and_the_replica_recovers",
+        "a_run_that_cannot_renew_its_lease_commits_nothing_and_the_replica_recovers".into(),
     );
     env.write_config(&config(
         &env,
@@ -526,7 +529,9 @@ fn a_run_that_cannot_renew_its_lease_commits_nothing_and_the_replica_recovers() 
 fn metrics(port: u16) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
     write!(
         stream,
         "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -572,7 +577,8 @@ fn postgres_stopped_longer_than_the_lease_then_started_the_fleet_recovers_withou
     let env = Env::new();
     let _logs = KeepLogs(
         &env,
-        "postgres_stopped_longer_than_the_lease_then_started_the_fleet_recovers_without_a_restart",
+        "postgres_stopped_longer_than_the_lease_then_started_the_fleet_recovers_without_a_restart"
+            .into(),
     );
     let channel = format!(
         "[notify.ops]\nkind = \"webhook\"\nurl = \"{}\"\n\n",
@@ -598,9 +604,11 @@ fn postgres_stopped_longer_than_the_lease_then_started_the_fleet_recovers_withou
         })
         .collect();
     for port in &ports {
-        wait_until(Duration::from_secs(30), "/metrics with the store up", || {
-            store_up_metric(*port) == Some(1.0)
-        });
+        wait_until(
+            Duration::from_secs(30),
+            "/metrics with the store up",
+            || store_up_metric(*port) == Some(1.0),
+        );
     }
     let mut running = None;
     wait_until(Duration::from_secs(30), "a run to start", || {
@@ -614,9 +622,11 @@ fn postgres_stopped_longer_than_the_lease_then_started_the_fleet_recovers_withou
     pg.stop();
     let stopped_at = Instant::now();
     for port in &ports {
-        wait_until(Duration::from_secs(20), "/metrics with the store down", || {
-            store_up_metric(*port) == Some(0.0)
-        });
+        wait_until(
+            Duration::from_secs(20),
+            "/metrics with the store down",
+            || store_up_metric(*port) == Some(0.0),
+        );
     }
     let out = cairn(&env).arg("status").output().unwrap();
     let said = format!("{}{}", common::stdout(&out), stderr(&out));
@@ -650,9 +660,11 @@ fn postgres_stopped_longer_than_the_lease_then_started_the_fleet_recovers_withou
         })
     });
     for port in &ports {
-        wait_until(Duration::from_secs(20), "/metrics with the store up again", || {
-            store_up_metric(*port) == Some(1.0)
-        });
+        wait_until(
+            Duration::from_secs(20),
+            "/metrics with the store up again",
+            || store_up_metric(*port) == Some(1.0),
+        );
     }
     wait_until(Duration::from_secs(20), "the recovery notification", || {
         event_kinds(&hook)
@@ -708,14 +720,20 @@ fn spawn_replica_on_own_host(env: &Env, id: &str) -> Child {
     if !root {
         cmd.arg("--map-root-user");
     }
-    cmd.args(["--uts", "sh", "-c", "hostname \"$1\" && shift && exec \"$@\"", "sh"])
-        .arg(format!("host-{id}"))
-        .arg(assert_cmd::cargo::cargo_bin("cairn"))
-        .arg("--config")
-        .arg(env.config_path())
-        .current_dir(env.dir.path())
-        .env_remove("CAIRN_CONFIG")
-        .env(PW_VAR, PASSWORD);
+    cmd.args([
+        "--uts",
+        "sh",
+        "-c",
+        "hostname \"$1\" && shift && exec \"$@\"",
+        "sh",
+    ])
+    .arg(format!("host-{id}"))
+    .arg(assert_cmd::cargo::cargo_bin("cairn"))
+    .arg("--config")
+    .arg(env.config_path())
+    .current_dir(env.dir.path())
+    .env_remove("CAIRN_CONFIG")
+    .env(PW_VAR, PASSWORD);
     replica_command(env, id, &mut cmd)
         .spawn()
         .expect("start a replica (unshare, util-linux)")
@@ -740,7 +758,7 @@ fn gc_collects_a_dead_replicas_partial_upload_and_never_a_live_ones() {
     let env = Env::new();
     let _logs = KeepLogs(
         &env,
-        "gc_collects_a_dead_replicas_partial_upload_and_never_a_live_ones",
+        "gc_collects_a_dead_replicas_partial_upload_and_never_a_live_ones".into(),
     );
     let shared = format!(
         "{}[destinations.shared]\nkind = \"fs\"\npath = \"shared\"\n\n",
@@ -782,14 +800,21 @@ fn gc_collects_a_dead_replicas_partial_upload_and_never_a_live_ones() {
     wait_until(Duration::from_secs(40), "the re-run to succeed", || {
         backups(&env).iter().any(|r| r["status"] == "success")
     });
-    assert_eq!(partials(&env), left, "the dead replica's upload is still there");
+    assert_eq!(
+        partials(&env),
+        left,
+        "the dead replica's upload is still there"
+    );
     let out = cairn(&env)
         .args(["--json", "gc", "app", "--grace", "2s"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let removed = reports[0]["removed"].as_array().cloned().unwrap_or_default();
+    let removed = reports[0]["removed"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(removed.len(), 1, "{reports}");
     assert_eq!(removed[0]["reason"], "unfinished upload");
     assert!(partials(&env).is_empty(), "{:?}", partials(&env));
