@@ -301,7 +301,7 @@ fn a_killed_replica_run_is_interrupted_and_run_again_once(store: Store) {
         &state_section(store),
         "lease = \"3s\"",
         r#"{ kind = "command", backup = ["sh", "-c", "sleep 6; echo exported"], extension = "txt" }"#,
-        &format!("schedules = [{{ cron = \"{}\" }}]", once_in(6)),
+        &format!("schedules = [{{ cron = \"{}\" }}]", once_in(12)),
     ));
     let mut replicas: Vec<(String, Child)> = ["k1", "k2"]
         .iter()
@@ -769,7 +769,7 @@ fn gc_collects_a_dead_replicas_partial_upload_and_never_a_live_ones() {
         &shared,
         "lease = \"3s\"",
         r#"{ kind = "command", backup = ["sh", "-c", "echo begun; sleep 8; echo exported"], extension = "txt" }"#,
-        &format!("schedules = [{{ cron = \"{}\" }}]", once_in(6)),
+        &format!("schedules = [{{ cron = \"{}\" }}]", once_in(12)),
     ));
     let mut replicas: Vec<(String, Child)> = ["g1", "g2"]
         .iter()
