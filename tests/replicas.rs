@@ -479,7 +479,7 @@ fn a_run_that_cannot_renew_its_lease_commits_nothing_and_the_replica_recovers() 
         "",
         "lease = \"3s\"\nshutdown_grace = \"5s\"",
         r#"{ kind = "command", backup = ["sh", "-c", "sleep 5; echo exported"], extension = "txt" }"#,
-        &format!("schedules = [{{ cron = \"{}\" }}]", once_in(5)),
+        &format!("schedules = [{{ cron = \"{}\" }}]", once_in(12)),
     ));
     let replicas = vec![spawn_replica(&env, "s1")];
     let mut running = None;
