@@ -156,11 +156,15 @@ print(f"runs started: {len(late)}; lateness p50 {pct(late, .5)} ms, p99 {pct(lat
 EOF
 )
 PG_CPU=$(python3 -c "print(f'{($PG1 - $PG0) / $TICK / ($MINUTES * 60) * 100:.1f}')")
+printf '\n3 replicas, %s jobs every minute, %s measured minute(s), max_concurrent_runs %s\n' "$N" "$MINUTES" "$CONCURRENCY"
+printf '%s\n' "$FIGURES"
+printf 'PostgreSQL CPU over the measured minutes: %s%% of one core\n' "$PG_CPU"
+printf 'idle replicas: %s\n' "$IDLE"
 
 # --- cairn status with RUNS runs -----------------------------------------------------
 sql "INSERT INTO runs (job, kind, trigger, status, started_at, finished_at, bytes, artifact_id, log, host, pid)
-     SELECT 'job' || (i % $N), 'backup', 'schedule', 'success', 1700000000000 + i * 60000,
-            1700000000000 + i * 60000 + 4000, 100, NULL, 'INFO bench', 'benchhost', 1
+     SELECT 'job' || (i % $N), 'backup', 'schedule', 'success', 1700000000000 + i::bigint * 60000,
+            1700000000000 + i::bigint * 60000 + 4000, 100, NULL, 'INFO bench', 'benchhost', 1
      FROM generate_series(1, $RUNS) i" >/dev/null
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 status_ms() { # status_ms CONFIG: median wall time of `cairn status` over 5 runs
@@ -173,8 +177,4 @@ status_ms() { # status_ms CONFIG: median wall time of `cairn status` over 5 runs
 STATUS_MS=$(status_ms "$WORK/cairn.toml")
 STATUS_10_MS=$(status_ms "$WORK/cairn-10.toml")
 
-printf '\n3 replicas, %s jobs every minute, %s measured minute(s), max_concurrent_runs %s\n' "$N" "$MINUTES" "$CONCURRENCY"
-printf '%s\n' "$FIGURES"
-printf 'PostgreSQL CPU over the measured minutes: %s%% of one core\n' "$PG_CPU"
-printf 'idle replicas: %s\n' "$IDLE"
 printf 'cairn status with %s more runs in the store: %s ms with the %s jobs, %s ms with 10 of them (median of 5)\n' "$RUNS" "$STATUS_MS" "$N" "$STATUS_10_MS"
