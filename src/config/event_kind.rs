@@ -24,9 +24,13 @@ pub enum EventKind {
     RepairSucceeded,
     /// `repair` or `copy` left a copy damaged or missing.
     RepairFailed,
+    /// A daemon cannot reach the state store (sent by one replica of a fleet).
+    StateStoreDown,
+    /// The state store answers again after `state_store_down`.
+    StateStoreRecovered,
 }
 
-const KINDS: [(EventKind, &str); 11] = [
+const KINDS: [(EventKind, &str); 13] = [
     (EventKind::BackupSucceeded, "backup_succeeded"),
     (EventKind::BackupFailed, "backup_failed"),
     (EventKind::VerifyFailed, "verify_failed"),
@@ -38,6 +42,8 @@ const KINDS: [(EventKind, &str); 11] = [
     (EventKind::Test, "test"),
     (EventKind::RepairSucceeded, "repair_succeeded"),
     (EventKind::RepairFailed, "repair_failed"),
+    (EventKind::StateStoreDown, "state_store_down"),
+    (EventKind::StateStoreRecovered, "state_store_recovered"),
 ];
 
 impl EventKind {
@@ -58,6 +64,16 @@ impl EventKind {
                 | EventKind::CheckFailing
                 | EventKind::ArtifactStale
                 | EventKind::RepairFailed
+                | EventKind::StateStoreDown
+        )
+    }
+
+    /// About the state store, not about one job: every job's and check's
+    /// routes take it.
+    pub fn is_about_the_state_store(self) -> bool {
+        matches!(
+            self,
+            EventKind::StateStoreDown | EventKind::StateStoreRecovered
         )
     }
 }

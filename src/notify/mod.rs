@@ -106,7 +106,11 @@ impl Event {
             EventKind::CheckFailing | EventKind::CheckRecovered | EventKind::ArtifactStale => {
                 Some(format!("check:{}", self.check.as_deref().unwrap_or(job)))
             }
-            EventKind::VerifyFailed | EventKind::Test => None,
+            // The store that holds alert states is what is down.
+            EventKind::VerifyFailed
+            | EventKind::Test
+            | EventKind::StateStoreDown
+            | EventKind::StateStoreRecovered => None,
         }
     }
 
@@ -131,6 +135,8 @@ impl Event {
             EventKind::RepairSucceeded if self.recovery => format!("repair of `{job}` recovered"),
             EventKind::RepairSucceeded => format!("repair of `{job}` succeeded"),
             EventKind::RepairFailed => format!("repair of `{job}` FAILED"),
+            EventKind::StateStoreDown => "the state store is UNREACHABLE".to_string(),
+            EventKind::StateStoreRecovered => "the state store is reachable again".to_string(),
         };
         format!("cairn: {what} on {}", self.host)
     }
@@ -302,16 +308,27 @@ fn route_wants(route: &Route, event: &Event) -> bool {
     }
 }
 
-/// The routes of the event's check, else of its job.
-fn routes_for<'a>(config: &'a Config, event: &Event) -> &'a [Route] {
+/// The routes of the event's check, else of its job; for the state store's
+/// events every job's and check's routes, each channel once.
+fn routes_for<'a>(config: &'a Config, event: &Event) -> Vec<&'a Route> {
+    if event.kind.is_about_the_state_store() {
+        let mut seen = std::collections::HashSet::new();
+        return config
+            .jobs
+            .values()
+            .flat_map(|j| &j.notify)
+            .chain(config.checks.values().flat_map(|c| &c.notify))
+            .filter(|r| route_wants(r, event) && seen.insert(r.channel.as_str()))
+            .collect();
+    }
     if let Some(check) = event.check.as_deref().and_then(|c| config.checks.get(c)) {
-        return &check.notify;
+        return check.notify.iter().collect();
     }
     event
         .job
         .as_deref()
         .and_then(|j| config.jobs.get(j))
-        .map_or(&[], |j| &j.notify)
+        .map_or(Vec::new(), |j| j.notify.iter().collect())
 }
 
 /// Sends `event` to the channels its job or check routes it to, after
@@ -337,8 +354,12 @@ pub fn emit(config: &Config, store: Option<&dyn StateStore>, event: &Event) -> V
         let Some(channel) = config.notify.get(&route.channel) else {
             continue;
         };
-        // Ping URLs are told about every run: they expect a signal each time.
+        // Ping URLs are told about every run: they expect a signal each time
+        // (and only about runs).
         if let ChannelConfig::Ping { .. } = channel.config {
+            if event.kind.is_about_the_state_store() {
+                continue;
+            }
             planned.push(Planned {
                 channel,
                 event: event.clone(),

@@ -269,8 +269,11 @@ impl Daemon<'_> {
             replica: &replica,
             lease: config.daemon.lease,
             store_up: true,
+            paused: store.paused_jobs()?,
         };
         let mut rerun = config.daemon.rerun_abandoned;
+        let mut store_alert = super::store_alert::StoreAlert::default();
+        store_alert.reached(&config, store, &replica.id);
         let mut last_poll = Instant::now();
         for fire in catch_up {
             ctx.offer(fire, clock.now(), &mut running, &mut queue);
@@ -288,14 +291,23 @@ impl Daemon<'_> {
             if last_poll.elapsed() >= POLL {
                 last_poll = Instant::now();
                 let was_up = ctx.store_up;
-                ctx.store_up = store
-                    .heartbeat(&replica.info(running.len(), false))
-                    .map_err(|e| {
+                ctx.store_up = match store.heartbeat(&replica.info(running.len(), false)) {
+                    Ok(()) => {
+                        store_alert.reached(&config, store, &replica.id);
+                        match store.paused_jobs() {
+                            Ok(paused) => ctx.paused = paused,
+                            Err(e) => tracing::warn!(error = %e, "cannot read the paused jobs"),
+                        }
+                        true
+                    }
+                    Err(e) => {
                         if was_up {
                             tracing::error!(error = %e, "the state store is unreachable: this replica starts no new runs, and its running ones abort before their leases end, until it is back");
                         }
-                    })
-                    .is_ok();
+                        store_alert.unreachable(&config, &replica.id, &e.to_string());
+                        false
+                    }
+                };
                 counters().store_up(ctx.store_up);
                 if ctx.store_up && !was_up {
                     // Back: fires missed meanwhile are caught up once (the plan's rule).
@@ -538,6 +550,8 @@ struct Dispatch<'a, 'b> {
     lease: Duration,
     /// The last heartbeat reached the store.
     store_up: bool,
+    /// Paused jobs as of the last poll (a pause applies within one poll).
+    paused: BTreeSet<String>,
 }
 
 /// What is claimed for a fire: its job (or check), the kind of run, its time.
@@ -556,7 +570,9 @@ impl Dispatch<'_, '_> {
         self.summary.skipped.push((fire, why));
     }
 
-    /// A fire became due: run it, queue it, or skip it.
+    /// A fire became due: run it, queue it, or skip it. Its schedule mark is
+    /// written by the replica that handles it (skips it, or wins its claim):
+    /// replicas that lose the claim add no statement but the claim.
     fn offer(
         &mut self,
         fire: Fire,
@@ -564,26 +580,18 @@ impl Dispatch<'_, '_> {
         running: &mut HashMap<String, Running>,
         queue: &mut VecDeque<Fire>,
     ) {
-        if let Err(e) = self.store.set_schedule_mark(&fire.key, fire.scheduled_at) {
-            tracing::warn!(error = %e, "schedule mark not saved");
-        }
-        let paused: BTreeSet<String> = match self.store.paused_jobs() {
-            Ok(paused) => paused,
-            Err(e) => {
-                return self.skip(
-                    fire,
-                    format!("the state store is unreachable, so it was not claimed: {e}"),
-                );
-            }
+        let why_not = if self.paused.contains(&fire.subject) {
+            Some("the job is paused (`cairn resume` to resume)")
+        } else if running.contains_key(&fire.subject) {
+            Some("its previous run is still going")
+        } else if queue.iter().any(|f| f.subject == fire.subject) {
+            Some("a run of it is already queued")
+        } else {
+            None
         };
-        if paused.contains(&fire.subject) {
-            return self.skip(fire, "the job is paused (`cairn resume` to resume)".into());
-        }
-        if running.contains_key(&fire.subject) {
-            return self.skip(fire, "its previous run is still going".into());
-        }
-        if queue.iter().any(|f| f.subject == fire.subject) {
-            return self.skip(fire, "a run of it is already queued".into());
+        if let Some(why) = why_not {
+            self.mark(&fire);
+            return self.skip(fire, why.into());
         }
         if fire.limited && limited(running) >= self.max {
             tracing::info!(job = %fire.subject, running = running.len(), "queued: max_concurrent_runs reached");
@@ -591,6 +599,12 @@ impl Dispatch<'_, '_> {
             return;
         }
         self.claim_and_start(fire, now, running);
+    }
+
+    fn mark(&self, fire: &Fire) {
+        if let Err(e) = self.store.set_schedule_mark(&fire.key, fire.scheduled_at) {
+            tracing::warn!(error = %e, "schedule mark not saved");
+        }
     }
 
     /// Claims the fire in the store; only the replica that wins runs it.
@@ -604,16 +618,22 @@ impl Dispatch<'_, '_> {
         let outcome = self
             .store
             .claim_fire(&fire_key(&fire), &self.replica.id, self.lease);
-        counters().claim_latency(started.elapsed());
+        let took = started.elapsed();
+        counters().claim_latency(took);
+        let claim_us = took.as_micros() as u64;
         match outcome {
             Ok(ClaimOutcome::Won(token)) => {
                 counters().claimed(true);
+                tracing::debug!(job = %fire.subject, task = %fire.key, claim_us, "fire claimed");
+                if fire.trigger != Trigger::Manual {
+                    self.mark(&fire);
+                }
                 fire.claim = Some(token);
                 self.start(fire, now, running);
             }
             Ok(ClaimOutcome::Lost { by }) => {
                 counters().claimed(false);
-                tracing::debug!(job = %fire.subject, task = %fire.key, scheduled_at = %fire.scheduled_at, replica = %by, "fire claimed by another replica");
+                tracing::debug!(job = %fire.subject, task = %fire.key, scheduled_at = %fire.scheduled_at, replica = %by, claim_us, "fire claimed by another replica");
                 self.summary.lost.push((fire, by));
             }
             Err(e) => self.skip(

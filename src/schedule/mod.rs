@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod lease;
 pub mod plan;
+pub mod store_alert;
 pub mod systemd;
 
 /// Cron expressions are a leaf module (`config` parses them too); the old path stays.

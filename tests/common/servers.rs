@@ -84,6 +84,37 @@ pub struct Postgres {
     dir: PathBuf,
 }
 
+/// `program` run as the `postgres` user when this process is root (initdb and
+/// the server refuse to run as root).
+fn as_postgres(program: PathBuf) -> Command {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn pg_ctl_start(bin: &Path, dir: &Path, port: u16) {
+    run(
+        as_postgres(bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(dir.join("data"))
+            .arg("-l")
+            .arg(dir.join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
+                dir.display()
+            ))
+            .args(["-w", "start"]),
+        "pg_ctl start",
+    );
+}
+
 impl Postgres {
     /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/DB` (password percent-encoded).
     pub fn url(&self, db: &str) -> String {
@@ -150,6 +181,32 @@ impl Postgres {
     pub fn create_db(&self, name: &str) {
         self.sql("postgres", &format!("CREATE DATABASE \"{name}\""));
     }
+
+    /// Stops the server (`pg_ctl stop -m fast`: sessions are ended); only for a
+    /// server of the test's own ([`start_postgres`]).
+    pub fn stop(&self) {
+        run(
+            as_postgres(self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-m", "fast", "-w", "stop"]),
+            "pg_ctl stop",
+        );
+    }
+
+    /// Starts a stopped server again on the same port and data.
+    pub fn start(&self) {
+        pg_ctl_start(&self.bin, &self.dir, self.port);
+        wait_until("postgres", || self.ready());
+    }
+
+    fn ready(&self) -> bool {
+        Command::new(self.bin.join("pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
 }
 
 fn urlencode(text: &str) -> String {
@@ -190,17 +247,6 @@ pub fn start_postgres() -> Postgres {
     let data = dir.join("data");
     let pwfile = dir.join("pw");
     std::fs::write(&pwfile, PASSWORD).expect("pwfile");
-    let as_postgres = |program: PathBuf| {
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(program);
-            c
-        } else {
-            Command::new(program)
-        };
-        cmd.stdin(Stdio::null());
-        cmd
-    };
     if is_root() {
         run(
             Command::new("chown")
@@ -227,21 +273,7 @@ pub fn start_postgres() -> Postgres {
         "initdb",
     );
     let port = free_port();
-    let log = dir.join("log");
-    run(
-        as_postgres(bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(&log)
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
-                dir.display()
-            ))
-            .args(["-w", "start"]),
-        "pg_ctl start",
-    );
+    pg_ctl_start(&bin, &dir, port);
     let stop = if is_root() {
         format!(
             "runuser -u postgres -- {} -D {} -m immediate stop",
@@ -257,13 +289,7 @@ pub fn start_postgres() -> Postgres {
     };
     reap_after_exit(&stop, &dir);
     let server = Postgres { port, bin, dir };
-    wait_until("postgres", || {
-        Command::new(server.bin.join("pg_isready"))
-            .args(["-h", "127.0.0.1", "-p", &server.port.to_string()])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    });
+    wait_until("postgres", || server.ready());
     server
 }
 

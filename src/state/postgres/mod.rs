@@ -320,7 +320,9 @@ impl StateStore for PostgresState {
     fn interrupt_orphaned_runs(&self) -> Result<Vec<RunRecord>> {
         let rows = self.query(
             "cannot read runs",
-            "SELECT id, pid FROM runs WHERE status = 'running' AND host = $1",
+            // Runs under a fire claim are settled when their lease lapses
+            // (`take_abandoned`): a pid says nothing about another host's run.
+            "SELECT id, pid FROM runs WHERE status = 'running' AND host = $1 AND claim IS NULL",
             vec![t(&host())],
         )?;
         let mut marked = Vec::new();

@@ -91,8 +91,23 @@ pub enum Outcome {
 }
 
 /// Brings the schema up to date; `Newer` when the database was migrated by a
-/// newer cairn.
+/// newer cairn. Every process opens the store (each scheduled run is one), so
+/// a current schema costs one statement; only an older or missing one takes
+/// the lock.
 pub async fn migrate(client: &Client) -> Result<Outcome, tokio_postgres::Error> {
+    let known = MIGRATIONS.len() as i64;
+    if let Ok(row) = client
+        .query_typed_one("SELECT coalesce(max(version), 0) FROM cairn_schema", &[])
+        .await
+    {
+        let version: i64 = row.try_get(0)?;
+        if version == known {
+            return Ok(Outcome::Current);
+        }
+        if version > known {
+            return Ok(Outcome::Newer(version));
+        }
+    }
     super::in_transaction(client, async {
         client
             .batch_execute(&format!(
@@ -104,7 +119,6 @@ pub async fn migrate(client: &Client) -> Result<Outcome, tokio_postgres::Error> 
             .query_typed_one("SELECT coalesce(max(version), 0) FROM cairn_schema", &[])
             .await?
             .try_get(0)?;
-        let known = MIGRATIONS.len() as i64;
         if version > known {
             return Ok(Outcome::Newer(version));
         }
