@@ -35,13 +35,26 @@ pub struct JobView {
     pub status: serde_json::Value,
 }
 
-fn job_view(
-    mut status: JobStatus,
-    store: &dyn StateStore,
-    overrides: &std::collections::BTreeMap<String, ScheduleOverride>,
-    running: &std::collections::BTreeSet<String>,
-) -> ApiResult<JobView> {
-    let paused = store.paused_jobs()?.contains(&status.job);
+/// What the store says of every job now (read once per request, not per job).
+struct Now {
+    paused: std::collections::BTreeSet<String>,
+    overrides: std::collections::BTreeMap<String, ScheduleOverride>,
+    running: std::collections::BTreeSet<String>,
+}
+
+impl Now {
+    fn read(store: &dyn StateStore) -> ApiResult<Now> {
+        Ok(Now {
+            paused: store.paused_jobs()?,
+            overrides: store.schedule_overrides()?,
+            running: running_jobs(store)?,
+        })
+    }
+}
+
+fn job_view(mut status: JobStatus, now: &Now) -> ApiResult<JobView> {
+    let (overrides, running) = (&now.overrides, &now.running);
+    let paused = now.paused.contains(&status.job);
     status.paused = paused;
     let schedule_override = overrides.get(&status.job).cloned();
     if paused || matches!(schedule_override, Some(ScheduleOverride::Disabled)) {
@@ -101,12 +114,11 @@ pub async fn list(
         let config = state.config();
         let store = state.store()?;
         let statuses = state.job_statuses(&config, Some(store.as_ref()));
-        let overrides = store.schedule_overrides()?;
-        let running = running_jobs(store.as_ref())?;
+        let now = Now::read(store.as_ref())?;
         statuses
             .into_iter()
             .filter(|s| caller.principal.sees_job(&s.job))
-            .map(|s| job_view(s, store.as_ref(), &overrides, &running))
+            .map(|s| job_view(s, &now))
             .collect::<ApiResult<Vec<_>>>()
             .map(Json)
     })
@@ -133,9 +145,7 @@ pub async fn one(
             .into_iter()
             .find(|s| s.job == job)
             .ok_or_else(|| ApiError::not_found(format!("there is no job `{job}`")))?;
-        let overrides = store.schedule_overrides()?;
-        let running = running_jobs(store.as_ref())?;
-        job_view(status, store.as_ref(), &overrides, &running).map(Json)
+        job_view(status, &Now::read(store.as_ref())?).map(Json)
     })
     .await
 }
