@@ -110,6 +110,9 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE runs ADD COLUMN scheduled_for INTEGER;
      ALTER TABLE runs ADD COLUMN claim INTEGER;
      CREATE INDEX runs_by_claim ON runs (claim) WHERE claim IS NOT NULL;",
+    // The runs going now (the API's job states, the daemon's busy check)
+    // without a scan of the whole history.
+    "CREATE INDEX runs_by_status ON runs (status, id);",
 ];
 
 /// Logs longer than this keep their head and tail.

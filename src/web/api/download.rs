@@ -7,13 +7,14 @@ use std::io::Read;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
+use super::Path;
 use super::access::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::jobs::known_job;
@@ -48,8 +49,8 @@ type Start = ApiResult<(Option<u64>, String)>;
            DataQuery),
     responses(
         (status = 200, description = "the bytes", content_type = "application/octet-stream"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "no key for the plaintext on this host", body = ErrorBody)),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "no key for the plaintext on this host", body = ErrorBody)),
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn data(
     State(state): State<Arc<AppState>>,

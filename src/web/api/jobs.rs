@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::Path;
 use super::access::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody, blocking};
+use super::schemas::{ArtifactDoc, JobStateDoc, JobStatusDoc, ProblemDoc, ScheduleOverrideDoc};
 use crate::auth::Action;
 use crate::config::Config;
 use crate::engine::status::JobStatus;
@@ -21,24 +23,38 @@ use crate::web::AppState;
 pub struct JobView {
     pub job: String,
     /// `ok`, `running`, `failing` or `paused`.
+    #[schema(value_type = JobStateDoc)]
     pub state: String,
     pub paused: bool,
     /// The schedule override set in the UI, the API or `cairn schedule`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<ScheduleOverrideDoc>)]
     pub schedule_override: Option<ScheduleOverride>,
     /// The engine's status: schedules, next run, last run, newest good
     /// artifact, last drill (`proven`), stored size per destination.
-    #[schema(value_type = Object)]
+    #[schema(value_type = JobStatusDoc)]
     pub status: serde_json::Value,
 }
 
-fn job_view(
-    mut status: JobStatus,
-    store: &dyn StateStore,
-    overrides: &std::collections::BTreeMap<String, ScheduleOverride>,
-    running: &std::collections::BTreeSet<String>,
-) -> ApiResult<JobView> {
-    let paused = store.paused_jobs()?.contains(&status.job);
+/// What the store says of every job now (read once per request, not per job).
+struct Now {
+    paused: std::collections::BTreeSet<String>,
+    overrides: std::collections::BTreeMap<String, ScheduleOverride>,
+    running: std::collections::BTreeSet<String>,
+}
+
+impl Now {
+    fn read(store: &dyn StateStore) -> ApiResult<Now> {
+        Ok(Now {
+            paused: store.paused_jobs()?,
+            overrides: store.schedule_overrides()?,
+            running: running_jobs(store)?,
+        })
+    }
+}
+
+fn job_view(mut status: JobStatus, now: &Now) -> ApiResult<JobView> {
+    let (overrides, running) = (&now.overrides, &now.running);
+    let paused = now.paused.contains(&status.job);
     status.paused = paused;
     let schedule_override = overrides.get(&status.job).cloned();
     if paused || matches!(schedule_override, Some(ScheduleOverride::Disabled)) {
@@ -98,12 +114,11 @@ pub async fn list(
         let config = state.config();
         let store = state.store()?;
         let statuses = state.job_statuses(&config, Some(store.as_ref()));
-        let overrides = store.schedule_overrides()?;
-        let running = running_jobs(store.as_ref())?;
+        let now = Now::read(store.as_ref())?;
         statuses
             .into_iter()
             .filter(|s| caller.principal.sees_job(&s.job))
-            .map(|s| job_view(s, store.as_ref(), &overrides, &running))
+            .map(|s| job_view(s, &now))
             .collect::<ApiResult<Vec<_>>>()
             .map(Json)
     })
@@ -113,7 +128,7 @@ pub async fn list(
 /// One job.
 #[utoipa::path(get, path = "/api/v1/jobs/{job}", tag = "jobs",
     params(("job" = String, Path, description = "the job's name")),
-    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = JobView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn one(
     State(state): State<Arc<AppState>>,
@@ -130,9 +145,7 @@ pub async fn one(
             .into_iter()
             .find(|s| s.job == job)
             .ok_or_else(|| ApiError::not_found(format!("there is no job `{job}`")))?;
-        let overrides = store.schedule_overrides()?;
-        let running = running_jobs(store.as_ref())?;
-        job_view(status, store.as_ref(), &overrides, &running).map(Json)
+        job_view(status, &Now::read(store.as_ref())?).map(Json)
     })
     .await
 }
@@ -144,16 +157,16 @@ pub struct ArtifactsView {
     pub job: String,
     /// One entry per copy: id, destination, created_at, size, tag, trust, …
     /// and `bad` (marked by a verification or a drill).
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<ArtifactDoc>)]
     pub artifacts: Vec<serde_json::Value>,
     /// Objects that are not readable artifacts, per destination.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<ProblemDoc>)]
     pub problems: Vec<serde_json::Value>,
 }
 
 #[utoipa::path(get, path = "/api/v1/jobs/{job}/artifacts", tag = "jobs",
     params(("job" = String, Path, description = "the job's name")),
-    responses((status = 200, body = ArtifactsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = ArtifactsView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn artifacts(
     State(state): State<Arc<AppState>>,
@@ -228,7 +241,7 @@ async fn set_paused(
 /// Stops scheduling the job (`cairn pause`); manual runs still work.
 #[utoipa::path(post, path = "/api/v1/jobs/{job}/pause", tag = "jobs",
     params(("job" = String, Path, description = "the job's name")),
-    responses((status = 200, body = PauseView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = PauseView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn pause(
     State(state): State<Arc<AppState>>,
@@ -241,7 +254,7 @@ pub async fn pause(
 /// Schedules the job again (`cairn resume`).
 #[utoipa::path(post, path = "/api/v1/jobs/{job}/resume", tag = "jobs",
     params(("job" = String, Path, description = "the job's name")),
-    responses((status = 200, body = PauseView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = PauseView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn resume(
     State(state): State<Arc<AppState>>,
@@ -264,14 +277,14 @@ pub struct ScheduleBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ScheduleView {
     pub job: String,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<ScheduleOverrideDoc>)]
     pub schedule_override: Option<ScheduleOverride>,
 }
 
 /// Overrides the job's schedules (`cairn schedule JOB --cron|--disable`).
 #[utoipa::path(put, path = "/api/v1/jobs/{job}/schedule", tag = "jobs",
     params(("job" = String, Path, description = "the job's name")),
-    request_body = ScheduleBody,
+    request_body = ScheduleOverrideDoc,
     responses((status = 200, body = ScheduleView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn set_schedule(
@@ -319,7 +332,7 @@ pub async fn set_schedule(
 /// Goes back to the config's schedules (`cairn schedule JOB --clear`).
 #[utoipa::path(delete, path = "/api/v1/jobs/{job}/schedule", tag = "jobs",
     params(("job" = String, Path, description = "the job's name")),
-    responses((status = 200, body = ScheduleView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = ScheduleView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn clear_schedule(
     State(state): State<Arc<AppState>>,

@@ -16,6 +16,7 @@ mod notify_test;
 mod restore;
 mod restore_target;
 mod runs;
+mod schemas;
 pub mod session;
 
 use std::sync::Arc;
@@ -136,6 +137,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
         axum::Json::<T>::from_request(request, state)
             .await
             .map(|axum::Json(value)| Body(value))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// `axum::extract::Path` whose rejections are API errors (a run id that is
+/// not a number, a name that is not UTF-8).
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Path<T>> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
             .map_err(|e| ApiError::bad_request(e.body_text()))
     }
 }

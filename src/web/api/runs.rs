@@ -6,15 +6,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::Path;
 use super::access::Caller;
 use super::error::{ApiError, ApiResult, ErrorBody, blocking};
 use super::jobs::known_job;
+use super::schemas::{
+    CheckStatusDoc, JobPruneDoc, RunKindDoc, RunRequestKindDoc, RunStatusDoc, StartAnswerDoc,
+    TriggerDoc,
+};
 use crate::auth::Action;
 use crate::state::{RunFilter, RunKind, RunRecord, RunStatus, StateStore};
 use crate::web::AppState;
@@ -30,6 +35,7 @@ pub struct RunsQuery {
     /// Only this job (or check).
     pub job: Option<String>,
     /// Only this kind: backup, verify, prune, restore, drill, validate, check, repair, copy.
+    #[param(value_type = Option<RunKindDoc>)]
     pub kind: Option<String>,
     /// At most this many, newest first (default 50, at most 1000).
     pub limit: Option<usize>,
@@ -40,11 +46,16 @@ pub struct RunsQuery {
 pub struct RunView {
     pub id: i64,
     pub job: String,
+    #[schema(value_type = RunKindDoc)]
     pub kind: String,
+    #[schema(value_type = TriggerDoc)]
     pub trigger: String,
     /// `running`, `success`, `failure` or `interrupted`.
+    #[schema(value_type = RunStatusDoc)]
     pub status: String,
+    #[schema(format = DateTime)]
     pub started_at: String,
+    #[schema(format = DateTime)]
     pub finished_at: Option<String>,
     pub bytes: Option<u64>,
     pub artifact_id: Option<String>,
@@ -127,7 +138,7 @@ pub async fn list(
 /// One run with its log.
 #[utoipa::path(get, path = "/api/v1/runs/{run_id}", tag = "runs",
     params(("run_id" = i64, Path, description = "the run's id")),
-    responses((status = 200, body = RunView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = RunView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn one(
     State(state): State<Arc<AppState>>,
@@ -158,6 +169,7 @@ pub async fn one(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
+    #[schema(value_type = RunRequestKindDoc)]
     pub kind: String,
     #[serde(default)]
     pub dry_run: bool,
@@ -175,6 +187,7 @@ pub struct WaitQuery {
 pub struct RunStarted {
     pub run_id: i64,
     /// `running` (202), or how it ended (200, with `?wait=`).
+    #[schema(value_type = RunStatusDoc)]
     pub status: String,
 }
 
@@ -182,7 +195,7 @@ pub struct RunStarted {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PrunePlan {
     pub job: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = JobPruneDoc)]
     pub plan: serde_json::Value,
 }
 
@@ -192,7 +205,7 @@ pub struct PrunePlan {
     request_body = RunRequest,
     responses(
         (status = 202, description = "started", body = RunStarted),
-        (status = 200, description = "ended within `wait`, or a prune's dry-run plan", body = RunStarted),
+        (status = 200, description = "ended within `wait`, or a prune's dry-run plan", body = StartAnswerDoc),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "the job is running", body = ErrorBody),
         (status = 503, description = "not served by a daemon", body = ErrorBody)),
@@ -381,7 +394,7 @@ fn accepted(run_id: i64) -> Response {
 
 /// Each health check with its last result (`cairn health`).
 #[utoipa::path(get, path = "/api/v1/checks", tag = "checks",
-    responses((status = 200, body = [Object]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = [CheckStatusDoc]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn checks(
     State(state): State<Arc<AppState>>,
@@ -406,7 +419,7 @@ pub async fn checks(
     responses(
         (status = 202, description = "started", body = RunStarted),
         (status = 200, description = "ended within `wait`", body = RunStarted),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = []), ("cookie" = [])))]
 pub async fn run_check(

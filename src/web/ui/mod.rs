@@ -5,6 +5,7 @@
 //! the UI has no way to change anything that the API does not check.
 
 mod assets;
+mod cache;
 mod charts;
 mod data;
 mod format;

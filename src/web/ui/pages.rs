@@ -56,7 +56,7 @@ struct DashboardPage {
     viewer: Option<Viewer>,
     section: &'static str,
     asset_version: &'static str,
-    d: data::Dashboard,
+    d: Arc<data::Dashboard>,
 }
 
 #[derive(Template)]
@@ -287,12 +287,13 @@ pub async fn login(
 }
 
 pub async fn dashboard(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    page(state, headers, "/".into(), |ask| {
+    let server = Arc::as_ptr(&state) as usize;
+    page(state, headers, "/".into(), move |ask| {
         let now = jiff::Timestamp::now();
         html(
             StatusCode::OK,
             &DashboardPage {
-                d: data::dashboard(&ask.config, Some(ask.store.as_ref()), now),
+                d: super::cache::dashboard(server, &ask.config, ask.store.as_ref(), now),
                 viewer: Some(ask.viewer),
                 section: "dashboard",
                 asset_version: assets::version(),
