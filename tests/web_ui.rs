@@ -237,6 +237,28 @@ impl Walk {
             .unwrap_or_else(|| panic!("fetch {path}: {result}"))
     }
 
+    /// Types `keys` into the element with id `id`.
+    async fn type_into(&self, id: &str, keys: &str) {
+        self.client
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("#{id}: {e}"))
+            .send_keys(keys)
+            .await
+            .unwrap_or_else(|e| panic!("typing into #{id}: {e}"));
+    }
+
+    /// The text of the element with id `id`.
+    async fn text_of(&self, id: &str) -> String {
+        self.client
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("#{id}: {e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("text of #{id}: {e}"))
+    }
+
     async fn sign_in(&self, user: &str, password: &str) {
         self.goto("/login").await;
         self.sign_in_here(user, password).await;
@@ -372,34 +394,15 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
     assert_eq!(walk.path().await, "/login");
     walk.record("login").await;
     // A wrong password: an error that does not say which field was wrong.
-    walk.client
-        .find(Locator::Id("user"))
-        .await
-        .unwrap()
-        .send_keys("alice")
-        .await
-        .unwrap();
-    walk.client
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("wrong")
-        .await
-        .unwrap();
+    walk.type_into("user", "alice").await;
+    walk.type_into("password", "wrong").await;
     walk.click("#login button[type=submit]").await;
     walk.until(
         "!document.getElementById('login-error').hidden",
         "the sign-in error",
     )
     .await;
-    let error = walk
-        .client
-        .find(Locator::Id("login-error"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let error = walk.text_of("login-error").await;
     assert_eq!(
         error,
         "Sign-in failed: the user name or the password is wrong."
@@ -481,14 +484,7 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
     walk.click("#schedule-form button[type=submit]").await;
     walk.until("document.getElementById('override')", "the override shown")
         .await;
-    let note = walk
-        .client
-        .find(Locator::Id("override"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let note = walk.text_of("override").await;
     assert!(
         note.contains("Overridden in the UI")
             && note.contains("30 4 * * *")
@@ -553,39 +549,19 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
         "the restore plan",
     )
     .await;
-    let plan = walk
-        .client
-        .find(Locator::Id("restore-plan-text"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let plan = walk.text_of("restore-plan-text").await;
     assert!(
         plan.contains("would write") && plan.contains("cairn-safety-"),
         "{plan}"
     );
-    walk.client
-        .find(Locator::Id("restore-confirm"))
-        .await
-        .unwrap()
-        .send_keys("app")
-        .await
-        .unwrap();
+    walk.type_into("restore-confirm", "app").await;
     walk.click("button[data-restore-apply]").await;
     walk.until(
         "document.getElementById('restore-run-status').textContent === 'success'",
         "the restore run shown as success",
     )
     .await;
-    let log = walk
-        .client
-        .find(Locator::Id("restore-run-log"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let log = walk.text_of("restore-run-log").await;
     assert!(log.contains("restore of `app`"), "{log}");
     walk.client
         .execute(
