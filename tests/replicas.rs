@@ -215,6 +215,28 @@ fn artifacts(env: &Env) -> Vec<serde_json::Value> {
 }
 
 /// A cron expression (seconds first) that fires once a day, `secs` from now.
+/// A backup run that is running: its id, the replica running it, its process.
+struct Running {
+    id: i64,
+    replica: String,
+    pid: i32,
+}
+
+/// Waits for a backup run to start.
+fn running_backup(env: &Env) -> Running {
+    let mut running = None;
+    wait_until(Duration::from_secs(30), "a backup run to start", || {
+        running = backups(env).into_iter().find(|r| r["status"] == "running");
+        running.is_some()
+    });
+    let running = running.expect("a running backup");
+    Running {
+        id: running["id"].as_i64().expect("id"),
+        replica: running["replica"].as_str().expect("replica").to_string(),
+        pid: running["pid"].as_i64().expect("pid") as i32,
+    }
+}
+
 fn once_in(secs: i64) -> String {
     let at = jiff::Timestamp::now()
         .checked_add(jiff::SignedDuration::from_secs(secs))
@@ -307,14 +329,11 @@ fn a_killed_replica_run_is_interrupted_and_run_again_once(store: Store) {
         .iter()
         .map(|id| (id.to_string(), spawn_replica(&env, id)))
         .collect();
-    let mut running = None;
-    wait_until(Duration::from_secs(30), "the run to start", || {
-        running = backups(&env).into_iter().find(|r| r["status"] == "running");
-        running.is_some()
-    });
-    let running = running.unwrap();
-    let victim = running["replica"].as_str().unwrap().to_string();
-    let child_pid = running["pid"].as_i64().unwrap() as i32;
+    let Running {
+        replica: victim,
+        pid: child_pid,
+        ..
+    } = running_backup(&env);
     // The whole replica dies: its daemon and the run's process group.
     let position = replicas.iter().position(|(id, _)| *id == victim).unwrap();
     let (_, mut dead) = replicas.remove(position);
@@ -482,12 +501,7 @@ fn a_run_that_cannot_renew_its_lease_commits_nothing_and_the_replica_recovers() 
         &format!("schedules = [{{ cron = \"{}\" }}]", once_in(12)),
     ));
     let replicas = vec![spawn_replica(&env, "s1")];
-    let mut running = None;
-    wait_until(Duration::from_secs(30), "the run to start", || {
-        running = backups(&env).into_iter().find(|r| r["status"] == "running");
-        running.is_some()
-    });
-    let run_id = running.unwrap()["id"].as_i64().unwrap();
+    let run_id = running_backup(&env).id;
     // The store stops taking writes for longer than the lease.
     let lock = rusqlite::Connection::open(env.path("cairn-state.db")).unwrap();
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -610,13 +624,7 @@ fn postgres_stopped_longer_than_the_lease_then_started_the_fleet_recovers_withou
             || store_up_metric(*port) == Some(1.0),
         );
     }
-    let mut running = None;
-    wait_until(Duration::from_secs(30), "a run to start", || {
-        running = backups(&env).into_iter().find(|r| r["status"] == "running");
-        running.is_some()
-    });
-    let running = running.unwrap();
-    let run_id = running["id"].as_i64().unwrap();
+    let run_id = running_backup(&env).id;
 
     // PostgreSQL goes away for longer than the lease, mid-run.
     pg.stop();
@@ -775,14 +783,11 @@ fn gc_collects_a_dead_replicas_partial_upload_and_never_a_live_ones() {
         .iter()
         .map(|id| (id.to_string(), spawn_replica_on_own_host(&env, id)))
         .collect();
-    let mut running = None;
-    wait_until(Duration::from_secs(30), "the run to start", || {
-        running = backups(&env).into_iter().find(|r| r["status"] == "running");
-        running.is_some()
-    });
-    let running = running.unwrap();
-    let victim = running["replica"].as_str().unwrap().to_string();
-    let child_pid = running["pid"].as_i64().unwrap() as i32;
+    let Running {
+        replica: victim,
+        pid: child_pid,
+        ..
+    } = running_backup(&env);
     wait_until(Duration::from_secs(10), "its upload to begin", || {
         partials(&env).len() == 1
     });
