@@ -17,10 +17,18 @@ use std::time::{Duration, Instant};
 
 use common::receivers::closed_port;
 use common::{Env, stderr};
+use fantoccini::elements::Element;
+use fantoccini::error::CmdError;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
 const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A lookup that may succeed when tried again: the element was replaced by a
+/// live refresh, or is not in the page yet.
+fn is_transient(e: &CmdError) -> bool {
+    e.is_stale_element_reference() || e.is_no_such_element()
+}
 
 struct Reaped(Child);
 
@@ -168,14 +176,45 @@ impl Walk {
         }
     }
 
+    /// Runs `op` on a fresh lookup of `locator` until it succeeds. The job
+    /// page re-renders its tables while a run is live, so an element found a
+    /// moment ago may be replaced before it is used ("stale element"); a person
+    /// would simply click the new one.
+    async fn on_element<T>(
+        &self,
+        locator: Locator<'_>,
+        what: &str,
+        op: impl AsyncFn(Element) -> Result<T, CmdError>,
+    ) -> T {
+        let start = Instant::now();
+        loop {
+            let result = match self.client.find(locator).await {
+                Ok(element) => op(element).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(value) => return value,
+                Err(e) if start.elapsed() > DEADLINE || !is_transient(&e) => {
+                    panic!("{what}: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     async fn click(&self, css: &str) {
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        self.on_element(Locator::Css(css), &format!("click {css}"), async |e| {
+            e.click().await.map(drop)
+        })
+        .await;
+    }
+
+    /// The attribute `name` of the first element matching `css`.
+    async fn attr_of(&self, css: &str, name: &str) -> Option<String> {
+        self.on_element(Locator::Css(css), &format!("{name} of {css}"), async |e| {
+            e.attr(name).await
+        })
+        .await
     }
 
     async fn screenshot(&self, name: &str) {
@@ -239,24 +278,18 @@ impl Walk {
 
     /// Types `keys` into the element with id `id`.
     async fn type_into(&self, id: &str, keys: &str) {
-        self.client
-            .find(Locator::Id(id))
-            .await
-            .unwrap_or_else(|e| panic!("#{id}: {e}"))
-            .send_keys(keys)
-            .await
-            .unwrap_or_else(|e| panic!("typing into #{id}: {e}"));
+        self.on_element(Locator::Id(id), &format!("typing into #{id}"), async |e| {
+            e.send_keys(keys).await
+        })
+        .await;
     }
 
     /// The text of the element with id `id`.
     async fn text_of(&self, id: &str) -> String {
-        self.client
-            .find(Locator::Id(id))
-            .await
-            .unwrap_or_else(|e| panic!("#{id}: {e}"))
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("text of #{id}: {e}"))
+        self.on_element(Locator::Id(id), &format!("text of #{id}"), async |e| {
+            e.text().await
+        })
+        .await
     }
 
     async fn sign_in(&self, user: &str, password: &str) {
@@ -450,13 +483,8 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
     assert_eq!(listed.len(), 1, "{listed:?}");
     let id = listed[0]["id"].as_str().unwrap().to_string();
     let shown = walk
-        .client
-        .find(Locator::Css("table.artifacts tr[data-artifact]"))
-        .await
-        .unwrap()
-        .attr("data-artifact")
-        .await
-        .unwrap();
+        .attr_of("table.artifacts tr[data-artifact]", "data-artifact")
+        .await;
     assert_eq!(shown.as_deref(), Some(id.as_str()));
 
     // Pause and resume.
@@ -515,13 +543,8 @@ async fn a_person_walks_the_ui_in_chromium_from_setup_to_sign_out() {
 
     // Download as admin: the link's bytes are the stored object's.
     let href = walk
-        .client
-        .find(Locator::Css("a.download"))
+        .attr_of("a.download", "href")
         .await
-        .unwrap()
-        .attr("href")
-        .await
-        .unwrap()
         .expect("download href");
     let digest = walk
         .client
