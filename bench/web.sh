@@ -136,17 +136,30 @@ LOADED_RSS=$(proc_rss_kib "$DAEMON_PID")
 ID=$("$CAIRN" list big --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
 log "download of big ($BIG_MB MB) through the API and with cairn cat"
 now_ns() { date +%s%N; }
+proc_cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f", ($14 + $15) * 1000 / hz }' "/proc/$1/stat"; }
+time_cpu_ms() { awk '{ printf "%.0f", ($1 + $2) * 1000 }' "$1"; }
 echo 5 > "/proc/$DAEMON_PID/clear_refs" 2>/dev/null || true  # resets VmHWM to the current RSS
 BEFORE_DL=$(proc_rss_kib "$DAEMON_PID")
-s=$(now_ns)
-DL_BYTES=$(curl -fs -o /dev/null -w '%{size_download}' -H "Authorization: Bearer $TOKEN" \
-    "$BASE/api/v1/jobs/big/artifacts/$ID/data?plaintext=true")
-DL_NS=$(( $(now_ns) - s ))
+# Best of three each, alternating, so that neither side gets the quieter moment.
+DL_NS=0; CAT_NS=0
+for _ in 1 2 3; do
+    cpu0=$(proc_cpu_ms "$DAEMON_PID")
+    s=$(now_ns)
+    DL_BYTES=$(/usr/bin/time -f '%U %S' -o "$WORK/curl.time" curl -fs -o /dev/null -w '%{size_download}' \
+        -H "Authorization: Bearer $TOKEN" "$BASE/api/v1/jobs/big/artifacts/$ID/data?plaintext=true")
+    ns=$(( $(now_ns) - s ))
+    cpu=$(( $(proc_cpu_ms "$DAEMON_PID") - cpu0 ))
+    if [ "$DL_NS" = 0 ] || [ "$ns" -lt "$DL_NS" ]; then
+        DL_NS=$ns; DL_CPU=$cpu; CURL_CPU=$(time_cpu_ms "$WORK/curl.time")
+    fi
+    s=$(now_ns)
+    /usr/bin/time -f '%U %S %M' -o "$WORK/cat.time" "$CAIRN" cat big "$ID" > /dev/null
+    ns=$(( $(now_ns) - s ))
+    if [ "$CAT_NS" = 0 ] || [ "$ns" -lt "$CAT_NS" ]; then
+        CAT_NS=$ns; CAT_CPU=$(time_cpu_ms "$WORK/cat.time"); CAT_RSS=$(awk '{print $3}' "$WORK/cat.time")
+    fi
+done
 DL_HWM=$(proc_hwm_kib "$DAEMON_PID")
-s=$(now_ns)
-/usr/bin/time -f '%M' -o "$WORK/cat.time" "$CAIRN" cat big "$ID" > /dev/null
-CAT_NS=$(( $(now_ns) - s ))
-CAT_RSS=$(cat "$WORK/cat.time")
 CAT_BYTES=$((BIG_MB * 1000 * 1000))
 [ "$DL_BYTES" = "$CAT_BYTES" ] || die "the download has $DL_BYTES bytes, not $CAT_BYTES"
 DL_MBS=$(awk -v b="$DL_BYTES" -v n="$DL_NS" 'BEGIN { printf "%.0f", b / 1e6 / (n / 1e9) }')
@@ -193,11 +206,12 @@ Web UI and API: $JOBS jobs, $RUNS runs, $WRK_CONNECTIONS clients, ${WRK_SECS}s p
 | \`GET /api/v1/jobs\` median / p99 | $J50 / $J99 ms ($JRPS req/s) | <= 50 / <= 150 ms [$V_J50/$V_J99] |
 | idle RSS (UI served, ${IDLE_SECS}s idle) | $(mib "$IDLE_RSS") MiB | < 30 MiB [$V_IDLE] |
 | RSS after the load | $(mib "$LOADED_RSS") MiB | |
-| download $BIG_MB MB (API, plaintext) | $DL_MBS MB/s | |
-| \`cairn cat\` $BIG_MB MB | $CAT_MBS MB/s | |
+| download $BIG_MB MB (API, plaintext), best of 3 | $DL_MBS MB/s | |
+| \`cairn cat\` $BIG_MB MB, best of 3 | $CAT_MBS MB/s | |
 | download / cat | $DL_PCT % | >= 90 % [$V_DL] |
 | daemon RSS before / peak during the download | $(mib "$BEFORE_DL") / $(mib "$DL_HWM") MiB | flat |
 | \`cairn cat\` peak RSS | $(mib "$CAT_RSS") MiB | |
+| CPU time: download (daemon + curl) / \`cairn cat\` | $DL_CPU + $CURL_CPU / $CAT_CPU ms | |
 | dashboard gzip: HTML + assets | $HTML_GZ + $ASSETS_GZ = $PAGE_GZ B | <= 100 KB [$V_PAGE] |
 
 Assets:$ASSET_LIST

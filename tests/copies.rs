@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::receivers::HttpReceiver;
-use common::{Env, create_sample_db, stderr, stdout};
+use common::{Env, create_sample_db, flip_byte, stderr, stdout};
 
 /// Two fs destinations `a` and `b` (./a, ./b) and an unencrypted sqlite job
 /// `app` that writes to both; `extra` is appended to the job.
@@ -62,13 +62,6 @@ fn data_file(env: &Env, dest: &str, id: &str) -> PathBuf {
 
 fn manifest_file(env: &Env, dest: &str, id: &str) -> PathBuf {
     env.path(&format!("{dest}/app/app-{id}.manifest.json"))
-}
-
-fn flip_byte(path: &Path) {
-    let mut bytes = std::fs::read(path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(path, bytes).unwrap();
 }
 
 fn restore_to(env: &Env, args: &[&str], target: &Path) -> std::process::Output {

@@ -8,7 +8,7 @@ use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use common::servers::{self, PASSWORD, rand_name};
-use common::{Env, stderr, stdout};
+use common::{Env, flip_byte, stderr, stdout};
 use serde_json::Value;
 
 /// `cairn ARGS --json`: exit code and parsed stdout.
@@ -55,14 +55,6 @@ fn scratch_entries(dir: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Flips one byte in the middle of a file.
-fn flip_byte(path: &Path) {
-    let mut bytes = std::fs::read(path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x55;
-    std::fs::write(path, bytes).unwrap();
 }
 
 fn manifest_path(env: &Env, job: &str, id: &str) -> PathBuf {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use cairn::state::{ApiToken, Role, StateStore, User};
 use common::receivers::closed_port;
-use common::{Env, stderr};
+use common::{Env, flip_byte, stderr};
 
 /// A daemon process, killed when dropped.
 struct Daemon {
@@ -892,6 +892,43 @@ fn downloads_stream_the_stored_bytes_and_the_plaintext_of_cairn_cat() {
         downloads.iter().any(|(_, _, _, r)| r == "ok (plaintext)"),
         "{audit:?}"
     );
+}
+
+#[test]
+fn a_damaged_artifact_downloads_cut_short_never_whole() {
+    let env = Env::new();
+    let port = closed_port();
+    // Incompressible and several chunks long, so that damage in the middle
+    // is found only after earlier chunks went out.
+    let job = env.single_job_config(
+        r#"{ kind = "command", backup = ["head", "-c", "2000000", "/dev/urandom"] }"#,
+        r#"{ kind = "none" }"#,
+    );
+    env.write_config(&format!("[daemon]\nlisten = \"127.0.0.1:{port}\"\n\n{job}"));
+    let entry = env.backup("app");
+    let id = entry["id"].as_str().unwrap();
+    add_user(&env, "ann", Role::Admin, PASSWORD);
+    let admin = add_token(&env, "dl", Role::Admin, false, false);
+    let stored = env.data_path(&entry);
+    let stored_len = std::fs::metadata(&stored).unwrap().len() as usize;
+    flip_byte(&stored);
+    let d = start_daemon(&env, port);
+    let path = format!("/api/v1/jobs/app/artifacts/{id}/data");
+
+    for query in ["", "?plaintext=true"] {
+        let got = d.send("GET", &format!("{path}{query}"), &As::token(&admin), None);
+        assert_eq!(got.status, 200, "{query}");
+        let whole = if query.is_empty() {
+            stored_len
+        } else {
+            2_000_000
+        };
+        assert!(
+            got.body.len() < whole,
+            "{query}: a damaged artifact arrived whole ({} bytes)",
+            got.body.len()
+        );
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! complete even when a decoder stops early, and damage is reported as damage
 //! (not as whatever the decoder tripped over).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::Arc;
 
 use crate::keys::DecryptKey;
@@ -45,15 +45,14 @@ pub fn read_artifact(
                 inner: stored,
                 progress,
             });
-            let mut buf = vec![0u8; pipeline::CHUNK];
             let mut downstream_open = true;
             loop {
-                let n = hashing.read(&mut buf)?;
-                if n == 0 {
+                let chunk = pipeline::read_chunk(&mut hashing)?;
+                if chunk.is_empty() {
                     break;
                 }
                 // If the decoder stopped early, keep hashing to the end anyway.
-                if downstream_open && pipe_writer.write_all(&buf[..n]).is_err() {
+                if downstream_open && pipe_writer.send(chunk).is_err() {
                     downstream_open = false;
                 }
             }

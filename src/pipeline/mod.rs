@@ -19,6 +19,24 @@ use crate::keys::{DecryptKey, EncryptKey};
 /// Buffer size used between stages and for chunks sent across threads.
 pub const CHUNK: usize = 256 * 1024;
 
+/// Reads up to [`CHUNK`] bytes into a new buffer, fewer only at the end of
+/// `reader`; an empty buffer means the end. Whole chunks can then be handed to
+/// another thread without copying them again.
+pub fn read_chunk(reader: &mut dyn Read) -> io::Result<Vec<u8>> {
+    let mut chunk = vec![0u8; CHUNK];
+    let mut filled = 0;
+    while filled < CHUNK {
+        match reader.read(&mut chunk[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    chunk.truncate(filled);
+    Ok(chunk)
+}
+
 /// A writing stage that must be finished explicitly: `finish` writes trailers
 /// (zstd frame end, age last chunk, …) and then finishes the stage below it.
 /// A stage dropped without `finish` leaves a stream that does not decode.

@@ -41,12 +41,22 @@ impl PipeWriter {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.deliver(chunk)
+    }
+
+    fn deliver(&self, chunk: Vec<u8>) -> io::Result<()> {
         match &self.tx {
             Some(tx) => tx
                 .send(chunk)
                 .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the reading side stopped")),
             None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "pipe closed")),
         }
+    }
+
+    /// Hands `chunk` over whole, after anything buffered, without copying it.
+    pub fn send(&mut self, chunk: Vec<u8>) -> io::Result<()> {
+        self.send_buffer()?;
+        self.deliver(chunk)
     }
 
     /// Sends what is buffered and closes the pipe: the reader sees end of stream.

@@ -39,7 +39,9 @@ pub struct AppState {
     pub config: Arc<RwLock<Config>>,
     /// The catalog part of the metrics: listing remote destinations is slow,
     /// so it is reused for `catalog_ttl`.
-    catalog: Mutex<Option<(Instant, Vec<JobStatus>)>>,
+    catalog: Mutex<Option<(Instant, Arc<Vec<JobStatus>>)>>,
+    /// `GET /api/v1/jobs`, serialised once per change of what it shows.
+    pub(crate) job_views: api::ViewCache,
     catalog_ttl: Duration,
     /// The daemon's run hook; `None` outside a daemon (runs are then refused).
     start_run: Option<StartRun>,
@@ -59,6 +61,7 @@ impl AppState {
         AppState {
             config,
             catalog: Mutex::new(None),
+            job_views: api::ViewCache::default(),
             catalog_ttl,
             start_run: None,
             store: Mutex::new(None),
@@ -85,6 +88,15 @@ impl AppState {
             .clone()
     }
 
+    /// Whether the current config has the job `job` (without copying it).
+    pub fn has_job(&self, job: &str) -> bool {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .jobs
+            .contains_key(job)
+    }
+
     /// The state store, opened once (blocking).
     pub fn store(&self) -> Result<Arc<dyn StateStore>> {
         let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
@@ -96,46 +108,29 @@ impl AppState {
         Ok(store)
     }
 
-    /// The statuses of every job, catalog included, cached like the metrics'.
-    pub fn job_statuses(&self, config: &Config, store: Option<&dyn StateStore>) -> Vec<JobStatus> {
+    /// The statuses of every job, catalog included, shared by the API, the
+    /// metrics and their callers for `catalog_ttl`. The same `Arc` comes back
+    /// until it is built again, so callers may key their own caches on it.
+    pub fn job_statuses(&self, store: Option<&dyn StateStore>) -> Arc<Vec<JobStatus>> {
         let mut cache = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
         match cache.as_ref() {
             Some((at, statuses)) if at.elapsed() < self.catalog_ttl => statuses.clone(),
             _ => {
-                let statuses = metrics::catalog(config, store);
+                let statuses = Arc::new(metrics::catalog(&self.config(), store));
                 *cache = Some((Instant::now(), statuses.clone()));
                 statuses
             }
         }
     }
 
-    /// Forgets the cached catalog (after a run changed it).
-    pub fn forget_catalog(&self) {
-        *self.catalog.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
     /// Renders `/metrics` (blocking: reads the state store and destinations).
     pub fn render_metrics(&self) -> String {
-        let config = self
-            .config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let config = self.config();
         let store = crate::state::open(&config)
             .map_err(|e| tracing::warn!(error = %e, "metrics without the state store"))
             .ok();
         let store = store.as_deref();
-        let statuses = {
-            let mut cache = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
-            match cache.as_ref() {
-                Some((at, statuses)) if at.elapsed() < self.catalog_ttl => statuses.clone(),
-                _ => {
-                    let statuses = metrics::catalog(&config, store);
-                    *cache = Some((Instant::now(), statuses.clone()));
-                    statuses
-                }
-            }
-        };
+        let statuses = self.job_statuses(store);
         metrics::render(&config, store, &statuses, true)
     }
 }

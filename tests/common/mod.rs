@@ -226,6 +226,14 @@ pub fn integrity(path: &Path) -> String {
         .expect("integrity_check")
 }
 
+/// Flips one byte in the middle of a file; its size stays the same.
+pub fn flip_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
 pub fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

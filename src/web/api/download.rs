@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 
 use super::Path;
@@ -20,11 +19,11 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::jobs::known_job;
 use crate::auth::Action;
 use crate::engine::Selector;
+use crate::pipeline::HashingReader;
 use crate::web::AppState;
 
 /// Chunks in flight between the reader and the client.
 const CHANNEL_CHUNKS: usize = 4;
-const CHUNK: usize = 256 * 1024;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -102,47 +101,44 @@ fn file_name(text: &str) -> String {
         .collect()
 }
 
-/// Sends chunks until `write` stops; an error aborts the body (the client
+/// Sends a stream's bytes in whole chunks, each read straight into the buffer
+/// that travels to the client. The last chunk is held back until
+/// [`finish`](Self::finish), which comes after the hashes matched: a damaged
+/// artifact arrives short, never whole. An error aborts the body (the client
 /// sees a cut transfer, never a complete-looking wrong file).
-struct ChannelWriter {
+struct ChunkSender {
     tx: tokio::sync::mpsc::Sender<Chunk>,
-    buf: Vec<u8>,
+    held: Option<Bytes>,
 }
 
-impl ChannelWriter {
-    fn flush_chunk(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+impl ChunkSender {
+    fn send(&self, chunk: Bytes) -> std::io::Result<()> {
         self.tx
             .blocking_send(Ok(chunk))
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))
     }
 
+    fn send_from(&mut self, reader: &mut dyn Read) -> std::io::Result<()> {
+        loop {
+            let chunk = crate::pipeline::read_chunk(reader)?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            if let Some(previous) = self.held.replace(Bytes::from(chunk)) {
+                self.send(previous)?;
+            }
+        }
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        match self.held.take() {
+            Some(last) => self.send(last),
+            None => Ok(()),
+        }
+    }
+
     fn abort(&self, message: String) {
         let _ = self.tx.blocking_send(Err(std::io::Error::other(message)));
-    }
-}
-
-impl std::io::Write for ChannelWriter {
-    /// A full chunk goes out only when more data follows, so the last one
-    /// waits for [`flush`](std::io::Write::flush), which comes after the
-    /// hashes matched: a damaged artifact arrives short, never whole.
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if data.is_empty() {
-            return Ok(0);
-        }
-        if self.buf.len() >= CHUNK {
-            self.flush_chunk()?;
-        }
-        let n = data.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.flush_chunk()
     }
 }
 
@@ -220,36 +216,23 @@ fn pump(
         &format!("ok ({what})"),
     );
     let base = file_name(manifest.data.key.rsplit('/').next().unwrap_or(&manifest.id));
-    let mut out = ChannelWriter {
-        tx,
-        buf: Vec::with_capacity(CHUNK),
-    };
+    let mut out = ChunkSender { tx, held: None };
     match key {
         None => {
             let _ = start.send(Ok((Some(manifest.data.size), base)));
             let result = (|| -> std::result::Result<(), String> {
-                let mut stored = dest.open(&manifest.data.key).map_err(|e| e.to_string())?;
-                let mut hasher = Sha256::new();
-                let mut buf = vec![0u8; CHUNK];
-                let mut total = 0u64;
-                loop {
-                    let n = stored.read(&mut buf).map_err(|e| e.to_string())?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..n]);
-                    total += n as u64;
-                    std::io::Write::write_all(&mut out, &buf[..n]).map_err(|e| e.to_string())?;
-                }
-                if total != manifest.data.size
-                    || hex::encode(hasher.finalize()) != manifest.data.sha256
-                {
+                let stored = dest.open(&manifest.data.key).map_err(|e| e.to_string())?;
+                let (mut hashing, digest) = HashingReader::new(stored);
+                out.send_from(&mut hashing).map_err(|e| e.to_string())?;
+                if digest.get().is_none_or(|d| {
+                    d.size != manifest.data.size || d.sha256 != manifest.data.sha256
+                }) {
                     return Err(format!(
                         "artifact {} is damaged: the stored bytes do not match the manifest",
                         manifest.id
                     ));
                 }
-                std::io::Write::flush(&mut out).map_err(|e| e.to_string())
+                out.finish().map_err(|e| e.to_string())
             })();
             if let Err(e) = result {
                 tracing::warn!(job, id = %manifest.id, error = %e, "download aborted");
@@ -267,13 +250,12 @@ fn pump(
                 &key,
                 Arc::new(crate::progress::Silent),
                 &mut |stream| {
-                    std::io::copy(stream, &mut out)
-                        .map(|_| ())
+                    out.send_from(stream)
                         .map_err(|e| crate::Error::Run(format!("the client stopped reading: {e}")))
                 },
             )
             .map_err(|e| e.to_string())
-            .and_then(|_| std::io::Write::flush(&mut out).map_err(|e| e.to_string()));
+            .and_then(|_| out.finish().map_err(|e| e.to_string()));
             if let Err(e) = result {
                 tracing::warn!(job, id = %manifest.id, error = %e, "download aborted");
                 out.abort(e);

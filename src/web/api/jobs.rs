@@ -1,10 +1,13 @@
 //! Jobs: their status (the engine's `status::JobStatus`, as `cairn status`
 //! shows it), artifacts, pause/resume and the schedule override.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -36,6 +39,7 @@ pub struct JobView {
 }
 
 /// What the store says of every job now (read once per request, not per job).
+#[derive(PartialEq)]
 struct Now {
     paused: std::collections::BTreeSet<String>,
     overrides: std::collections::BTreeMap<String, ScheduleOverride>,
@@ -50,6 +54,54 @@ impl Now {
             running: running_jobs(store)?,
         })
     }
+}
+
+/// Every job's view as JSON, built again only when the catalog was rebuilt or
+/// a pause, override or running run changed: fifty clients polling the list
+/// would otherwise spend their time serialising the same 200 statuses.
+#[derive(Default)]
+pub struct ViewCache(Mutex<Option<Views>>);
+
+struct Views {
+    catalog: Arc<Vec<JobStatus>>,
+    now: Now,
+    json: Arc<Vec<(String, Bytes)>>,
+}
+
+impl ViewCache {
+    /// Each job's name and `JobView` JSON, in the config's order.
+    fn get(&self, state: &AppState) -> ApiResult<Arc<Vec<(String, Bytes)>>> {
+        let store = state.store()?;
+        let catalog = state.job_statuses(Some(store.as_ref()));
+        let now = Now::read(store.as_ref())?;
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(views) = slot.as_ref()
+            && Arc::ptr_eq(&views.catalog, &catalog)
+            && views.now == now
+        {
+            return Ok(views.json.clone());
+        }
+        let json = catalog
+            .iter()
+            .map(|status| {
+                let view = job_view(status.clone(), &now)?;
+                let bytes = serde_json::to_vec(&view).map_err(ApiError::internal)?;
+                Ok((view.job, Bytes::from(bytes)))
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        let json = Arc::new(json);
+        *slot = Some(Views {
+            catalog,
+            now,
+            json: json.clone(),
+        });
+        Ok(json)
+    }
+}
+
+/// A JSON response whose body is already serialised.
+fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn job_view(mut status: JobStatus, now: &Now) -> ApiResult<JobView> {
@@ -95,32 +147,34 @@ fn running_jobs(store: &dyn StateStore) -> ApiResult<std::collections::BTreeSet<
 }
 
 pub fn known_job<'a>(config: &'a Config, job: &str) -> ApiResult<&'a crate::config::Job> {
-    config
-        .jobs
-        .get(job)
-        .ok_or_else(|| ApiError::not_found(format!("there is no job `{job}` in the config")))
+    config.jobs.get(job).ok_or_else(|| no_such_job(job))
+}
+
+fn no_such_job(job: &str) -> ApiError {
+    ApiError::not_found(format!("there is no job `{job}` in the config"))
 }
 
 /// Every job the caller may see.
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs",
     responses((status = 200, body = [JobView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = []), ("cookie" = [])))]
-pub async fn list(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-) -> ApiResult<Json<Vec<JobView>>> {
+pub async fn list(State(state): State<Arc<AppState>>, caller: Caller) -> ApiResult<Response> {
     caller.require(Action::View, None)?;
     blocking(move || {
-        let config = state.config();
-        let store = state.store()?;
-        let statuses = state.job_statuses(&config, Some(store.as_ref()));
-        let now = Now::read(store.as_ref())?;
-        statuses
-            .into_iter()
-            .filter(|s| caller.principal.sees_job(&s.job))
-            .map(|s| job_view(s, &now))
-            .collect::<ApiResult<Vec<_>>>()
-            .map(Json)
+        let views = state.job_views.get(&state)?;
+        let mut body = Vec::with_capacity(views.iter().map(|(_, json)| json.len() + 1).sum());
+        body.push(b'[');
+        for (_, json) in views
+            .iter()
+            .filter(|(job, _)| caller.principal.sees_job(job))
+        {
+            if body.len() > 1 {
+                body.push(b',');
+            }
+            body.extend_from_slice(json);
+        }
+        body.push(b']');
+        Ok(json_response(body))
     })
     .await
 }
@@ -134,18 +188,18 @@ pub async fn one(
     State(state): State<Arc<AppState>>,
     Path(job): Path<String>,
     caller: Caller,
-) -> ApiResult<Json<JobView>> {
+) -> ApiResult<Response> {
     caller.require(Action::View, Some(&job))?;
     blocking(move || {
-        let config = state.config();
-        known_job(&config, &job)?;
-        let store = state.store()?;
-        let status = state
-            .job_statuses(&config, Some(store.as_ref()))
-            .into_iter()
-            .find(|s| s.job == job)
+        if !state.has_job(&job) {
+            return Err(no_such_job(&job));
+        }
+        let views = state.job_views.get(&state)?;
+        let (_, json) = views
+            .iter()
+            .find(|(name, _)| *name == job)
             .ok_or_else(|| ApiError::not_found(format!("there is no job `{job}`")))?;
-        job_view(status, &Now::read(store.as_ref())?).map(Json)
+        Ok(json_response(json.to_vec()))
     })
     .await
 }

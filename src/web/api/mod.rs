@@ -31,6 +31,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 
 pub use access::{Caller, Client, constant_time_eq};
 pub use error::{ApiError, ApiResult};
+pub(crate) use jobs::ViewCache;
 
 use crate::web::AppState;
 
