@@ -319,3 +319,72 @@ fn forced_restore_refuses_a_sqlite_file_another_process_has_open() {
     drop(app);
     assert_eq!(common::count_rows(&db, "items"), 10);
 }
+
+#[test]
+fn a_restore_runs_quick_check_and_check_full_also_refuses_broken_foreign_keys() {
+    let env = Env::new();
+    env.sqlite_age_setup(10);
+    let db = env.path("app.db");
+    // With `foreign_keys` off (SQLite's own default), a row that breaks a
+    // foreign key is stored.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "PRAGMA foreign_keys = OFF;
+             INSERT INTO items (sku, name, quantity, supplier_id) VALUES ('orphan', 'x', 1, 999);",
+        )
+        .unwrap();
+    env.backup("app");
+
+    let quick = env.path("quick.db");
+    let out = env
+        .cairn()
+        .args(["--json", "restore", "app", "--to"])
+        .arg(&quick)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", all_output(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions = report["actions"].to_string();
+    assert!(actions.contains("PRAGMA quick_check"), "{actions}");
+    assert_eq!(common::count_rows(&quick, "items"), 11);
+
+    let full = env.path("full.db");
+    let out = restore(&env, &full, &["--check", "full"]);
+    let text = all_output(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("foreign_key_check"), "{text}");
+    assert!(text.contains("items row"), "{text}");
+    assert!(
+        !full.exists(),
+        "a database that failed its check was put in place"
+    );
+    assert!(
+        !entries_of(env.dir.path())
+            .iter()
+            .any(|n| n.contains("cairn-restore")),
+        "{:?}",
+        entries_of(env.dir.path())
+    );
+
+    // A consistent database passes the full check, and the report says so.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("DELETE FROM items WHERE sku = 'orphan'", [])
+        .unwrap();
+    env.backup("app");
+    let out = env
+        .cairn()
+        .args(["--json", "restore", "app", "--check", "full", "--to"])
+        .arg(&full)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", all_output(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions = report["actions"].to_string();
+    assert!(
+        actions.contains("integrity_check and PRAGMA foreign_key_check"),
+        "{actions}"
+    );
+    assert_eq!(common::count_rows(&full, "items"), 10);
+}

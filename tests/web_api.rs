@@ -1191,19 +1191,27 @@ fn restore_from_the_api_plans_first_needs_the_job_name_and_restores_the_artifact
         "{run}"
     );
 
-    // Under restore_root, by a path relative to it.
+    // Under restore_root, by a path relative to it, with the full check.
     let r = d.send(
         "POST",
         &format!("{path}?wait=120"),
         &admin,
         Some(
             &serde_json::json!({"artifact": f.artifact, "dry_run": false, "confirm": "app",
-                "target": "copy.db", "destination": "local"})
+                "target": "copy.db", "destination": "local", "check": "full"})
             .to_string(),
         ),
     );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["status"], "success");
+    let run_id = r.json()["run_id"].as_i64().unwrap();
+    let run = d
+        .send("GET", &format!("/api/v1/runs/{run_id}"), &admin, None)
+        .json();
+    assert!(
+        run.to_string().contains("PRAGMA foreign_key_check"),
+        "{run}"
+    );
     assert_eq!(
         std::fs::read(env.path("restored/copy.db")).unwrap(),
         content

@@ -132,6 +132,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
                 target: target.clone(),
                 force: false,
                 replace_open: false,
+                check: crate::source::CheckLevel::Full,
             },
             output::progress(context.progress),
         )

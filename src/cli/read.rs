@@ -84,6 +84,26 @@ pub struct RestoreArgs {
     /// checking the whole artifact first (for artifacts too large to read twice)
     #[arg(long)]
     no_verify_first: bool,
+    /// How thoroughly a restored SQLite file is checked before it replaces the target
+    /// (the hashes are always checked): quick = PRAGMA quick_check; full = also
+    /// integrity_check and foreign_key_check, as drills do
+    #[arg(long, value_enum, default_value_t = Check::Quick)]
+    check: Check,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Check {
+    Quick,
+    Full,
+}
+
+impl From<Check> for crate::source::CheckLevel {
+    fn from(check: Check) -> Self {
+        match check {
+            Check::Quick => crate::source::CheckLevel::Quick,
+            Check::Full => crate::source::CheckLevel::Full,
+        }
+    }
 }
 
 pub fn verify(context: &Context, args: VerifyArgs) -> Result<u8> {
@@ -207,6 +227,7 @@ fn restore_located(
         force: args.force,
         clean: args.clean,
         verify_first: !args.no_verify_first,
+        check: args.check.into(),
     };
     restore_job::restore_job(config, job, &request, progress)
 }

@@ -73,14 +73,8 @@ impl Scratch for SqliteScratch {
 
     fn integrity(&self) -> Result<Vec<Check>> {
         let conn = self.open()?;
-        let lines: Vec<String> = conn
-            .prepare("PRAGMA integrity_check")
-            .and_then(|mut s| {
-                s.query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<Vec<String>>>()
-            })
+        let result = crate::source::sqlite::pragma_lines(&conn, "integrity_check")
             .map_err(|e| Error::Run(format!("PRAGMA integrity_check failed: {e}")))?;
-        let result = lines.join("; ");
         let mut checks = vec![Check::new("integrity_check", result == "ok", result)];
         let (count, first) = foreign_key_violations(&conn)
             .map_err(|e| Error::Run(format!("PRAGMA foreign_key_check failed: {e}")))?;

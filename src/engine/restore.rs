@@ -2,7 +2,7 @@
 //!
 //! The content is streamed into a temporary file or folder beside the target,
 //! its hashes are checked against the manifest and its kind-specific check
-//! (e.g. `PRAGMA integrity_check`) is run; only then does it replace the
+//! (SQLite: `PRAGMA quick_check`, or the full checks on request) is run; only then does it replace the
 //! target, atomically where the kernel allows. An existing target is replaced
 //! only with `force`, and is then kept as a safety copy.
 
@@ -18,7 +18,7 @@ use super::{Located, fallback, read};
 use crate::config::Job;
 use crate::keys;
 use crate::progress::Progress;
-use crate::source::{self, Restorer, TargetShape};
+use crate::source::{self, CheckLevel, Restorer, TargetShape};
 use crate::{Error, Result};
 
 const TEMP_MARK: &str = ".cairn-restore-";
@@ -29,6 +29,8 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Replace a database file that another process has open (`--force` twice).
     pub replace_open: bool,
+    /// How thoroughly the restored copy is checked before it is put in place.
+    pub check: CheckLevel,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,6 +125,8 @@ pub struct RestorePlan {
     pub leftovers: Vec<PathBuf>,
     /// Replace the target even while another process has it open.
     pub replace_open: bool,
+    /// How thoroughly the restored copy is checked before it is put in place.
+    pub check: CheckLevel,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -192,6 +196,7 @@ pub fn plan(located: &Located, options: &RestoreOptions) -> Result<RestorePlan> 
         target,
         replace,
         replace_open: options.replace_open,
+        check: options.check,
     })
 }
 
@@ -250,18 +255,23 @@ pub fn apply(
         let result = read::read_artifact(dest, manifest, &key, progress.clone(), &mut |stream| {
             restorer.write(stream, &temp)
         })
-        .and_then(|outcome| restorer.check(&temp).map(|()| outcome));
+        .and_then(|outcome| {
+            restorer
+                .check(&temp, plan.check)
+                .map(|checked| (outcome, checked))
+        });
         match result {
-            Ok(outcome) => Ok((outcome, temp)),
+            Ok((outcome, checked)) => Ok((outcome, checked, temp)),
             Err(e) => {
                 let _ = crate::leftovers::remove_path(&temp);
                 Err(e)
             }
         }
     })?;
-    let (outcome, temp) = &found.value;
+    let (outcome, checked, temp) = &found.value;
     let temp = temp.clone();
     let mut report = report_of(plan, &found, outcome.plaintext.size, false);
+    report.actions.extend(checked.clone());
     report.actions.splice(
         1..1,
         removed
@@ -628,6 +638,7 @@ mod tests {
             target: target.to_path_buf(),
             force,
             replace_open: false,
+            check: CheckLevel::Quick,
         }
     }
 

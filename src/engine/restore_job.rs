@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::{Selector, restore, restore_server};
 use crate::config::{Config, Job};
 use crate::progress::Progress;
+use crate::source::CheckLevel;
 use crate::{Error, Result};
 
 /// What to restore and how (`cairn restore`'s options).
@@ -26,6 +27,8 @@ pub struct RestoreRequest {
     pub clean: bool,
     /// Command and MySQL targets: read and check the whole artifact before streaming.
     pub verify_first: bool,
+    /// How thoroughly a restored file is checked before it replaces the target.
+    pub check: CheckLevel,
 }
 
 /// Locates the artifact and restores it as `request` says. A dry run's report
@@ -40,6 +43,11 @@ pub fn restore_job(
     let destinations = super::destinations_of(config, job, selector.from.as_deref())?;
     let located = super::locate(config, job, &destinations, selector)?;
     let kind = located.manifest.source.kind.clone();
+    if request.check == CheckLevel::Full && kind != "sqlite" {
+        return Err(Error::Usage(format!(
+            "a full check applies to SQLite restores; artifacts of `{kind}` are checked by their hashes (and a database server checks what it loads): drop --check full"
+        )));
+    }
     Ok(match (kind.as_str(), request.to.clone()) {
         ("command", None) => {
             let planned = restore_server::plan_command(job, &located, request.verify_first)?;
@@ -91,6 +99,7 @@ pub fn restore_job(
                 target: PathBuf::from(path),
                 force: request.force > 0,
                 replace_open: request.force > 1,
+                check: request.check,
             };
             let plan = restore::plan(&located, &options)?;
             if request.dry_run {

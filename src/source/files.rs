@@ -472,8 +472,8 @@ impl Restorer for FilesRestorer {
         Ok(())
     }
 
-    fn check(&self, _temp: &Path) -> Result<()> {
-        Ok(())
+    fn check(&self, _temp: &Path, _level: super::CheckLevel) -> Result<Option<String>> {
+        Ok(None)
     }
 }
 

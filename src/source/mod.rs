@@ -100,13 +100,27 @@ pub enum TargetShape {
     Folder,
 }
 
+/// How thoroughly a restored copy is checked, beyond the hashes that every
+/// restore checks, before it replaces the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckLevel {
+    /// What proves the copy usable quickly (SQLite: `PRAGMA quick_check`). The
+    /// plaintext SHA-256 already proves it is the snapshot that was backed up.
+    #[default]
+    Quick,
+    /// Everything a drill checks (SQLite: `integrity_check`, `foreign_key_check`).
+    Full,
+}
+
 /// The restore side, chosen by the manifest's `source.kind`.
 pub trait Restorer {
     fn shape(&self) -> TargetShape;
     /// Writes the plaintext `stream` into `temp` (a new file or an empty folder).
     fn write(&self, stream: &mut dyn Read, temp: &Path) -> Result<()>;
-    /// Checks what was written before it replaces the target.
-    fn check(&self, temp: &Path) -> Result<()>;
+    /// Checks what was written before it replaces the target; says what it
+    /// checked (a line of the restore's report), if anything.
+    fn check(&self, temp: &Path, level: CheckLevel) -> Result<Option<String>>;
     /// Files that belong with the target and must move with it (e.g. SQLite's -wal).
     fn companions(&self, target: &Path) -> Vec<std::path::PathBuf> {
         let _ = target;

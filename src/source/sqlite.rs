@@ -12,7 +12,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::json;
 
-use super::{Dump, Restorer, TargetShape};
+use super::{CheckLevel, Dump, Restorer, TargetShape};
 use crate::{Error, Result};
 
 pub struct SqliteSource {
@@ -171,7 +171,8 @@ pub fn table_row_counts(
     Ok(counts)
 }
 
-/// Restores a database file and checks it with `PRAGMA integrity_check`.
+/// Restores a database file and checks it with `PRAGMA quick_check`, or
+/// `integrity_check` and `foreign_key_check` when asked for a full check.
 pub struct SqliteRestorer;
 
 impl Restorer for SqliteRestorer {
@@ -213,15 +214,34 @@ impl Restorer for SqliteRestorer {
         file.sync_all().map_err(|e| target_err("cannot sync", e))
     }
 
-    fn check(&self, temp: &Path) -> Result<()> {
-        let result = integrity_check(temp)
-            .map_err(|e| Error::Run(format!("restored database cannot be opened: {e}")))?;
-        if result == "ok" {
-            Ok(())
-        } else {
-            Err(Error::Run(format!(
-                "restored database fails PRAGMA integrity_check: {result}"
-            )))
+    fn check(&self, temp: &Path, level: CheckLevel) -> Result<Option<String>> {
+        let pragma = match level {
+            CheckLevel::Quick => "quick_check",
+            CheckLevel::Full => "integrity_check",
+        };
+        let unusable =
+            |e: rusqlite::Error| Error::Run(format!("the restored database cannot be read: {e}"));
+        let conn = open_immutable(temp).map_err(unusable)?;
+        let result = pragma_lines(&conn, pragma).map_err(unusable)?;
+        if result != "ok" {
+            // Its SHA-256 matched: the database was damaged when it was backed up.
+            return Err(Error::Run(format!(
+                "the restored database fails PRAGMA {pragma}: {result}; it was backed up that way (its hashes match), the target is untouched: restore an older artifact"
+            )));
+        }
+        if level == CheckLevel::Quick {
+            return Ok(Some(format!(
+                "checked the restored database with PRAGMA {pragma} (--check full: integrity_check and foreign_key_check)"
+            )));
+        }
+        match foreign_key_violations(&conn).map_err(unusable)? {
+            (0, _) => Ok(Some(format!(
+                "checked the restored database with PRAGMA {pragma} and PRAGMA foreign_key_check"
+            ))),
+            (n, first) => Err(Error::Run(format!(
+                "the restored database fails PRAGMA foreign_key_check: {n} row(s) violate a foreign key ({}); it was backed up that way, the target is untouched: restore without --check full to accept it",
+                first.join("; ")
+            ))),
         }
     }
 
@@ -237,8 +257,6 @@ impl Restorer for SqliteRestorer {
     }
 }
 
-/// `PRAGMA integrity_check` on a database file, opened immutable so that no
-/// -wal or -shm files appear beside it.
 /// Opens a database file that nobody writes (a restored copy) read-only and
 /// `immutable=1`, so that no `-wal`/`-shm` files appear beside it.
 pub fn open_immutable(path: &Path) -> rusqlite::Result<Connection> {
@@ -258,10 +276,11 @@ pub fn open_immutable(path: &Path) -> rusqlite::Result<Connection> {
     )
 }
 
-pub fn integrity_check(path: &Path) -> rusqlite::Result<String> {
-    let conn = open_immutable(path)?;
+/// The rows of a checking pragma (`integrity_check`, `quick_check`), joined:
+/// `ok` when it found nothing.
+pub fn pragma_lines(conn: &Connection, pragma: &str) -> rusqlite::Result<String> {
     let lines: Vec<String> = conn
-        .prepare("PRAGMA integrity_check")?
+        .prepare(&format!("PRAGMA {pragma}"))?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(lines.join("; "))
@@ -335,14 +354,8 @@ impl super::kind::SourceKind for SqliteKind<'_> {
     fn live_checks(&self) -> Result<super::kind::LiveChecks> {
         use super::kind::Check;
         let conn = self.open_for_validation()?;
-        let integrity: std::result::Result<Vec<String>, _> = conn
-            .prepare("PRAGMA integrity_check")
-            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect());
-        let integrity = match integrity {
-            Ok(lines) => {
-                let text = lines.join("; ");
-                Check::new("integrity_check", text == "ok", text)
-            }
+        let integrity = match pragma_lines(&conn, "integrity_check") {
+            Ok(text) => Check::new("integrity_check", text == "ok", text),
             Err(e) => Check::new("integrity_check", false, e.to_string()),
         };
         let foreign_keys = match foreign_key_violations(&conn) {

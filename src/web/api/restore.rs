@@ -26,13 +26,14 @@ use crate::auth::Action;
 use crate::config::{Config, Job};
 use crate::engine::restore_job::{self, RestoreRequest};
 use crate::engine::{Selector, runs};
+use crate::source::CheckLevel;
 use crate::state::{RunFilter, RunKind, RunStatus, StateStore, Trigger};
 use crate::web::AppState;
 
 /// How long a started restore may take to record its run.
 const RECORD_DEADLINE: Duration = Duration::from_secs(15);
 
-/// `{"artifact", "destination"?, "target"?, "dry_run", "confirm"?}`.
+/// `{"artifact", "destination"?, "target"?, "dry_run", "confirm"?, "check"?}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreBody {
@@ -46,6 +47,18 @@ pub struct RestoreBody {
     pub dry_run: bool,
     /// A real restore needs the job's name here (typed confirmation).
     pub confirm: Option<String>,
+    /// How thoroughly a restored SQLite file is checked (the hashes always are).
+    #[serde(default)]
+    pub check: Check,
+}
+
+/// `quick`: PRAGMA quick_check; `full`: also integrity_check and foreign_key_check.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Check {
+    #[default]
+    Quick,
+    Full,
 }
 
 /// What a restore would do (a dry run), after the artifact was read and checked.
@@ -163,6 +176,10 @@ fn request_of(config: &Config, job: &Job, body: &RestoreBody) -> Result<RestoreR
         force: 1,
         clean: false,
         verify_first: true,
+        check: match body.check {
+            Check::Quick => CheckLevel::Quick,
+            Check::Full => CheckLevel::Full,
+        },
     })
 }
 
