@@ -8,6 +8,7 @@
 # Environment:
 #   BENCH_RUNS_IN_STORE  runs to generate (default 100000)
 #   BENCH_REPEAT         timed repetitions per command; the median is printed (default 5)
+#   BENCH_JOBS           jobs in the config, the runs spread over them (default 200)
 #   CAIRN_BIN            cairn binary; unset: `cargo build --release` first
 # Needs the Debian `postgresql` server binaries and sqlite3. Starts its own
 # PostgreSQL on a free 127.0.0.1 port in a temp folder and stops it at the end.
@@ -19,6 +20,7 @@ REPO=$(dirname "$BENCH_DIR")
 . "$BENCH_DIR/lib.sh"
 N=${BENCH_RUNS_IN_STORE:-100000}
 REPEAT=${BENCH_REPEAT:-5}
+JOBS=${BENCH_JOBS:-200}
 command -v sqlite3 >/dev/null || die "sqlite3 is needed"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 [ -x "$PGBIN/initdb" ] || die "PostgreSQL server binaries are needed (Debian postgresql)"
@@ -30,12 +32,12 @@ as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; 
 cleanup() { as_pg "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-# --- a config with 10 jobs and a SQLite store of N runs ---------------------------
+# --- a config with JOBS jobs and a SQLite store of N runs -------------------------
 mkdir -p "$WORK/data" "$WORK/backups"
 echo hello > "$WORK/data/file"
 {
   printf '[destinations.local]\nkind = "fs"\npath = "%s/backups"\n\n' "$WORK"
-  for j in $(seq 0 9); do
+  for j in $(seq 0 $((JOBS - 1))); do
     printf '[jobs.job%s]\nsource = { kind = "files", path = "%s/data" }\ndestinations = ["local"]\nencryption = { kind = "none" }\nschedules = [{ cron = "0 3 * * *" }]\n\n' "$j" "$WORK"
   done
 } > "$WORK/cairn.toml"
@@ -45,7 +47,7 @@ log "generating $N runs in SQLite"
 sqlite3 "$WORK/cairn-state.db" "
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $N)
 INSERT INTO runs (job, kind, trigger, status, started_at, finished_at, bytes, artifact_id, error, details, log, host, pid)
-SELECT 'job' || (i % 10), CASE i % 4 WHEN 0 THEN 'verify' ELSE 'backup' END, 'schedule',
+SELECT 'job' || (i % $JOBS), CASE i % 4 WHEN 0 THEN 'verify' ELSE 'backup' END, 'schedule',
        CASE WHEN i % 50 = 0 THEN 'failure' ELSE 'success' END,
        1700000000000 + i * 60000, 1700000000000 + i * 60000 + 4000, 1000 + i,
        printf('20231114T%06dZ-%04x', i % 1000000, i % 65536), NULL, NULL,
@@ -83,7 +85,7 @@ PG_STATUS=$(timed "status (postgres)" "$CAIRN_BIN" status)
 PG_HISTORY=$(timed "history (postgres)" "$CAIRN_BIN" history)
 PG_HISTORY_ALL=$(timed "history -n 100000 (postgres)" "$CAIRN_BIN" history --json -n "$N")
 
-printf '\nState store with %s runs (median of %s, wall ms)\n' "$N" "$REPEAT"
+printf '\nState store with %s runs over %s jobs (median of %s, wall ms)\n' "$N" "$JOBS" "$REPEAT"
 printf '%-34s %10s %10s\n' "" sqlite postgres
 printf '%-34s %10s %10s\n' "cairn status" "$SQ_STATUS" "$PG_STATUS"
 printf '%-34s %10s %10s\n' "cairn history (newest 20)" "$SQ_HISTORY" "$PG_HISTORY"

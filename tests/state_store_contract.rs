@@ -187,6 +187,48 @@ fn runs_round_trip_and_filters(b: Backend) {
     assert!(store.run(a + 1000).unwrap().is_none());
 }
 
+fn latest_runs_of_many_jobs_in_one_read(b: Backend) {
+    let f = Fixture::new(b);
+    let store = f.open();
+    let run = |job: &str, kind, at, success: Option<bool>| {
+        let id = store.start_run(&new_run(job, kind, at)).unwrap();
+        if let Some(success) = success {
+            store.finish_run(id, &ended(success), "the log").unwrap();
+        }
+        id
+    };
+    let app_ok = run("app", RunKind::Backup, 1_700_000_000, Some(true));
+    let app_failed = run("app", RunKind::Backup, 1_700_000_100, Some(false));
+    run("app", RunKind::Verify, 1_700_000_200, Some(true));
+    let db_running = run("db", RunKind::Backup, 1_700_000_300, None);
+    run("elsewhere", RunKind::Backup, 1_700_000_400, Some(true));
+    let jobs = ["app".to_string(), "db".into(), "never-ran".into()];
+
+    let latest = store.latest_runs(&jobs, RunKind::Backup, None).unwrap();
+    let ids: Vec<_> = latest.iter().map(|(j, r)| (j.as_str(), r.id)).collect();
+    assert_eq!(ids, vec![("app", app_failed), ("db", db_running)]);
+    assert!(latest.values().all(|r| r.log.is_none()), "no logs");
+    assert_eq!(latest["app"].error.as_deref(), Some("it broke"));
+
+    let succeeded = store
+        .latest_runs(&jobs, RunKind::Backup, Some(RunStatus::Success))
+        .unwrap();
+    let ids: Vec<_> = succeeded.iter().map(|(j, r)| (j.as_str(), r.id)).collect();
+    assert_eq!(ids, vec![("app", app_ok)]);
+    assert!(
+        store
+            .latest_runs(&jobs, RunKind::Drill, None)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .latest_runs(&[], RunKind::Backup, None)
+            .unwrap()
+            .is_empty()
+    );
+}
+
 fn orphaned_runs_are_interrupted_once(b: Backend) {
     let f = Fixture::new(b);
     let store = f.open();
@@ -349,6 +391,17 @@ fn copy_marks_per_destination(b: Backend) {
     assert!(!marks.is_bad("A1", "local"));
     assert_eq!(marks.0.len(), 1);
     assert_eq!(store.copy_marks("nobody").unwrap().0.len(), 0);
+
+    let jobs = ["app".to_string(), "nobody".into(), "other".into()];
+    let of = store.copy_marks_of(&jobs).unwrap();
+    assert_eq!(
+        of.keys().collect::<Vec<_>>(),
+        jobs.iter().collect::<Vec<_>>()
+    );
+    for job in &jobs {
+        assert_eq!(of[job], store.copy_marks(job).unwrap(), "{job}");
+    }
+    assert!(of["other"].is_bad("A1", "s3"));
 }
 
 fn claims_are_exclusive_expire_and_release(b: Backend) {
@@ -885,6 +938,7 @@ macro_rules! contract {
 
 contract!(
     runs_round_trip_and_filters,
+    latest_runs_of_many_jobs_in_one_read,
     orphaned_runs_are_interrupted_once,
     forgotten_runs_stay_counted,
     pauses_schedule_marks_and_overrides,

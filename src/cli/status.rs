@@ -22,10 +22,7 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
     let store = super::open_store(&config);
     let store = store.as_deref();
     let now = jiff::Timestamp::now();
-    let statuses: Vec<JobStatus> = jobs
-        .iter()
-        .map(|job| status::job_status(&config, job, store, now))
-        .collect();
+    let statuses: Vec<JobStatus> = status::job_statuses(&config, &jobs, store, now);
     let running = store.and_then(daemon::running_daemon);
     let checks = if args.jobs.is_empty() {
         status::check_statuses(&config, store)

@@ -67,10 +67,11 @@ pub fn report(
     store: Option<&dyn StateStore>,
     now: jiff::Timestamp,
 ) -> IntegrityReport {
+    let states = status::job_statuses(config, jobs, store, now);
     let reports: Vec<JobReport> = jobs
         .iter()
-        .map(|job| {
-            let state = status::job_status(config, job, store, now);
+        .zip(states)
+        .map(|(job, state)| {
             let last =
                 |kind| status::latest_run(store, &job.name, kind, None).map(RunSummary::from);
             let last_verification = last(RunKind::Verify);

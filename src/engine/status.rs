@@ -1,11 +1,13 @@
 //! The state of each job, from the config, the state store and the catalog:
 //! what `cairn status` prints, and what metrics and the web UI show.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::Serialize;
 
 use crate::config::{Config, Job};
 use crate::engine::{CopyHealth, copy_health};
-use crate::state::{RunFilter, RunKind, RunRecord, RunStatus, StateStore};
+use crate::state::{CopyMarks, RunFilter, RunKind, RunRecord, RunStatus, StateStore};
 use crate::store::catalog;
 
 #[derive(Debug, Clone, Serialize)]
@@ -103,28 +105,53 @@ pub fn latest_run(
         .next()
 }
 
-/// When `job` was last proven restorable, and whether that is older than `drill.max_age`.
-pub fn proven(
-    job: &Job,
-    store: Option<&dyn StateStore>,
-    now: jiff::Timestamp,
-) -> (Option<Proven>, bool) {
-    let proven =
-        latest_run(store, &job.name, RunKind::Drill, Some(RunStatus::Success)).map(|r| Proven {
-            age_seconds: now.as_second() - r.started_at.as_second(),
-            at: r.started_at,
-            artifact_id: r.artifact_id.clone(),
-            restore_seconds: r
-                .details
-                .as_ref()
-                .and_then(|d| d["restore_seconds"].as_f64()),
-        });
+/// When `job` was last proven restorable (its newest successful drill), and
+/// whether that is older than `drill.max_age`.
+fn proven(job: &Job, drill: Option<&RunRecord>, now: jiff::Timestamp) -> (Option<Proven>, bool) {
+    let proven = drill.map(|r| Proven {
+        age_seconds: now.as_second() - r.started_at.as_second(),
+        at: r.started_at,
+        artifact_id: r.artifact_id.clone(),
+        restore_seconds: r
+            .details
+            .as_ref()
+            .and_then(|d| d["restore_seconds"].as_f64()),
+    });
     let stale = job.drill.max_age.is_some_and(|max| {
         proven
             .as_ref()
             .is_none_or(|p| p.age_seconds > max.as_secs() as i64)
     });
     (proven, stale)
+}
+
+/// What the state store says of a set of jobs, read once for all of them
+/// (a handful of statements, not a handful per job). Without a store, or
+/// when it cannot be read, it knows nothing.
+#[derive(Default)]
+struct StoreFacts {
+    paused: BTreeSet<String>,
+    marks: BTreeMap<String, CopyMarks>,
+    last_run: BTreeMap<String, RunRecord>,
+    last_success: BTreeMap<String, RunRecord>,
+    last_drill: BTreeMap<String, RunRecord>,
+}
+
+impl StoreFacts {
+    fn read(store: Option<&dyn StateStore>, jobs: &[&Job]) -> StoreFacts {
+        let Some(store) = store else {
+            return StoreFacts::default();
+        };
+        let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+        let latest = |kind, status| store.latest_runs(&names, kind, status).unwrap_or_default();
+        StoreFacts {
+            paused: store.paused_jobs().unwrap_or_default(),
+            marks: store.copy_marks_of(&names).unwrap_or_default(),
+            last_run: latest(RunKind::Backup, None),
+            last_success: latest(RunKind::Backup, Some(RunStatus::Success)),
+            last_drill: latest(RunKind::Drill, Some(RunStatus::Success)),
+        }
+    }
 }
 
 /// The status of `job`, its destinations opened for it.
@@ -134,20 +161,46 @@ pub fn job_status(
     store: Option<&dyn StateStore>,
     now: jiff::Timestamp,
 ) -> JobStatus {
-    job_status_in(config, job, &super::open_job(config, job, None), store, now)
+    let facts = StoreFacts::read(store, &[job]);
+    status_of(
+        config,
+        job,
+        &super::open_job(config, job, None),
+        &facts,
+        now,
+    )
 }
 
-/// The status of `job` as `destinations` (the job's, opened) show it.
-pub fn job_status_in(
+/// The status of each of `jobs`, the store read once for all of them.
+pub fn job_statuses(
+    config: &Config,
+    jobs: &[&Job],
+    store: Option<&dyn StateStore>,
+    now: jiff::Timestamp,
+) -> Vec<JobStatus> {
+    let facts = StoreFacts::read(store, jobs);
+    jobs.iter()
+        .map(|job| {
+            status_of(
+                config,
+                job,
+                &super::open_job(config, job, None),
+                &facts,
+                now,
+            )
+        })
+        .collect()
+}
+
+/// The status of `job` as `destinations` (the job's, opened) and `facts` show it.
+fn status_of(
     config: &Config,
     job: &Job,
     destinations: &[super::Opened],
-    store: Option<&dyn StateStore>,
+    facts: &StoreFacts,
     now: jiff::Timestamp,
 ) -> JobStatus {
-    let paused = store
-        .and_then(|s| s.paused_jobs().ok())
-        .is_some_and(|p| p.contains(&job.name));
+    let paused = facts.paused.contains(&job.name);
     let schedules: Vec<ScheduleStatus> = job
         .schedules
         .iter()
@@ -158,9 +211,8 @@ pub fn job_status_in(
             next_run: s.next_after(now),
         })
         .collect();
-    let marks = store
-        .and_then(|s| s.copy_marks(&job.name).ok())
-        .unwrap_or_default();
+    let no_marks = CopyMarks::default();
+    let marks = facts.marks.get(&job.name).unwrap_or(&no_marks);
     let opened = destinations;
     let mut destinations = Vec::new();
     let mut newest_good: Option<(jiff::Timestamp, String)> = None;
@@ -174,7 +226,7 @@ pub fn job_status_in(
                 let (untrusted, good): (Vec<_>, Vec<_>) = listing
                     .artifacts
                     .iter()
-                    .filter(|a| copy_health(a, &marks) == CopyHealth::Good)
+                    .filter(|a| copy_health(a, marks) == CopyHealth::Good)
                     .partition(|a| a.trust.is_untrusted());
                 for a in &good {
                     if newest_good
@@ -205,7 +257,7 @@ pub fn job_status_in(
             },
         });
     }
-    let (proven, drill_stale) = proven(job, store, now);
+    let (proven, drill_stale) = proven(job, facts.last_drill.get(&job.name), now);
     JobStatus {
         proven,
         drill_stale,
@@ -223,9 +275,8 @@ pub fn job_status_in(
             schedules.iter().filter_map(|s| s.next_run).min()
         },
         schedules,
-        last_run: latest_run(store, &job.name, RunKind::Backup, None),
-        last_success: latest_run(store, &job.name, RunKind::Backup, Some(RunStatus::Success))
-            .map(|r| r.started_at),
+        last_run: facts.last_run.get(&job.name).cloned(),
+        last_success: facts.last_success.get(&job.name).map(|r| r.started_at),
         newest_good: newest_good.map(|(created_at, id)| NewestGood {
             age_seconds: now.as_second() - created_at.as_second(),
             id,

@@ -251,6 +251,30 @@ pub trait StateStore: Send + Sync {
     /// process alerts about each.
     fn interrupt_orphaned_runs(&self) -> Result<Vec<RunRecord>>;
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+    /// The newest run of `kind` (with `status`, when given) of each of `jobs`
+    /// that has one, without its log: what `cairn status` shows of every job.
+    /// A store behind a network answers it in one round trip.
+    fn latest_runs(
+        &self,
+        jobs: &[String],
+        kind: RunKind,
+        status: Option<RunStatus>,
+    ) -> Result<BTreeMap<String, RunRecord>> {
+        let mut latest = BTreeMap::new();
+        for job in jobs {
+            let filter = RunFilter {
+                job: Some(job.clone()),
+                kind: Some(kind),
+                status,
+                limit: Some(1),
+                with_log: false,
+            };
+            if let Some(run) = self.runs(&filter)?.into_iter().next() {
+                latest.insert(job.clone(), run);
+            }
+        }
+        Ok(latest)
+    }
     fn run(&self, id: i64) -> Result<Option<RunRecord>>;
     /// Deletes finished runs that started before `before`; returns how many.
     fn forget_runs_before(&self, before: Timestamp) -> Result<usize>;
@@ -286,6 +310,12 @@ pub trait StateStore: Send + Sync {
     /// Removes the whole-artifact mark of `id`, once every copy has its own.
     fn forget_whole_mark(&self, job: &str, id: &str) -> Result<()>;
     fn copy_marks(&self, job: &str) -> Result<CopyMarks>;
+    /// The marks of each of `jobs` (every one of them has an entry).
+    fn copy_marks_of(&self, jobs: &[String]) -> Result<BTreeMap<String, CopyMarks>> {
+        jobs.iter()
+            .map(|job| Ok((job.clone(), self.copy_marks(job)?)))
+            .collect()
+    }
 
     /// Takes the exclusive claim on `name` (e.g. `backup:app`) for `holder` until
     /// `lease_secs` from now. Returns false when another live holder has it.

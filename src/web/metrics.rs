@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::config::Config;
-use crate::engine::status::{JobStatus, job_status};
+use crate::engine::status::{JobStatus, job_statuses};
 use crate::state::{RunFilter, RunKind, RunRecord, RunStatus, StateStore};
 
 type Labels = Vec<(String, String)>;
@@ -30,12 +30,8 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 /// The catalog side of the metrics (slow for remote destinations: callers may
 /// cache it).
 pub fn catalog(config: &Config, store: Option<&dyn StateStore>) -> Vec<JobStatus> {
-    let now = jiff::Timestamp::now();
-    config
-        .jobs
-        .values()
-        .map(|job| job_status(config, job, store, now))
-        .collect()
+    let jobs: Vec<&crate::config::Job> = config.jobs.values().collect();
+    job_statuses(config, &jobs, store, jiff::Timestamp::now())
 }
 
 fn last(

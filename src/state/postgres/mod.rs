@@ -22,8 +22,8 @@ use tokio_postgres::{Client, Row};
 
 use super::{
     AbandonedFire, ApiToken, ArtifactMark, AuditEntry, ClaimOutcome, ClaimToken, CopyMarks,
-    FireKey, NewAudit, NewRun, ReplicaInfo, RunCount, RunEnd, RunFilter, RunRecord, RunStatus,
-    ScheduleOverride, Session, StateStore, User, audit_hash, host,
+    FireKey, NewAudit, NewRun, ReplicaInfo, RunCount, RunEnd, RunFilter, RunKind, RunRecord,
+    RunStatus, ScheduleOverride, Session, StateStore, User, audit_hash, host,
 };
 use crate::config::StatePostgres;
 use crate::{Error, Result};
@@ -137,6 +137,7 @@ pub(crate) enum Param {
     Int(i64),
     OptInt(Option<i64>),
     Bool(bool),
+    Texts(Vec<String>),
 }
 
 impl Param {
@@ -147,6 +148,7 @@ impl Param {
             Param::Int(v) => (v, Type::INT8),
             Param::OptInt(v) => (v, Type::INT8),
             Param::Bool(v) => (v, Type::BOOL),
+            Param::Texts(v) => (v, Type::TEXT_ARRAY),
         }
     }
 }
@@ -376,6 +378,30 @@ impl StateStore for PostgresState {
             .collect()
     }
 
+    fn latest_runs(
+        &self,
+        jobs: &[String],
+        kind: RunKind,
+        status: Option<RunStatus>,
+    ) -> Result<BTreeMap<String, RunRecord>> {
+        let columns = RUN_COLUMNS.replace(" log,", " NULL::text AS log,");
+        let mut params = vec![Param::Texts(jobs.to_vec()), t(kind.as_str())];
+        let mut wanted = "job = wanted.name AND kind = $2".to_string();
+        if let Some(status) = status {
+            params.push(t(status.as_str()));
+            wanted.push_str(" AND status = $3");
+        }
+        // One index walk per job (runs_by_job), all in one statement.
+        let sql = format!(
+            "SELECT latest.* FROM unnest($1::text[]) AS wanted(name) CROSS JOIN LATERAL \
+             (SELECT {columns} FROM runs WHERE {wanted} ORDER BY id DESC LIMIT 1) AS latest"
+        );
+        self.query("cannot read runs", sql, params)?
+            .iter()
+            .map(|row| run_record(row, false).map(|run| (run.job.clone(), run)))
+            .collect()
+    }
+
     fn run_counts(&self) -> Result<Vec<RunCount>> {
         let rows = self.query(
             "cannot count runs",
@@ -543,6 +569,32 @@ impl StateStore for PostgresState {
         })
         .collect::<Result<_>>()
         .map(CopyMarks)
+    }
+
+    fn copy_marks_of(&self, jobs: &[String]) -> Result<BTreeMap<String, CopyMarks>> {
+        let mut marks: BTreeMap<String, CopyMarks> = jobs
+            .iter()
+            .map(|job| (job.clone(), CopyMarks::default()))
+            .collect();
+        let rows = self.query(
+            "cannot read artifact marks",
+            "SELECT job, id, destination, bad, reason, at FROM artifact_marks WHERE job = ANY($1)",
+            vec![Param::Texts(jobs.to_vec())],
+        )?;
+        for row in &rows {
+            let job: String = get(row, 0)?;
+            let mark = ArtifactMark {
+                bad: get(row, 3)?,
+                reason: get(row, 4)?,
+                at: from_millis(get(row, 5)?),
+            };
+            marks
+                .entry(job)
+                .or_default()
+                .0
+                .insert((get(row, 1)?, get(row, 2)?), mark);
+        }
+        Ok(marks)
     }
 
     fn claim(&self, name: &str, holder: &str, lease_secs: u64) -> Result<bool> {
