@@ -161,14 +161,7 @@ pub fn job_status(
     store: Option<&dyn StateStore>,
     now: jiff::Timestamp,
 ) -> JobStatus {
-    let facts = StoreFacts::read(store, &[job]);
-    status_of(
-        config,
-        job,
-        &super::open_job(config, job, None),
-        &facts,
-        now,
-    )
+    status_of(config, job, &StoreFacts::read(store, &[job]), now)
 }
 
 /// The status of each of `jobs`, the store read once for all of them.
@@ -180,26 +173,12 @@ pub fn job_statuses(
 ) -> Vec<JobStatus> {
     let facts = StoreFacts::read(store, jobs);
     jobs.iter()
-        .map(|job| {
-            status_of(
-                config,
-                job,
-                &super::open_job(config, job, None),
-                &facts,
-                now,
-            )
-        })
+        .map(|job| status_of(config, job, &facts, now))
         .collect()
 }
 
-/// The status of `job` as `destinations` (the job's, opened) and `facts` show it.
-fn status_of(
-    config: &Config,
-    job: &Job,
-    destinations: &[super::Opened],
-    facts: &StoreFacts,
-    now: jiff::Timestamp,
-) -> JobStatus {
+/// The status of `job` as its destinations (opened here) and `facts` show it.
+fn status_of(config: &Config, job: &Job, facts: &StoreFacts, now: jiff::Timestamp) -> JobStatus {
     let paused = facts.paused.contains(&job.name);
     let schedules: Vec<ScheduleStatus> = job
         .schedules
@@ -213,10 +192,10 @@ fn status_of(
         .collect();
     let no_marks = CopyMarks::default();
     let marks = facts.marks.get(&job.name).unwrap_or(&no_marks);
-    let opened = destinations;
+    let opened = super::open_job(config, job, None);
     let mut destinations = Vec::new();
     let mut newest_good: Option<(jiff::Timestamp, String)> = None;
-    for each in opened {
+    for each in &opened {
         let name = each.name.clone();
         let listed = each.list_job(config, job);
         destinations.push(match listed {
