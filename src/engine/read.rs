@@ -14,6 +14,9 @@ use crate::progress::{CountingReader, Progress};
 use crate::store::{Destination, Manifest};
 use crate::{Error, Result};
 
+/// What a consumer that sends whole chunks on reads them with.
+pub use crate::pipeline::read_chunk;
+
 /// What reading an artifact established.
 #[derive(Debug, Clone)]
 pub struct ReadOutcome {
@@ -78,18 +81,7 @@ pub fn read_artifact(
             format!("cannot read {}: {e}", manifest.data.key),
         )
     })?;
-    if stored_digest.size != manifest.data.size {
-        return Err(damaged(format!(
-            "the stored object {} has {} bytes, the manifest says {} (truncated or replaced)",
-            manifest.data.key, stored_digest.size, manifest.data.size
-        )));
-    }
-    if stored_digest.sha256 != manifest.data.sha256 {
-        return Err(damaged(format!(
-            "the stored object {} does not match its SHA-256 in the manifest (its bytes were changed)",
-            manifest.data.key
-        )));
-    }
+    check_stored(manifest, &stored_digest)?;
     let plaintext = decoded.map_err(|e| match e {
         Error::Crypto(_) | Error::Target { .. } | Error::Foreign(_) => e,
         other => damaged(format!("cannot decode the stored object: {other}")),
@@ -104,6 +96,52 @@ pub fn read_artifact(
         stored: stored_digest,
         plaintext,
     })
+}
+
+/// Streams the stored bytes of `manifest`'s data object, as they are (still
+/// compressed and encrypted), into `consume`, then checks them against the
+/// manifest. Whatever `consume` wrote must be discarded if this fails.
+pub fn read_stored(
+    dest: &dyn Destination,
+    manifest: &Manifest,
+    consume: &mut dyn FnMut(&mut dyn Read) -> Result<()>,
+) -> Result<Digest> {
+    let (mut hashing, digest) = HashingReader::new(dest.open(&manifest.data.key)?);
+    consume(&mut hashing)?;
+    io::copy(&mut hashing, &mut io::sink()).map_err(|e| {
+        Error::destination(
+            dest.name(),
+            format!("cannot read {}: {e}", manifest.data.key),
+        )
+    })?;
+    let digest = digest
+        .get()
+        .cloned()
+        .ok_or_else(|| Error::Run("the stored stream ended without a digest".into()))?;
+    check_stored(manifest, &digest)?;
+    Ok(digest)
+}
+
+/// Damage unless the stored bytes read are the ones the manifest records.
+fn check_stored(manifest: &Manifest, stored: &Digest) -> Result<()> {
+    let damaged = |message: String| Error::Integrity {
+        job: manifest.job.clone(),
+        id: manifest.id.clone(),
+        message,
+    };
+    if stored.size != manifest.data.size {
+        return Err(damaged(format!(
+            "the stored object {} has {} bytes, the manifest says {} (truncated or replaced)",
+            manifest.data.key, stored.size, manifest.data.size
+        )));
+    }
+    if stored.sha256 != manifest.data.sha256 {
+        return Err(damaged(format!(
+            "the stored object {} does not match its SHA-256 in the manifest (its bytes were changed)",
+            manifest.data.key
+        )));
+    }
+    Ok(())
 }
 
 fn decode_into(

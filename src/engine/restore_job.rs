@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{Selector, restore, restore_server};
 use crate::config::{Config, Job};
 use crate::progress::Progress;
-use crate::source::CheckLevel;
+pub use crate::source::CheckLevel;
 use crate::{Error, Result};
 
 /// What to restore and how (`cairn restore`'s options).

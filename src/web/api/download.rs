@@ -19,7 +19,6 @@ use super::error::{ApiError, ApiResult, ErrorBody};
 use super::jobs::known_job;
 use crate::auth::Action;
 use crate::engine::Selector;
-use crate::pipeline::HashingReader;
 use crate::web::AppState;
 
 /// Chunks in flight between the reader and the client.
@@ -120,7 +119,7 @@ impl ChunkSender {
 
     fn send_from(&mut self, reader: &mut dyn Read) -> std::io::Result<()> {
         loop {
-            let chunk = crate::pipeline::read_chunk(reader)?;
+            let chunk = crate::engine::read::read_chunk(reader)?;
             if chunk.is_empty() {
                 return Ok(());
             }
@@ -217,49 +216,31 @@ fn pump(
     );
     let base = file_name(manifest.data.key.rsplit('/').next().unwrap_or(&manifest.id));
     let mut out = ChunkSender { tx, held: None };
-    match key {
-        None => {
-            let _ = start.send(Ok((Some(manifest.data.size), base)));
-            let result = (|| -> std::result::Result<(), String> {
-                let stored = dest.open(&manifest.data.key).map_err(|e| e.to_string())?;
-                let (mut hashing, digest) = HashingReader::new(stored);
-                out.send_from(&mut hashing).map_err(|e| e.to_string())?;
-                if digest.get().is_none_or(|d| {
-                    d.size != manifest.data.size || d.sha256 != manifest.data.sha256
-                }) {
-                    return Err(format!(
-                        "artifact {} is damaged: the stored bytes do not match the manifest",
-                        manifest.id
-                    ));
-                }
-                out.finish().map_err(|e| e.to_string())
-            })();
-            if let Err(e) = result {
-                tracing::warn!(job, id = %manifest.id, error = %e, "download aborted");
-                out.abort(e);
-            }
-        }
-        Some(key) => {
-            let _ = start.send(Ok((
-                Some(manifest.plaintext.size),
-                format!("{}.plain", manifest.id),
-            )));
-            let result = crate::engine::read::read_artifact(
-                dest.as_ref(),
-                manifest,
-                &key,
-                Arc::new(crate::progress::Silent),
-                &mut |stream| {
-                    out.send_from(stream)
-                        .map_err(|e| crate::Error::Run(format!("the client stopped reading: {e}")))
-                },
-            )
-            .map_err(|e| e.to_string())
-            .and_then(|_| out.finish().map_err(|e| e.to_string()));
-            if let Err(e) = result {
-                tracing::warn!(job, id = %manifest.id, error = %e, "download aborted");
-                out.abort(e);
-            }
-        }
+    let (size, name) = match key {
+        None => (manifest.data.size, base),
+        Some(_) => (manifest.plaintext.size, format!("{}.plain", manifest.id)),
+    };
+    let _ = start.send(Ok((Some(size), name)));
+    let mut send = |stream: &mut dyn std::io::Read| {
+        out.send_from(stream)
+            .map_err(|e| crate::Error::Run(format!("the client stopped reading: {e}")))
+    };
+    let read = match &key {
+        None => crate::engine::read::read_stored(dest.as_ref(), manifest, &mut send).map(|_| ()),
+        Some(key) => crate::engine::read::read_artifact(
+            dest.as_ref(),
+            manifest,
+            key,
+            Arc::new(crate::progress::Silent),
+            &mut send,
+        )
+        .map(|_| ()),
+    };
+    let result = read
+        .map_err(|e| e.to_string())
+        .and_then(|()| out.finish().map_err(|e| e.to_string()));
+    if let Err(e) = result {
+        tracing::warn!(job, id = %manifest.id, error = %e, "download aborted");
+        out.abort(e);
     }
 }

@@ -24,9 +24,8 @@ use super::restore_target;
 use super::runs::WaitQuery;
 use crate::auth::Action;
 use crate::config::{Config, Job};
-use crate::engine::restore_job::{self, RestoreRequest};
+use crate::engine::restore_job::{self, CheckLevel, RestoreRequest};
 use crate::engine::{Selector, runs};
-use crate::source::CheckLevel;
 use crate::state::{RunFilter, RunKind, RunStatus, StateStore, Trigger};
 use crate::web::AppState;
 
