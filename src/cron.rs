@@ -59,11 +59,28 @@ impl Schedule {
         timezone_name: &str,
     ) -> Result<Schedule, String> {
         let tz = timezone(timezone_name)?;
-        parse_cron(expression.trim()).map_err(|e| {
-                format!(
-                    "`{expression}` is not a cron expression ({e}): use 5 fields `minute hour day month weekday` (e.g. `0 2 * * *`), 6 with seconds first, or @hourly/@daily/@weekly/@monthly"
-                )
-            })?;
+        let not_cron = |why: String| {
+            format!(
+                "`{expression}` is not a cron expression ({why}): use 5 fields `minute hour day month weekday` (e.g. `0 2 * * *`), 6 with seconds first, or @hourly/@daily/@weekly/@monthly"
+            )
+        };
+        // croner takes `,` or `1,,2` as a list that matches nothing.
+        if let Some(field) = expression
+            .split_whitespace()
+            .find(|field| field.split(',').any(str::is_empty))
+        {
+            return Err(not_cron(format!("`{field}` has an empty list item")));
+        }
+        let cron = parse_cron(expression.trim()).map_err(|e| not_cron(e.to_string()))?;
+        // Refused here, once, rather than searched to the year 9999 at every fire.
+        if cron
+            .find_next_occurrence(&Timestamp::now().to_zoned(tz.clone()), false)
+            .is_err()
+        {
+            return Err(format!(
+                "`{expression}` never fires (no such date, e.g. 30 February): fix the day or month"
+            ));
+        }
         Ok(Schedule {
             expression: expression.trim().to_string(),
             tag,
@@ -210,11 +227,17 @@ mod tests {
             s.interval_hint(at("2026-12-01T00:00:00Z")),
             Some(std::time::Duration::from_secs(86_400))
         );
-        assert!(
-            Schedule::parse("0 0 31 2 *", None, "UTC")
-                .unwrap()
-                .next_after(at("2026-01-01T00:00:00Z"))
-                .is_none()
-        );
+    }
+
+    #[test]
+    fn a_schedule_that_never_fires_or_matches_nothing_is_refused() {
+        let never = Schedule::parse("0 0 31 2 *", None, "UTC").unwrap_err();
+        assert!(never.contains("never fires"), "{never}");
+        // Found by fuzzing: croner took `,` as an hour list that matches nothing.
+        for expression in ["030 , * * *", "0 1,,2 * * *", "0 2, * * *"] {
+            let empty = Schedule::parse(expression, None, "Europe/Berlin").unwrap_err();
+            assert!(empty.contains("empty list item"), "{expression}: {empty}");
+        }
+        assert!(Schedule::parse("0 1,2 * * *", None, "UTC").is_ok());
     }
 }

@@ -1421,6 +1421,32 @@ fn html_forms_carry_the_csrf_token_as_a_field() {
         format!("{:?}", overrides.get("app")).contains("0 4 * * *"),
         "{overrides:?}"
     );
+    // A schedule that never fires, or with a field that matches nothing, is
+    // refused as the CLI and the config refuse it; the override stays.
+    for (cron, says) in [
+        ("0+0+31+2+*", "never fires"),
+        ("030+,+*+*+*", "empty list item"),
+    ] {
+        let r = d.request(
+            "PUT",
+            "/api/v1/jobs/app/schedule",
+            &browser,
+            Some(&format!("csrf={csrf}&mode=cron&cron={cron}")),
+            &form,
+            false,
+        );
+        assert_eq!(r.status, 400, "{cron}: {}", String::from_utf8_lossy(&r.body));
+        assert!(
+            String::from_utf8_lossy(&r.body).contains(says),
+            "{cron}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let overrides = store(&f.env).schedule_overrides().unwrap();
+    assert!(
+        format!("{:?}", overrides.get("app")).contains("0 4 * * *"),
+        "{overrides:?}"
+    );
 }
 
 #[test]

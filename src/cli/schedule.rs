@@ -37,9 +37,6 @@ pub fn run(context: &Context, args: Args) -> Result<u8> {
         (Some(expression), _) => {
             let schedule = crate::cron::Schedule::parse(expression, None, &timezone)
                 .map_err(|e| Error::Usage(format!("--cron: {e}")))?;
-            if schedule.next_after(Timestamp::now()).is_none() {
-                return Err(Error::Usage(format!("--cron: `{expression}` never fires")));
-            }
             Some(ScheduleOverride::Cron {
                 cron: schedule.expression,
             })
