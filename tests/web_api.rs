@@ -1435,7 +1435,12 @@ fn html_forms_carry_the_csrf_token_as_a_field() {
             &form,
             false,
         );
-        assert_eq!(r.status, 400, "{cron}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            400,
+            "{cron}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert!(
             String::from_utf8_lossy(&r.body).contains(says),
             "{cron}: {}",
