@@ -190,6 +190,54 @@ def retention_inputs():
         write("retention", f"seed-{i}", digest[: 9 + 5 * (8 + i * 6)])
 
 
+def web_requests():
+    """Raw HTTP/1.1 requests to every route; TOKEN stands for the admin token's secret."""
+    def request(method, path, body=b"", content_type="application/json", auth=True):
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        if auth:
+            head += "Authorization: Bearer TOKEN\r\n"
+        if body:
+            head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        return head.encode() + b"\r\n" + body
+
+    seeds = [
+        request("GET", "/healthz", auth=False),
+        request("GET", "/metrics"),
+        request("GET", "/api/v1/jobs"),
+        request("GET", "/api/v1/jobs/app"),
+        request("GET", "/api/v1/jobs/app/artifacts?limit=5"),
+        request("GET", "/api/v1/jobs/app/artifacts/20261205T124146Z-c918/data"),
+        request("POST", "/api/v1/jobs/app/runs", b'{"kind":"backup"}'),
+        request("POST", "/api/v1/jobs/app/restore", b'{"id":"20261205T124146Z-c918","dry_run":true,"check":"full"}'),
+        request("POST", "/api/v1/jobs/app/restore", b'{"target":"restores/x.db","confirm":"app"}'),
+        request("POST", "/api/v1/jobs/app/pause", b'{"for":"2h"}'),
+        request("POST", "/api/v1/jobs/app/resume"),
+        request("PUT", "/api/v1/jobs/app/schedule", b'{"cron":"0 3 * * *","timezone":"Europe/Berlin"}'),
+        request("DELETE", "/api/v1/jobs/app/schedule"),
+        request("GET", "/api/v1/runs?job=app&status=failure&limit=10&before=99"),
+        request("GET", "/api/v1/runs/1"),
+        request("GET", "/api/v1/checks"),
+        request("POST", "/api/v1/checks/web/runs"),
+        request("POST", "/api/v1/notifications/ops/test"),
+        request("GET", "/api/v1/audit?limit=3"),
+        request("POST", "/api/v1/session", b'{"user":"admin","password":"not the password"}', auth=False),
+        request("POST", "/api/v1/session", b"user=admin&password=x&csrf=y", "application/x-www-form-urlencoded", auth=False),
+        request("DELETE", "/api/v1/session"),
+        request("GET", "/api/v1/openapi.json", auth=False),
+        request("GET", "/api/v1/nothing/here"),
+        request("GET", "/", auth=False),
+        request("GET", "/login?next=/jobs/app", auth=False),
+        request("GET", "/jobs/app"),
+        request("GET", "/jobs/app/restore?id=x"),
+        request("GET", "/checks"),
+        request("GET", "/notifications"),
+        request("GET", "/audit"),
+        request("GET", "/assets/app.css", auth=False),
+    ]
+    for i, seed in enumerate(seeds):
+        write("web_request", f"seed-{i}", seed)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -202,6 +250,7 @@ def main():
         stored_objects(work)
         schedules()
         retention_inputs()
+        web_requests()
 
 
 if __name__ == "__main__":

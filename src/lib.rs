@@ -13,6 +13,7 @@ pub mod cron;
 pub mod drill;
 pub mod engine;
 pub mod error;
+pub mod fault_point;
 pub mod health;
 pub mod keys;
 pub mod leftovers;

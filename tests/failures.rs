@@ -763,6 +763,92 @@ fn full_restore_target_disk_leaves_the_target_alone() {
     assert!(out.status.success(), "{}", describe(&out));
 }
 
+#[test]
+fn full_drill_scratch_disk_is_named_and_marks_nothing_bad() {
+    let env = Env::new();
+    big_db(&env.path("app.db"), 4);
+    sqlite_job(&env, r#"{ kind = "none" }"#, "zstd");
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    env.write_config(&format!(
+        "{config}drill = {{ scratch_dir = \"scratch\" }}\n"
+    ));
+    env.backup("app");
+
+    let Some(_mount) = Tmpfs::mount(&env.path("scratch"), "1m") else {
+        return;
+    };
+    let out = run(&env, &["drill", "app"]);
+    let err = expect_failure(&out, 1, &["scratch"]);
+    let lower = err.to_lowercase();
+    assert!(
+        lower.contains("free") || lower.contains("no space") || lower.contains("full"),
+        "stderr should say the scratch folder is too small: {}",
+        describe(&out)
+    );
+    assert!(
+        !lower.contains("damaged"),
+        "a full scratch disk is not a damaged artifact: {}",
+        describe(&out)
+    );
+    assert_eq!(files_under(&env.path("scratch")), Vec::<PathBuf>::new());
+    // Not marked bad: the artifact still restores without --allow-bad.
+    let out = restore(&env, None, &env.path("restored.db"), &[]);
+    assert!(out.status.success(), "{}", describe(&out));
+}
+
+/// Writes zeros into `path` until its disk is full.
+fn fill_disk(path: &Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    while file.write_all(&block).is_ok() {}
+    let _ = file.sync_all();
+}
+
+#[test]
+fn full_state_store_disk_is_named_and_the_store_survives() {
+    let env = Env::new();
+    common::create_sample_db(&env.path("app.db"), 50);
+    let Some(_mount) = Tmpfs::mount(&env.path("state"), "1m") else {
+        return;
+    };
+    sqlite_job(&env, r#"{ kind = "none" }"#, "zstd");
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    env.write_config(&format!(
+        "{config}\n[state]\npath = \"state/cairn-state.db\"\n"
+    ));
+    env.backup("app");
+    fill_disk(&env.path("state/filler"));
+
+    let out = run(&env, &["backup", "app"]);
+    let err = describe(&out);
+    assert!(
+        err.contains("cairn-state.db") && err.to_lowercase().contains("full"),
+        "the warning should name the state store and say its disk is full: {err}"
+    );
+    // The backup itself is whole: history is what could not be written.
+    assert!(out.status.success(), "{err}");
+    assert_eq!(listed(&env).len(), 2);
+    let out = run(&env, &["verify", "app"]);
+    assert!(out.status.success(), "{}", describe(&out));
+
+    std::fs::remove_file(env.path("state/filler")).unwrap();
+    let conn = Connection::open(env.path("state/cairn-state.db")).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    drop(conn);
+    env.backup("app");
+    let out = run(&env, &["history", "--json"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        runs.iter().filter(|r| r["status"] == "success").count() >= 2,
+        "the runs before and after the full disk are recorded: {runs:#?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 11. kill -9 during a backup
 // ---------------------------------------------------------------------------

@@ -61,3 +61,8 @@ fn schedules_always_move_forward() {
 fn retention_never_keeps_a_bad_artifact_nor_deletes_every_good_one() {
     replay("retention", bodies::retention);
 }
+
+#[test]
+fn no_http_request_makes_the_server_fail() {
+    replay("web_request", bodies::web_request);
+}

@@ -279,6 +279,108 @@ pub fn retention(data: &[u8]) {
 
 /// A folder of its own for one input, removed afterwards (without following
 /// links: `remove_dir_all` does not).
+/// One HTTP request as raw bytes on a connection to a live API and UI server
+/// (one job, an admin token; `TOKEN` in the input stands for the token's
+/// secret, so the corpus reaches past authentication into every handler's
+/// parsing): an answer is never a 500, it comes within 5 s, and the server
+/// keeps accepting connections.
+pub fn web_request(data: &[u8]) {
+    use std::io::Write;
+    let (addr, token) = web_server();
+    let request = replace_all(data, b"TOKEN", token.as_bytes());
+    let mut conn = std::net::TcpStream::connect(addr)
+        .unwrap_or_else(|e| panic!("the server stopped accepting connections: {e}"));
+    let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = conn.set_write_timeout(Some(std::time::Duration::from_secs(5)));
+    if conn.write_all(&request).is_err() {
+        return; // The server closed the connection early, as it may.
+    }
+    let _ = conn.shutdown(std::net::Shutdown::Write);
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 64 << 10 {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("no answer within 5 s")
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(
+        !head.starts_with(b"HTTP/1.1 500"),
+        "a request made the server fail: {}",
+        String::from_utf8_lossy(&head[..head.len().min(2048)])
+    );
+}
+
+fn replace_all(data: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut rest = data;
+    while let Some(at) = rest.windows(from.len()).position(|w| w == from) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(to);
+        rest = &rest[at + from.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// The server `web_request` talks to, started once per process and left
+/// running (with its folder) until the process ends.
+fn web_server() -> &'static (std::net::SocketAddr, String) {
+    static SERVER: OnceLock<(std::net::SocketAddr, String)> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        // libFuzzer's C main leaves SIGPIPE deadly (Rust's main ignores it): a
+        // server closing a connection early would kill the fuzzer silently.
+        // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        let dir = Scratch::new("web");
+        let path = dir.path.clone();
+        std::mem::forget(dir);
+        let text = format!(
+            "[destinations.local]\nkind = \"fs\"\npath = \"{0}/backups\"\n\n\
+             [jobs.app]\nsource = {{ kind = \"sqlite\", path = \"{0}/app.db\" }}\n\
+             destinations = [\"local\"]\nencryption = {{ kind = \"none\" }}\n\n\
+             [daemon]\nlisten = \"127.0.0.1:0\"\nrestore_root = \"{0}/restores\"\n\n\
+             [state]\npath = \"{0}/state.db\"\n",
+            path.display()
+        );
+        let config_path = path.join("cairn.toml");
+        std::fs::write(&config_path, &text).expect("write the web config");
+        let config = Config::parse(&config_path, &text).expect("the web config parses");
+        let store = cairn::state::open(&config).expect("open the state store");
+        let (_, secret) = cairn::auth::token::create(
+            store.as_ref(),
+            "fuzz",
+            cairn::state::Role::Admin,
+            None,
+            Vec::new(),
+            Timestamp::now(),
+        )
+        .expect("create the admin token");
+        drop(store);
+        let state = cairn::web::AppState::new(
+            std::sync::Arc::new(std::sync::RwLock::new(config)),
+            std::time::Duration::from_secs(60),
+        );
+        let server = cairn::web::Server::start(
+            "127.0.0.1:0".parse().expect("an address"),
+            std::sync::Arc::new(state),
+        )
+        .expect("start the web server");
+        let addr = server.local_addr();
+        std::mem::forget(server);
+        (addr, secret)
+    })
+}
+
 struct Scratch {
     path: PathBuf,
 }

@@ -280,15 +280,7 @@ pub use crate::leftovers::remove_path;
 
 /// Free bytes for an unprivileged user in the file system holding `dir`.
 fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: an all-zero statvfs is a valid value for the call to fill in.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c_path is NUL-terminated and `stat` outlives the call.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return None;
-    }
-    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+    crate::local_fs::free_space(dir).ok().map(|(free, _)| free)
 }
 
 /// Refuses a local drill that cannot fit: the restore needs the plaintext size.
@@ -458,7 +450,10 @@ pub fn drill(
                 .push(Check::new("restore", false, e.to_string()));
         }
     }
-    match scratch.removes() {
+    match crate::fault_point::reached("drill.before_cleanup")
+        .map_err(|e| Error::Run(e.to_string()))
+        .and_then(|()| scratch.removes())
+    {
         Ok(()) => report.cleaned_up = true,
         Err(e) => {
             tracing::error!(job = %job.name, target = %report.target, error = %e, "cannot remove the scratch target");

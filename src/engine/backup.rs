@@ -451,6 +451,8 @@ fn commit(
     manifest_key: &str,
     manifest: &[u8],
 ) -> Result<()> {
+    let injected = |e: io::Error| Error::storage(dest.name(), crate::StorageKind::Other, e);
+    crate::fault_point::reached("backup.before_data_commit").map_err(injected)?;
     upload.commit()?;
     match dest.size(data_key)? {
         Some(found) if found == size => {}
@@ -471,7 +473,10 @@ fn commit(
         let _ = dest.delete(data_key);
         return Err(e);
     }
-    if let Err(e) = dest.put_atomic(manifest_key, manifest) {
+    if let Err(e) = crate::fault_point::reached("backup.before_manifest")
+        .map_err(injected)
+        .and_then(|()| dest.put_atomic(manifest_key, manifest))
+    {
         // The write may have landed before the error (a timeout after success, a
         // failed folder sync): a manifest that is there, whole, is the commit.
         if dest.get(manifest_key).is_ok_and(|found| found == manifest) {
@@ -540,7 +545,10 @@ type WriteResult = std::result::Result<Box<dyn Upload>, (Option<Box<dyn Upload>>
 /// One destination's writer thread: takes chunks until the channel closes.
 fn write_destination(mut upload: Box<dyn Upload>, chunks: Receiver<Arc<[u8]>>) -> WriteResult {
     for chunk in chunks {
-        if let Err(e) = upload.write_all(&chunk) {
+        if let Err(e) = upload
+            .write_all(&chunk)
+            .and_then(|()| crate::fault_point::reached("backup.upload_write"))
+        {
             upload.abort();
             return Err((None, e.to_string()));
         }

@@ -155,6 +155,8 @@ fn collect(
             report.too_young += 1;
             continue;
         }
+        crate::fault_point::reached("gc.before_delete")
+            .map_err(|e| crate::Error::storage(name, crate::StorageKind::Other, e))?;
         dest.delete(&object.key)?;
         if !dry_run {
             tracing::info!(job = %job.name, destination = %name, key = %object.key, "removed: {reason}");

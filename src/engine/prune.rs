@@ -501,6 +501,8 @@ pub fn apply(plan: &PrunePlan, destinations: &[Arc<dyn Destination>]) -> JobPrun
 fn delete_copy(job: &str, dest: &dyn Destination, delete: &PlannedDelete) -> crate::Result<()> {
     let name = dest.name();
     dest.delete(&delete.manifest_key)?;
+    crate::fault_point::reached("prune.after_manifest_delete")
+        .map_err(|e| crate::Error::storage(name, crate::StorageKind::Other, e))?;
     if let Err(e) = dest.delete(&delete.data_key) {
         tracing::warn!(job = %job, destination = %name, error = %e, "data object left for gc");
     }

@@ -565,18 +565,46 @@ fn put_in_place(
             moved.push((companion, aside));
         }
     }
+    if let Err(e) = crate::fault_point::reached("restore.before_exchange") {
+        put_back(&moved);
+        return Err(fail("cannot move the restored data into place", e));
+    }
+    // A file keeps a name for its previous content at every instant: linked as
+    // the safety copy first, then replaced in one rename. (An exchange would
+    // leave it under the temporary's name, which the next restore sweeps away,
+    // if the process died before the second rename.)
+    if restorer.shape() == TargetShape::File && fs::hard_link(target, safety).is_ok() {
+        if let Err(e) = fs::rename(temp, target) {
+            let _ = fs::remove_file(safety);
+            put_back(&moved);
+            return Err(fail("cannot move the restored data into place", e));
+        }
+        crate::fault_point::reached("restore.after_exchange").map_err(|e| {
+            target_error(
+                target,
+                format!(
+                    "restored (the previous content is kept as {}), but: {e}",
+                    safety.display()
+                ),
+            )
+        })?;
+        let _ = crate::store::fs::sync_dir(parent);
+        return Ok(Some(safety.to_path_buf()));
+    }
     match rename2(temp, target, libc::RENAME_EXCHANGE) {
         Ok(()) => {
             // `temp` now holds the previous content.
-            fs::rename(temp, safety).map_err(|e| {
-                target_error(
-                    target,
-                    format!(
-                        "restored, but the previous content stays at {}: {e}",
-                        temp.display()
-                    ),
-                )
-            })?;
+            crate::fault_point::reached("restore.after_exchange")
+                .and_then(|()| fs::rename(temp, safety))
+                .map_err(|e| {
+                    target_error(
+                        target,
+                        format!(
+                            "restored, but the previous content stays at {}: {e}",
+                            temp.display()
+                        ),
+                    )
+                })?;
         }
         Err(_) => {
             if let Err(e) = fs::rename(target, safety) {

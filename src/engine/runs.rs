@@ -99,7 +99,9 @@ pub fn recorded<T: Summary>(
         capture.line("ERROR", error);
     }
     if let Some(id) = run_id
-        && let Err(e) = store.finish_run(id, &end, &capture.text())
+        && let Err(e) = crate::fault_point::reached("state.before_finish_run")
+            .map_err(|e| crate::Error::Run(e.to_string()))
+            .and_then(|()| store.finish_run(id, &end, &capture.text()))
     {
         tracing::warn!(job = %job, error = %e, "run end not recorded");
     }

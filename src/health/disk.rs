@@ -1,22 +1,9 @@
 //! `disk`: free space at a path above a percentage and/or a size.
 
-use std::os::unix::ffi::OsStrExt;
-
 use super::Finding;
 use crate::config::{Check, CheckConfig};
 
-/// (free bytes for unprivileged users, total bytes) of the file system at `path`.
-pub fn free_space(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("path contains a NUL byte"))?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid NUL-terminated path and a statvfs struct to fill.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut stat) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let block = stat.f_frsize as u64;
-    Ok((stat.f_bavail as u64 * block, stat.f_blocks as u64 * block))
-}
+pub use crate::local_fs::free_space;
 
 pub fn run(check: &Check) -> Finding {
     let CheckConfig::Disk {

@@ -449,9 +449,26 @@ pub fn open_or_warn(config: &Config) -> Option<Box<dyn StateStore>> {
 }
 
 pub(crate) fn state_error(path: &Path, what: &str, e: impl fmt::Display) -> Error {
+    // SQLite reports a full disk as a plain I/O error when it cannot grow -shm.
+    let full = path
+        .parent()
+        .map(|dir| {
+            if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            }
+        })
+        .and_then(|dir| crate::local_fs::free_space(dir).ok())
+        .is_some_and(|(free, _)| free < 64 * 1024);
     Error::Run(format!(
-        "state store {}: {what}: {e} (history only: backups and their listing do not depend on it)",
-        path.display()
+        "state store {}: {what}: {e}{} (history only: backups and their listing do not depend on it)",
+        path.display(),
+        if full {
+            "; the disk holding it is full: free space or move [state] path"
+        } else {
+            ""
+        }
     ))
 }
 

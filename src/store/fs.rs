@@ -219,7 +219,9 @@ impl Upload for FsUpload {
             .map_err(|e| fail("cannot sync", &self.temp_path(), e))?;
         drop(file);
         let target = self.folder.path.join(&self.target);
-        if let Err(e) = self.partial.rename(&self.temp, &self.folder, &self.target) {
+        if let Err(e) = crate::fault_point::reached("store.fs.before_rename")
+            .and_then(|()| self.partial.rename(&self.temp, &self.folder, &self.target))
+        {
             let _ = self.partial.unlink(&self.temp);
             return Err(fail("cannot rename into", &target, e));
         }

@@ -18,6 +18,10 @@ use rusqlite::Connection;
 use cairn_command::CairnCommand;
 use secrets::SecretScan;
 
+/// Set on the crash matrix's own test binary: it is then cairn with this fault
+/// point armed (tests/crash_matrix.rs).
+pub const FAULT_VAR: &str = "CAIRN_TEST_FAULT_POINT";
+
 /// One test's folder. Everything cairn prints through [`Env::cairn`], and
 /// what it stores here (state store, logs, manifests), is checked for the
 /// harness's secrets and the test's own ([`Env::register_secret`]).
@@ -65,6 +69,20 @@ impl Env {
         cmd.current_dir(self.dir.path())
             .env_remove("CAIRN_CONFIG")
             .env_remove("CAIRN_LOG")
+            .arg("--config")
+            .arg(self.config_path());
+        CairnCommand::new(cmd, self.secrets.clone())
+    }
+
+    /// [`Env::cairn`] as the crash matrix runs it: its own test binary, which
+    /// arms the fault point `spec` (see src/fault_point.rs) and runs cairn's
+    /// command line when [`FAULT_VAR`] is set.
+    pub fn cairn_faulted(&self, spec: &str) -> CairnCommand {
+        let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
+        cmd.current_dir(self.dir.path())
+            .env_remove("CAIRN_CONFIG")
+            .env_remove("CAIRN_LOG")
+            .env(FAULT_VAR, spec)
             .arg("--config")
             .arg(self.config_path());
         CairnCommand::new(cmd, self.secrets.clone())
