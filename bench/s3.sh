@@ -364,15 +364,82 @@ log "measured in $(($(date +%s) - STARTED)) s"
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 cp "$RESULTS" "$WORK/s3-last-results.tsv"
 
-# --- 5. report ----------------------------------------------------------------------
+# --- 5. a job with many artifacts: list and prune plan ---------------------------
+# S3_MANY_ARTIFACTS (default 5,000; 0 skips) copies of one small artifact in a
+# bucket of their own; `cairn list` and the plan of `cairn prune --dry-run`
+# are timed with the manifest cache cold (deleted) and warm.
+MANY=${S3_MANY_ARTIFACTS:-5000}
+MANY_TSV=$RUN_DIR/many.tsv  # what wall_s rss_kib
+: >"$MANY_TSV"
+if [ "$MANY" -gt 0 ]; then
+    m=$RUN_DIR/many
+    mkdir -p "$m"
+    sqlite3 "$m/app.db" "CREATE TABLE t(x); INSERT INTO t VALUES (1);"
+    cat >"$m/planted.toml" <<EOF
+[state]
+path = "$m/planted-state.db"
 
-"$PYTHON" - "$RESULTS" "$SIZES_TSV" "$CHECKS" "$STRICT" "$(nproc)" "$LOAD_START" "$LOAD_END" "$SHELL_TOOL" <<'PY'
+[destinations.planted]
+kind = "fs"
+path = "$m/planted"
+
+[jobs.app]
+source = { kind = "sqlite", path = "$m/app.db" }
+destinations = ["planted"]
+encryption = { kind = "none" }
+EOF
+    "$CAIRN_BIN" --config "$m/planted.toml" --quiet backup app >/dev/null
+    log "planting $MANY artifacts and uploading them to s3://bench-many"
+    "$PYTHON" "$BENCH_DIR/plant_artifacts.py" "$m/planted" app "$((MANY - 1))"
+    s3_mb bench-many >/dev/null
+    "$AWS" --endpoint-url "$ENDPOINT" s3 sync --only-show-errors "$m/planted" s3://bench-many/
+    cat >"$m/cairn.toml" <<EOF
+[state]
+path = "$m/state.db"
+
+[destinations.s3]
+kind = "s3"
+endpoint = "$ENDPOINT"
+bucket = "bench-many"
+region = "$S3_REGION"
+access_key_id = "$S3_ACCESS_KEY"
+secret_access_key = "$S3_SECRET_KEY"
+
+[jobs.app]
+source = { kind = "sqlite", path = "$m/app.db" }
+destinations = ["s3"]
+encryption = { kind = "none" }
+retention = { keep_last = 10, keep_daily = 7, keep_weekly = 4, keep_monthly = 12 }
+EOF
+    timed() { # LABEL CMD...: appends "LABEL<TAB>wall<TAB>rss" to MANY_TSV
+        local label=$1 wall rss
+        shift
+        "$GNU_TIME" -f '%e %M' -o "$m/time.out" "$@" >"$m/out" 2>"$m/err" \
+            || { cat "$m/err" >&2; die "$label failed"; }
+        read -r wall rss < <(tail -n1 "$m/time.out")
+        printf '%s\t%s\t%s\n' "$label" "$wall" "$rss" >>"$MANY_TSV"
+    }
+    count_listed() { "$PYTHON" -c 'import json, sys; print(len(json.load(open(sys.argv[1]))))' "$m/out"; }
+    rm -f "$m"/state.db*
+    timed "list, manifest cache cold" "$CAIRN_BIN" --config "$m/cairn.toml" --quiet list app --json
+    printf 'listed cold\t%s\t0\n' "$(count_listed)" >>"$MANY_TSV"
+    timed "list, manifest cache warm" "$CAIRN_BIN" --config "$m/cairn.toml" --quiet list app --json
+    printf 'listed warm\t%s\t0\n' "$(count_listed)" >>"$MANY_TSV"
+    timed "prune --dry-run, manifest cache warm" "$CAIRN_BIN" --config "$m/cairn.toml" --quiet prune app --dry-run --json
+    rm -f "$m"/state.db.manifest-cache*
+    timed "prune --dry-run, manifest cache cold" "$CAIRN_BIN" --config "$m/cairn.toml" --quiet prune app --dry-run --json
+fi
+
+# --- 6. report ----------------------------------------------------------------------
+
+"$PYTHON" - "$RESULTS" "$SIZES_TSV" "$CHECKS" "$STRICT" "$(nproc)" "$LOAD_START" "$LOAD_END" "$SHELL_TOOL" "$MANY_TSV" "$MANY" <<'PY'
 import statistics
 import sys
 from collections import defaultdict
 
 results, sizes_tsv, checks, strict = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
 ncpu, load_start, load_end, shell = sys.argv[5], sys.argv[6], sys.argv[7], sys.argv[8]
+many_tsv, many = sys.argv[9], int(sys.argv[10])
 runs = defaultdict(list)
 order = []
 for line in open(results):
@@ -430,6 +497,15 @@ print()
 print(f"  cairn / shell pipeline            {cb / sb:5.2f}")
 print(f"  cairn / restic backup             {cb / rb:5.2f}")
 print(f"  cairn / restic (.backup + backup) {cb / rt:5.2f}")
+many_table = [l.rstrip("\n").split("\t") for l in open(many_tsv) if not l.startswith("listed")]
+if many_table:
+    print()
+    print(f"A job with {many} artifacts in a bucket of its own (one run each):")
+    print()
+    print(f"| {'command':<40} | {'wall s':>7} | {'peak RSS MiB':>12} |")
+    print(f"|{'-' * 42}|{'-' * 9}|{'-' * 14}|")
+    for what, wall, rss in many_table:
+        print(f"| {what:<40} | {float(wall):7.2f} | {int(rss) / 1024:12.1f} |")
 print()
 print("Targets:")
 failed = False
@@ -445,6 +521,19 @@ check(cb <= 1.1 * sb, f"cairn backup wall {cb:.2f} s <= 1.1 x shell pipeline {sb
                       f"median of per-round ratios: {paired:.2f})")
 rss = med("cairn backup -> S3", 1) / 1024
 check(rss <= 96, f"cairn backup peak RSS {rss:.1f} MiB <= 96 MiB")
+many_rows = {}
+for line in open(many_tsv):
+    what, wall, rss = line.rstrip("\n").split("\t")
+    many_rows[what] = (float(wall), int(rss))
+if many_rows:
+    listed_cold, listed_warm = int(many_rows.pop("listed cold")[0]), int(many_rows.pop("listed warm")[0])
+    check(listed_cold == many == listed_warm, f"cairn list shows all {many} artifacts (cold: {listed_cold}, warm: {listed_warm})")
+    lw = many_rows["list, manifest cache warm"][0]
+    pw = many_rows["prune --dry-run, manifest cache warm"][0]
+    check(lw <= 2, f"cairn list of {many} artifacts on S3 {lw:.2f} s <= 2 s (manifest cache warm; cold: "
+                   f"{many_rows['list, manifest cache cold'][0]:.2f} s)")
+    check(pw <= 3, f"cairn prune plan of {many} artifacts on S3 {pw:.2f} s <= 3 s (manifest cache warm; cold: "
+                   f"{many_rows['prune --dry-run, manifest cache cold'][0]:.2f} s)")
 print()
 print("Sanity:")
 for line in open(checks):

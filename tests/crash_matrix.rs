@@ -248,11 +248,20 @@ fn restore_folder_stopped_at(point: &str, effect: Effect, replaced: bool) {
     }
     let now = tree(&target);
     assert!(
-        now == if replaced { new.clone() } else { old },
+        now == if replaced { new.clone() } else { old.clone() },
         "the target folder is not the {} one: {:?}",
         if replaced { "new" } else { "old" },
         now.iter().map(|(name, _)| name).collect::<Vec<_>>()
     );
+    if replaced {
+        // The previous content is kept whatever happened after the exchange.
+        let kept = std::fs::read_dir(env.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("target.cairn-safety-"))
+            .any(|p| tree(&p) == old);
+        assert!(kept, "the old target folder is not kept as a safety copy");
+    }
     history_settled(&env);
 
     ok(&env, &["restore", "app", "--to", "target", "--force"]);

@@ -242,28 +242,23 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// `None` when this process may not mount (not root): the caller skips.
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+    /// Mounts or fails the test: these tests are `#[ignore]`d, and run only
+    /// where mounting is allowed (scripts/test as root).
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(dir).expect("mount point");
         let out = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir)
-            .output();
-        let why = match out {
-            Ok(out) if out.status.success() => {
-                return Some(Tmpfs {
-                    dir: dir.to_path_buf(),
-                });
-            }
-            Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            Err(e) => format!("cannot run mount: {e}"),
-        };
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        // CI runs as root: there the full-disk tests must really run.
-        assert!(!root, "running as root but `mount -t tmpfs` failed: {why}");
-        eprintln!("note: not root, cannot mount a tmpfs ({why}); skipping this full-disk test");
-        None
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "`mount -t tmpfs` failed (this full-disk test needs root): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Tmpfs {
+            dir: dir.to_path_buf(),
+        }
     }
 }
 
@@ -688,12 +683,11 @@ fn unset_or_empty_passphrase_stores_nothing() {
 // ---------------------------------------------------------------------------
 
 #[test]
+#[ignore = "mounts a tmpfs, so needs root: scripts/test runs it as root with --ignored"]
 fn full_destination_disk_commits_nothing() {
     let env = Env::new();
     big_db(&env.path("app.db"), 4);
-    let Some(_mount) = Tmpfs::mount(&env.path("backups"), "1m") else {
-        return;
-    };
+    let _mount = Tmpfs::mount(&env.path("backups"), "1m");
     for compression in ["none", "zstd"] {
         sqlite_job(&env, r#"{ kind = "none" }"#, compression);
         let out = run(&env, &["backup", "app"]);
@@ -728,15 +722,14 @@ fn full_destination_disk_commits_nothing() {
 }
 
 #[test]
+#[ignore = "mounts a tmpfs, so needs root: scripts/test runs it as root with --ignored"]
 fn full_restore_target_disk_leaves_the_target_alone() {
     let env = Env::new();
     big_db(&env.path("app.db"), 4);
     sqlite_job(&env, r#"{ kind = "none" }"#, "zstd");
     env.backup("app");
 
-    let Some(_mount) = Tmpfs::mount(&env.path("full"), "1m") else {
-        return;
-    };
+    let _mount = Tmpfs::mount(&env.path("full"), "1m");
     let target = env.path("full/live.db");
     common::create_sample_db(&target, 4);
     let before = std::fs::read(&target).unwrap();
@@ -764,6 +757,7 @@ fn full_restore_target_disk_leaves_the_target_alone() {
 }
 
 #[test]
+#[ignore = "mounts a tmpfs, so needs root: scripts/test runs it as root with --ignored"]
 fn full_drill_scratch_disk_is_named_and_marks_nothing_bad() {
     let env = Env::new();
     big_db(&env.path("app.db"), 4);
@@ -774,9 +768,7 @@ fn full_drill_scratch_disk_is_named_and_marks_nothing_bad() {
     ));
     env.backup("app");
 
-    let Some(_mount) = Tmpfs::mount(&env.path("scratch"), "1m") else {
-        return;
-    };
+    let _mount = Tmpfs::mount(&env.path("scratch"), "1m");
     let out = run(&env, &["drill", "app"]);
     let err = expect_failure(&out, 1, &["scratch"]);
     let lower = err.to_lowercase();
@@ -806,12 +798,11 @@ fn fill_disk(path: &Path) {
 }
 
 #[test]
+#[ignore = "mounts a tmpfs, so needs root: scripts/test runs it as root with --ignored"]
 fn full_state_store_disk_is_named_and_the_store_survives() {
     let env = Env::new();
     common::create_sample_db(&env.path("app.db"), 50);
-    let Some(_mount) = Tmpfs::mount(&env.path("state"), "1m") else {
-        return;
-    };
+    let _mount = Tmpfs::mount(&env.path("state"), "1m");
     sqlite_job(&env, r#"{ kind = "none" }"#, "zstd");
     let config = std::fs::read_to_string(env.config_path()).unwrap();
     env.write_config(&format!(

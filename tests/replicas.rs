@@ -157,6 +157,29 @@ struct KeepLogs<'a>(&'a Env, String);
 impl Drop for KeepLogs<'_> {
     fn drop(&mut self) {
         keep_logs(self.0, &self.1);
+        if std::thread::panicking() {
+            print_log_tails(self.0);
+        }
+    }
+}
+
+/// The last lines of every replica's log, into the failed test's output.
+fn print_log_tails(env: &Env) {
+    for entry in std::fs::read_dir(env.dir.path())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            eprintln!(
+                "--- last lines of {} ---\n{}",
+                entry.path().display(),
+                tail.join("\n")
+            );
+        }
     }
 }
 
@@ -658,7 +681,7 @@ fn postgres_stopped_longer_than_the_lease_then_started_the_fleet_recovers_withou
             .any(|r| r["id"] == run_id && r["status"] != "running")
     });
     // Resumed without a restart: a fire after PostgreSQL came back succeeds.
-    wait_until(Duration::from_secs(40), "a later fire to succeed", || {
+    wait_until(Duration::from_secs(90), "a later fire to succeed", || {
         backups(&env).iter().any(|r| {
             r["status"] == "success"
                 && r["scheduled_for"]

@@ -25,6 +25,7 @@ pub fn run(context: &Context, _args: Args) -> Result<u8> {
     if let Some(refusal) = crate::web::listen::refusal(&config.daemon) {
         return Err(Error::Usage(refusal));
     }
+    raise_descriptor_limit();
     let store = state::open(&config)?;
     // Several daemons on one host share a store only as named replicas.
     let replica_id = std::env::var(crate::schedule::lease::REPLICA_ENV).ok();
@@ -163,6 +164,32 @@ pub fn run(context: &Context, _args: Args) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// Lifts the soft limit of open descriptors to the hard one, as Go programs
+/// do at start: systemd gives services a soft limit of 1,024, less than a
+/// daemon serving many HTTP clients while runs go on needs.
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write `limit`.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            let soft = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            soft == limit.rlim_max || libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if raised {
+        tracing::debug!(limit = limit.rlim_cur, "open descriptor limit");
+    } else {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot raise the open descriptor limit"
+        );
+    }
 }
 
 pub fn reload(context: &Context, args: ReloadArgs) -> Result<u8> {

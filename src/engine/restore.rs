@@ -569,16 +569,7 @@ fn put_in_place(
         put_back(&moved);
         return Err(fail("cannot move the restored data into place", e));
     }
-    // A file keeps a name for its previous content at every instant: linked as
-    // the safety copy first, then replaced in one rename. (An exchange would
-    // leave it under the temporary's name, which the next restore sweeps away,
-    // if the process died before the second rename.)
-    if restorer.shape() == TargetShape::File && fs::hard_link(target, safety).is_ok() {
-        if let Err(e) = fs::rename(temp, target) {
-            let _ = fs::remove_file(safety);
-            put_back(&moved);
-            return Err(fail("cannot move the restored data into place", e));
-        }
+    let replaced = || {
         crate::fault_point::reached("restore.after_exchange").map_err(|e| {
             target_error(
                 target,
@@ -587,25 +578,33 @@ fn put_in_place(
                     safety.display()
                 ),
             )
-        })?;
+        })
+    };
+    // A file keeps a name for its previous content at every instant: linked as
+    // the safety copy first, then replaced in one rename.
+    if restorer.shape() == TargetShape::File && fs::hard_link(target, safety).is_ok() {
+        if let Err(e) = fs::rename(temp, target) {
+            let _ = fs::remove_file(safety);
+            put_back(&moved);
+            return Err(fail("cannot move the restored data into place", e));
+        }
+        replaced()?;
         let _ = crate::store::fs::sync_dir(parent);
         return Ok(Some(safety.to_path_buf()));
     }
-    match rename2(temp, target, libc::RENAME_EXCHANGE) {
+    // A folder is staged under the safety name, then exchanged with the target
+    // in one step: the previous content has a name at every instant, and a
+    // process killed in between leaves the target as it was.
+    let exchanged = fs::rename(temp, safety).and_then(|()| {
+        rename2(safety, target, libc::RENAME_EXCHANGE).inspect_err(|_| {
+            let _ = fs::rename(safety, temp);
+        })
+    });
+    match exchanged {
         Ok(()) => {
-            // `temp` now holds the previous content.
-            crate::fault_point::reached("restore.after_exchange")
-                .and_then(|()| fs::rename(temp, safety))
-                .map_err(|e| {
-                    target_error(
-                        target,
-                        format!(
-                            "restored, but the previous content stays at {}: {e}",
-                            temp.display()
-                        ),
-                    )
-                })?;
+            replaced()?;
         }
+        // No exchange on this file system: two renames.
         Err(_) => {
             if let Err(e) = fs::rename(target, safety) {
                 put_back(&moved);

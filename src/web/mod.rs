@@ -214,6 +214,10 @@ impl Server {
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|e| Error::Run(format!("cannot listen on {addr} ([daemon] listen): {e}")))?;
         let addr = listener.local_addr().unwrap_or(addr);
+        // std listens with a backlog of 128: a burst of clients beyond it has
+        // connections reset. Listening again only raises the backlog.
+        // SAFETY: the descriptor belongs to `listener`, open for the call.
+        unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&listener), 4096) };
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::Run(format!("listen on {addr}: {e}")))?;
