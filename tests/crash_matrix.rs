@@ -182,10 +182,8 @@ fn restore_stopped_at(point: &str, effect: Effect, replaced: bool) {
     );
     if replaced {
         // The previous content is kept whatever happened after the replace.
-        let kept = std::fs::read_dir(env.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().contains("target.db.cairn-safety-"))
+        let kept = beside_the_target(&env, "target.db.cairn-safety-")
+            .into_iter()
             .filter(|p| {
                 !p.to_string_lossy().ends_with("-wal") && !p.to_string_lossy().ends_with("-shm")
             })
@@ -199,15 +197,23 @@ fn restore_stopped_at(point: &str, effect: Effect, replaced: bool) {
         std::fs::read(&target).unwrap() == new,
         "the next restore did not write the new file"
     );
-    let temporaries: Vec<String> = std::fs::read_dir(env.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".cairn-restore-"))
-        .collect();
+    let temporaries = beside_the_target(&env, ".cairn-restore-");
     assert!(
         temporaries.is_empty(),
         "left beside the target: {temporaries:?}"
     );
+}
+
+/// The paths in the env's folder whose names contain `part`.
+fn beside_the_target(env: &Env, part: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(part))
+        })
+        .collect()
 }
 
 /// Every file below `dir` (relative path and content), in order.
@@ -255,10 +261,8 @@ fn restore_folder_stopped_at(point: &str, effect: Effect, replaced: bool) {
     );
     if replaced {
         // The previous content is kept whatever happened after the exchange.
-        let kept = std::fs::read_dir(env.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.to_string_lossy().contains("target.cairn-safety-"))
+        let kept = beside_the_target(&env, "target.cairn-safety-")
+            .into_iter()
             .any(|p| tree(&p) == old);
         assert!(kept, "the old target folder is not kept as a safety copy");
     }
@@ -269,11 +273,7 @@ fn restore_folder_stopped_at(point: &str, effect: Effect, replaced: bool) {
         tree(&target) == new,
         "the next restore did not write the new folder"
     );
-    let temporaries: Vec<String> = std::fs::read_dir(env.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".cairn-restore-"))
-        .collect();
+    let temporaries = beside_the_target(&env, ".cairn-restore-");
     assert!(
         temporaries.is_empty(),
         "left beside the target: {temporaries:?}"
