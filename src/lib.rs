@@ -10,6 +10,7 @@ pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod cron;
+pub mod descriptor_limit;
 pub mod drill;
 pub mod engine;
 pub mod error;

@@ -312,6 +312,31 @@ fn put_atomic_replaces_an_object_whole(dest: &dyn Destination) {
     );
 }
 
+fn get_at_most_stops_one_byte_past_its_limit(dest: &dyn Destination) {
+    let big: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    dest.put_atomic("job/small", b"twelve bytes").expect("put");
+    dest.put_atomic("job/big", &big).expect("put");
+    assert_eq!(
+        dest.get_at_most("job/small", 1024).expect("under"),
+        b"twelve bytes"
+    );
+    assert_eq!(
+        dest.get_at_most("job/small", 12).expect("exactly"),
+        b"twelve bytes"
+    );
+    let capped = dest.get_at_most("job/big", 1000).expect("over");
+    assert!(
+        capped.len() > 1000 && capped.len() < big.len(),
+        "a capped read shows that the object is over the cap without reading it whole: {} bytes",
+        capped.len()
+    );
+    assert_eq!(capped[..1001], big[..1001]);
+    assert_eq!(
+        kind_of(dest.get_at_most("job/missing", 10)),
+        Some(StorageKind::NotFound)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Every kind runs every clause
 
@@ -341,6 +366,10 @@ macro_rules! contract {
             #[test]
             fn listing_is_by_prefix_in_key_order_with_sizes_and_times() {
                 super::listing_is_by_prefix_in_key_order_with_sizes_and_times(&*super::$kind().dest);
+            }
+            #[test]
+            fn get_at_most_stops_one_byte_past_its_limit() {
+                super::get_at_most_stops_one_byte_past_its_limit(&*super::$kind().dest);
             }
             #[test]
             fn put_atomic_replaces_an_object_whole() {

@@ -322,3 +322,78 @@ fn a_thousand_concurrent_api_requests_are_all_answered() {
         "the daemon exited"
     );
 }
+
+/// The soft descriptor limit in `/proc/<pid>/limits`.
+fn soft_descriptor_limit(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a descriptor limit");
+    line.split_whitespace()
+        .nth(3)
+        .expect("soft")
+        .parse()
+        .expect("a number")
+}
+
+#[test]
+fn programs_the_daemon_starts_get_the_descriptor_limit_it_was_started_with() {
+    let env = Env::new();
+    let hook_file = env.path("hook-limit.txt");
+    env.write_config(&format!(
+        "[destinations.local]\nkind = \"fs\"\npath = \"backups\"\n\n\
+         [jobs.probe]\nsource = {{ kind = \"command\", backup = [\"sh\", \"-c\", \"ulimit -n\"] }}\n\
+         destinations = [\"local\"]\nencryption = {{ kind = \"none\" }}\n\
+         hooks = {{ before = [\"ulimit -n > '{}'\"] }}\n\
+         schedules = [{{ cron = \"* * * * * *\" }}]\n",
+        hook_file.display()
+    ));
+    let mut daemon = Daemon::start(&env, 1024);
+    daemon.wait_for_log(&env, "daemon started", Duration::from_secs(30));
+    let hard = rlimit_hard();
+    assert_eq!(
+        soft_descriptor_limit(daemon.0.id()),
+        hard,
+        "the daemon raises its own soft limit to the hard one"
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !history(&env)
+        .iter()
+        .any(|r| r["kind"] == "backup" && r["status"] == "success")
+    {
+        if let Ok(Some(status)) = daemon.0.try_wait() {
+            panic!("the daemon exited ({status}): {}", Daemon::log(&env));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no successful run within 2 minutes: {}",
+            Daemon::log(&env)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(daemon);
+    let out = env.cairn().args(["cat", "probe"]).output().expect("cat");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1024",
+        "the source command's limit"
+    );
+    let hook = std::fs::read_to_string(&hook_file).expect("the hook ran");
+    assert_eq!(hook.trim(), "1024", "the hook's limit");
+}
+
+/// This process's hard descriptor limit, which the daemon inherits.
+fn rlimit_hard() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes `limit`.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    limit.rlim_max
+}

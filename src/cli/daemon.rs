@@ -170,25 +170,9 @@ pub fn run(context: &Context, _args: Args) -> Result<u8> {
 /// do at start: systemd gives services a soft limit of 1,024, less than a
 /// daemon serving many HTTP clients while runs go on needs.
 fn raise_descriptor_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write `limit`.
-    let raised = unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
-            let soft = limit.rlim_cur;
-            limit.rlim_cur = limit.rlim_max;
-            soft == limit.rlim_max || libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
-        }
-    };
-    if raised {
-        tracing::debug!(limit = limit.rlim_cur, "open descriptor limit");
-    } else {
-        tracing::warn!(
-            error = %std::io::Error::last_os_error(),
-            "cannot raise the open descriptor limit"
-        );
+    match crate::descriptor_limit::raise() {
+        Ok(limit) => tracing::debug!(limit, "open descriptor limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open descriptor limit"),
     }
 }
 

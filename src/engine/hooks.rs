@@ -43,6 +43,7 @@ fn command(job: &Job, phase: &str, text: &str, outcome: Option<&Outcome>) -> Com
     let (script, names) = for_shell(text);
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(script).env_clear();
+    crate::descriptor_limit::give_back_to(&mut cmd);
     for (key, value) in std::env::vars_os() {
         let wanted = key.to_str().is_some_and(|k| {
             is_base_env(k) || names.iter().any(|n| n == k) || job.hooks.env.iter().any(|n| n == k)

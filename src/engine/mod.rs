@@ -148,6 +148,9 @@ impl Destination for Arc<dyn Destination> {
     fn get(&self, key: &str) -> Result<Vec<u8>> {
         (**self).get(key)
     }
+    fn get_at_most(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
+        (**self).get_at_most(key, limit)
+    }
     fn size(&self, key: &str) -> Result<Option<u64>> {
         (**self).size(key)
     }

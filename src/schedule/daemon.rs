@@ -893,6 +893,7 @@ impl Runner for ProcessRunner {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .process_group(0);
+        crate::descriptor_limit::give_back_to(&mut command);
         if let Some(token) = &fire.claim {
             command.env(super::lease::CLAIM_ENV, token.to_string());
         }

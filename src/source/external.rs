@@ -137,6 +137,7 @@ impl Program {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        crate::descriptor_limit::give_back_to(&mut cmd);
         Ok(cmd)
     }
 

@@ -4,8 +4,6 @@
 
 use serde::Serialize;
 
-use std::io::Read;
-
 use super::manifest_cache::ManifestCache;
 use super::naming::{MANIFEST_SUFFIX, job_prefix, manifest_key};
 use super::signature::{self, PublicKey, Trust};
@@ -96,17 +94,36 @@ pub fn list_job_with(
     let mut cached = cache
         .map(|c| c.load(&cache_name, &prefix))
         .unwrap_or_default();
+    let hits: Vec<Option<Vec<u8>>> = manifests
+        .iter()
+        .map(|object| {
+            cached
+                .remove(&object.key)
+                .filter(|c| {
+                    c.size == object.size
+                        && object.modified.is_some()
+                        && c.modified == object.modified
+                })
+                .map(|c| c.bytes)
+        })
+        .collect();
+    // Each manifest missed by the cache, and each signature, is a round trip
+    // to the store: thousands of them one after another take seconds on S3.
+    let fetched = in_parallel(manifests.len(), READ_CONCURRENCY, |i| {
+        let object = manifests[i];
+        let bytes = (hits[i].is_none()).then(|| read_manifest_bytes(dest, object));
+        let signature = public_key.and_then(|_| read_signature(dest, &sizes, &object.key));
+        (bytes, signature)
+    });
     let mut fresh = Vec::new();
     let mut artifacts = Vec::new();
     let mut unreadable = Vec::new();
-    for object in manifests.iter().copied() {
-        let hit = cached.remove(&object.key).filter(|c| {
-            c.size == object.size && object.modified.is_some() && c.modified == object.modified
-        });
+    for ((object, hit), (read, signature)) in manifests.iter().copied().zip(hits).zip(fetched) {
         let from_cache = hit.is_some();
-        let bytes = match hit {
-            Some(c) => Ok(c.bytes),
-            None => read_manifest_bytes(dest, object),
+        let bytes = match (hit, read) {
+            (Some(bytes), _) => Ok(bytes),
+            (None, Some(read)) => read,
+            (None, None) => Err(Error::Run(format!("{} was not read", object.key))),
         };
         let parsed = bytes.and_then(|bytes| {
             let manifest = Manifest::from_json(&bytes).map_err(Error::Run)?;
@@ -148,18 +165,7 @@ pub fn list_job_with(
         };
         let trust = match public_key {
             None => Trust::Unchecked,
-            Some(public_key) => {
-                let signature_key = signature::signature_key(&object.key);
-                let signature = sizes.get(signature_key.as_str()).map(|&size| {
-                    if size > signature::MAX_SIGNATURE_BYTES {
-                        return Err(Error::Run(format!(
-                            "{signature_key} has {size} bytes, more than a minisign signature"
-                        )));
-                    }
-                    dest.get(&signature_key)
-                });
-                signature::assess(public_key, &bytes, signature)
-            }
+            Some(public_key) => signature::assess(public_key, &bytes, signature),
         };
         artifacts.push(Artifact {
             destination: dest.name().to_string(),
@@ -191,6 +197,60 @@ fn settled(modified: jiff::Timestamp, listed_at: jiff::Timestamp) -> bool {
     listed_at.as_second() - modified.as_second() >= 2
 }
 
+/// How many manifests and signatures are read at once on a cold listing.
+const READ_CONCURRENCY: usize = 16;
+
+/// `f(0..n)` on up to `width` threads, results in index order.
+fn in_parallel<T: Send>(n: usize, width: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let width = width.clamp(1, n.max(1));
+    if width == 1 {
+        return (0..n).map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..width)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= n {
+                            return done;
+                        }
+                        done.push((i, f(i)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    results.sort_unstable_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, t)| t).collect()
+}
+
+/// The signature beside the manifest at `manifest_key`, if one is listed.
+fn read_signature(
+    dest: &dyn Destination,
+    sizes: &std::collections::HashMap<&str, u64>,
+    manifest_key: &str,
+) -> Option<Result<Vec<u8>>> {
+    let signature_key = signature::signature_key(manifest_key);
+    sizes.get(signature_key.as_str()).map(|&size| {
+        if size > signature::MAX_SIGNATURE_BYTES {
+            return Err(Error::Run(format!(
+                "{signature_key} has {size} bytes, more than a minisign signature"
+            )));
+        }
+        dest.get(&signature_key)
+    })
+}
+
 /// Reads a manifest object whole, refusing one over [`MAX_MANIFEST_BYTES`]
 /// (by its listed size, and again while reading, in case it grew).
 pub fn read_manifest_bytes(dest: &dyn Destination, object: &ObjectInfo) -> Result<Vec<u8>> {
@@ -202,17 +262,7 @@ pub fn read_manifest_bytes(dest: &dyn Destination, object: &ObjectInfo) -> Resul
     if object.size > MAX_MANIFEST_BYTES {
         return Err(too_large(object.size));
     }
-    let mut bytes = Vec::new();
-    dest.open(&object.key)?
-        .take(MAX_MANIFEST_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| {
-            Error::storage(
-                dest.name(),
-                crate::error::StorageKind::of_io(&e),
-                format!("cannot read {}: {e}", object.key),
-            )
-        })?;
+    let bytes = dest.get_at_most(&object.key, MAX_MANIFEST_BYTES)?;
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
         return Err(too_large(bytes.len() as u64));
     }
@@ -410,6 +460,39 @@ mod tests {
         assert_eq!(usable, 0);
         // Seen (as unreadable or broken), not silently skipped.
         assert_eq!(listing.artifacts.len() + listing.unreadable.len(), 1);
+    }
+
+    #[test]
+    fn parallel_reads_keep_each_result_with_its_input() {
+        let squares = in_parallel(1000, READ_CONCURRENCY, |i| i * i);
+        assert_eq!(squares, (0..1000).map(|i| i * i).collect::<Vec<_>>());
+        assert!(in_parallel(0, READ_CONCURRENCY, |i| i).is_empty());
+    }
+
+    #[test]
+    fn a_listing_of_many_artifacts_has_each_one_once_with_its_problem() {
+        let dest = MemoryDestination::new("m");
+        let mut broken = Vec::new();
+        for n in 0..200 {
+            let id = format!("20260301T12{:02}{:02}Z-{n:04}", n / 60, n % 60);
+            if n % 7 == 0 {
+                dest.insert(&naming::manifest_key("app", &id), b"{ not json");
+                broken.push(naming::manifest_key("app", &id));
+            } else {
+                store(&dest, "app", &id, &manifest("app", &id, 10), Some(10));
+            }
+        }
+        let listing = list_job(&dest, "app").expect("listing");
+        assert_eq!(listing.artifacts.len(), 200 - broken.len());
+        assert!(
+            listing
+                .artifacts
+                .iter()
+                .all(|a| a.state == ArtifactState::Ok)
+        );
+        let mut unreadable: Vec<String> = listing.unreadable.into_iter().map(|u| u.key).collect();
+        unreadable.sort();
+        assert_eq!(unreadable, broken);
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod remote;
 pub mod signature;
 pub mod webdav;
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use crate::config::{Config, DestinationConfig};
 use crate::error::StorageKind;
@@ -57,6 +57,22 @@ pub trait Destination: Send + Sync {
                 format!("cannot read {key}: {e}"),
             )
         })?;
+        Ok(bytes)
+    }
+    /// Reads at most `limit` + 1 bytes of an object, so that a caller with a
+    /// size cap sees that an object is over it without reading the rest.
+    fn get_at_most(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.open(key)?
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| {
+                Error::storage(
+                    self.name(),
+                    StorageKind::of_io(&e),
+                    format!("cannot read {key}: {e}"),
+                )
+            })?;
         Ok(bytes)
     }
     /// The size of an object, or `None` when there is none.

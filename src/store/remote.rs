@@ -550,6 +550,27 @@ impl Destination for RemoteDestination {
             .map_err(|e| self.fail("cannot read", key, &e))
     }
 
+    fn get_at_most(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
+        let rt = runtime()?;
+        // One GET streamed until the cap: a ranged read would fail with "too
+        // little data" on every object smaller than the cap.
+        rt.block_on(async {
+            use futures_util::TryStreamExt;
+            let mut stream = self.op_once.reader(key).await?.into_stream(..).await?;
+            let mut bytes = Vec::new();
+            while let Some(buffer) = stream.try_next().await? {
+                for chunk in buffer {
+                    bytes.extend_from_slice(&chunk);
+                }
+                if bytes.len() as u64 > limit {
+                    break;
+                }
+            }
+            Ok(bytes)
+        })
+        .map_err(|e: opendal::Error| self.fail("cannot read", key, &e))
+    }
+
     fn size(&self, key: &str) -> Result<Option<u64>> {
         let rt = runtime()?;
         match rt.block_on(self.op_once.stat(key)) {

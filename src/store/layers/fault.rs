@@ -277,6 +277,12 @@ impl Destination for FaultDestination {
         })
     }
 
+    fn get_at_most(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
+        guarded(&self.faults, self.name(), Op::Get, key, || {
+            self.inner.get_at_most(key, limit)
+        })
+    }
+
     fn size(&self, key: &str) -> Result<Option<u64>> {
         guarded(&self.faults, self.name(), Op::Size, key, || {
             self.inner.size(key)

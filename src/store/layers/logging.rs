@@ -86,6 +86,10 @@ impl Destination for Logging {
         self.timed("get", key, || self.inner.get(key))
     }
 
+    fn get_at_most(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
+        self.timed("get", key, || self.inner.get_at_most(key, limit))
+    }
+
     fn size(&self, key: &str) -> Result<Option<u64>> {
         self.timed("size", key, || self.inner.size(key))
     }

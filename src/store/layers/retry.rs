@@ -106,6 +106,10 @@ impl Destination for Retry {
         self.retried("get", key, || self.inner.get(key))
     }
 
+    fn get_at_most(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
+        self.retried("get", key, || self.inner.get_at_most(key, limit))
+    }
+
     fn size(&self, key: &str) -> Result<Option<u64>> {
         self.retried("size", key, || self.inner.size(key))
     }

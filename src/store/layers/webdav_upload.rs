@@ -47,6 +47,10 @@ impl Destination for WebdavUpload {
         self.inner.get(key)
     }
 
+    fn get_at_most(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
+        self.inner.get_at_most(key, limit)
+    }
+
     fn size(&self, key: &str) -> Result<Option<u64>> {
         self.inner.size(key)
     }
