@@ -332,6 +332,14 @@ fn replace_all(data: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     out
 }
 
+static WEB_SCRATCH: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_web_scratch() {
+    if let Some(path) = WEB_SCRATCH.get() {
+        let _ = std::fs::remove_dir_all(path);
+    }
+}
+
 /// The server `web_request` talks to, started once per process and left
 /// running (with its folder) until the process ends.
 fn web_server() -> &'static (std::net::SocketAddr, String) {
@@ -344,6 +352,11 @@ fn web_server() -> &'static (std::net::SocketAddr, String) {
         let dir = Scratch::new("web");
         let path = dir.path.clone();
         std::mem::forget(dir);
+        // libFuzzer ends the process with exit(), so no destructor runs:
+        // the folder goes at exit, not with the Scratch.
+        let _ = WEB_SCRATCH.set(path.clone());
+        // SAFETY: registers a plain function with no arguments.
+        unsafe { libc::atexit(remove_web_scratch) };
         let text = format!(
             "[destinations.local]\nkind = \"fs\"\npath = \"{0}/backups\"\n\n\
              [jobs.app]\nsource = {{ kind = \"sqlite\", path = \"{0}/app.db\" }}\n\

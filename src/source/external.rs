@@ -434,11 +434,23 @@ pub struct SecretFile {
     pub path: PathBuf,
 }
 
+/// Secret files are named `cairn-secret-<pid>-<nonce>.cnf`.
+const SECRET_FILE_PREFIX: &str = "cairn-secret-";
+
 impl SecretFile {
     pub fn new(contents: &str) -> Result<Self> {
-        let dir = std::env::temp_dir();
+        Self::new_in(&std::env::temp_dir(), contents)
+    }
+
+    /// A secret file in `dir`. A killed process cannot remove its own, so
+    /// those of processes that are gone are removed first.
+    fn new_in(dir: &Path, contents: &str) -> Result<Self> {
+        crate::leftovers::sweep_dir(dir, SECRET_FILE_PREFIX, "a killed dump tool's run");
         let nonce: u64 = rand::random();
-        let path = dir.join(format!("cairn-{}-{nonce:016x}.cnf", std::process::id()));
+        let path = dir.join(format!(
+            "{SECRET_FILE_PREFIX}{}-{nonce:016x}.cnf",
+            std::process::id()
+        ));
         let mut file = crate::local_fs::create_private(&path).map_err(|e| {
             Error::Run(format!(
                 "cannot create a private temp file in {}: {e}",
@@ -475,6 +487,31 @@ pub fn find_tool(candidates: &[&str]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_file_is_private_gone_on_drop_and_a_dead_process_one_is_swept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let orphan = dir.path().join(format!("{SECRET_FILE_PREFIX}{dead}-00.cnf"));
+        let live = dir
+            .path()
+            .join(format!("{SECRET_FILE_PREFIX}{}-01.cnf", std::process::id()));
+        std::fs::write(&orphan, "password=old").unwrap();
+        std::fs::write(&live, "password=in use").unwrap();
+
+        let file = SecretFile::new_in(dir.path(), "password=new").unwrap();
+        assert!(!orphan.exists(), "a killed process's secret file is removed");
+        assert!(live.exists(), "a running process's secret file is kept");
+        let mode = std::fs::metadata(file.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(file.path()).unwrap(), "password=new");
+        let path = file.path().to_path_buf();
+        drop(file);
+        assert!(!path.exists());
+    }
 
     #[test]
     fn passwords_are_removed_from_urls() {
