@@ -17,6 +17,8 @@ pub const POINTS: &[&str] = &[
     "backup.before_data_commit",
     "backup.before_manifest",
     "store.fs.before_rename",
+    "store.remote.part_boundary",
+    "store.remote.before_complete",
     "restore.before_exchange",
     "restore.after_exchange",
     "prune.after_manifest_delete",

@@ -405,6 +405,90 @@ fn drill_stopped(effect: Effect) {
     );
 }
 
+/// A backup to S3 (SeaweedFS, 5 MiB parts, a 16 MiB artifact) stopped at
+/// `point`: nothing new is listed and the earlier artifact verifies; a failed
+/// upload leaves no multipart upload behind (a killed one does, invisible
+/// until a lifecycle rule removes it: see the README); the next backup and gc
+/// leave only listed objects in the bucket, and the newest reads back whole.
+fn s3_backup_stopped_at(
+    point: &str,
+    effect: Effect,
+    killed_leaves: std::ops::RangeInclusive<usize>,
+) {
+    let s3 = common::objstores::s3();
+    let bucket = common::objstores::unique_name("crash");
+    s3.create_bucket(&bucket);
+    let env = Env::new();
+    let data: Vec<u8> = {
+        use std::io::Read;
+        let mut bytes = vec![0; 16 * 1024 * 1024];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .unwrap();
+        bytes
+    };
+    std::fs::write(env.path("data.bin"), &data).unwrap();
+    env.write_config(&format!(
+        "[destinations.s3]\nkind = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{}\"\n\
+         region = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n\
+         transfer = {{ part_size_mib = 5 }}\n\n\
+         [jobs.app]\nsource = {{ kind = \"command\", backup = [\"cat\", \"data.bin\"] }}\n\
+         destinations = [\"s3\"]\nencryption = {{ kind = \"none\" }}\n",
+        s3.endpoint(),
+        s3.region,
+        s3.access_key,
+        s3.secret_key
+    ));
+    let first = env.backup("app")["id"].as_str().unwrap().to_string();
+
+    let out = run_faulted(&env, point, effect, &["backup", "app"]);
+    let uploads = || {
+        s3.request("GET", &format!("/{bucket}"), &[("uploads", "")], b"")
+            .unwrap()
+            .text()
+            .matches("<Upload>")
+            .count()
+    };
+    if effect == Effect::Fail {
+        assert!(!out.status.success(), "a failed backup exited 0");
+        assert!(
+            stderr(&out).contains("nothing was committed"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(uploads(), 0, "a failed upload was not aborted");
+    } else {
+        // A kill right after a part may come before the upload was started.
+        assert!(
+            killed_leaves.contains(&uploads()),
+            "a killed upload stays unfinished and unlisted: {} of {killed_leaves:?}",
+            uploads()
+        );
+    }
+    assert_eq!(verified_ids(&env), [first]);
+    history_settled(&env);
+
+    env.backup("app");
+    ok(&env, &["gc", "app", "--grace", "0"]);
+    let ids = verified_ids(&env);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let stray: Vec<String> = s3
+        .list_objects(&bucket)
+        .into_iter()
+        .filter(|key| !ids.iter().any(|id| key.contains(id.as_str())) || key.contains(".partial/"))
+        .collect();
+    assert!(
+        stray.is_empty(),
+        "left in the bucket: {stray:?} (listed: {ids:?})"
+    );
+    let out = env.cairn().args(["cat", "app"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        out.stdout == data,
+        "the newest artifact does not read back whole"
+    );
+}
+
 /// Each case: a name and what it runs.
 const CASES: &[(&str, fn())] = &[
     ("backup_killed_while_uploading", || {
@@ -442,6 +526,19 @@ const CASES: &[(&str, fn())] = &[
     }),
     ("backup_failing_to_record_the_run", || {
         backup_stopped_at("state.before_finish_run", Effect::Fail, true)
+    }),
+    ("backup_killed_between_s3_parts", || {
+        s3_backup_stopped_at("store.remote.part_boundary@2", Effect::Kill, 0..=1)
+    }),
+    ("backup_failing_between_s3_parts", || {
+        s3_backup_stopped_at("store.remote.part_boundary@2", Effect::Fail, 0..=0)
+    }),
+    ("backup_killed_before_completing_the_s3_upload", || {
+        // Exactly one: also proves that the server lists unfinished uploads.
+        s3_backup_stopped_at("store.remote.before_complete", Effect::Kill, 1..=1)
+    }),
+    ("backup_failing_before_completing_the_s3_upload", || {
+        s3_backup_stopped_at("store.remote.before_complete", Effect::Fail, 0..=0)
     }),
     ("restore_killed_before_the_exchange", || {
         restore_stopped_at("restore.before_exchange", Effect::Kill, false)

@@ -495,7 +495,9 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();
         child.wait().unwrap();
-        let orphan = dir.path().join(format!("{SECRET_FILE_PREFIX}{dead}-00.cnf"));
+        let orphan = dir
+            .path()
+            .join(format!("{SECRET_FILE_PREFIX}{dead}-00.cnf"));
         let live = dir
             .path()
             .join(format!("{SECRET_FILE_PREFIX}{}-01.cnf", std::process::id()));
@@ -503,11 +505,17 @@ mod tests {
         std::fs::write(&live, "password=in use").unwrap();
 
         let file = SecretFile::new_in(dir.path(), "password=new").unwrap();
-        assert!(!orphan.exists(), "a killed process's secret file is removed");
+        assert!(
+            !orphan.exists(),
+            "a killed process's secret file is removed"
+        );
         assert!(live.exists(), "a running process's secret file is kept");
         let mode = std::fs::metadata(file.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(std::fs::read_to_string(file.path()).unwrap(), "password=new");
+        assert_eq!(
+            std::fs::read_to_string(file.path()).unwrap(),
+            "password=new"
+        );
         let path = file.path().to_path_buf();
         drop(file);
         assert!(!path.exists());

@@ -371,6 +371,10 @@ struct RemoteUpload {
     staged: Option<Staged>,
     destination: String,
     secrets: Vec<String>,
+    /// Bytes written so far and the part size, for the crash matrix's point
+    /// at each part boundary.
+    written: u64,
+    part_size: u64,
 }
 
 struct Staged {
@@ -393,6 +397,10 @@ impl RemoteUpload {
 
 impl RemoteUpload {
     fn error(&self, what: &str, e: opendal::Error) -> String {
+        self.error_text(what, &e)
+    }
+
+    fn error_text(&self, what: &str, e: &dyn std::fmt::Display) -> String {
         redact(&format!("{what} {}: {e}", self.key), &self.secrets)
     }
 }
@@ -408,6 +416,11 @@ impl Write for RemoteUpload {
         result.map_err(|e| {
             io::Error::new(io_error_kind(kind_of(&e)), self.error("cannot upload", e))
         })?;
+        let before = self.written;
+        self.written += buf.len() as u64;
+        if self.written / self.part_size > before / self.part_size {
+            crate::fault_point::reached("store.remote.part_boundary")?;
+        }
         Ok(buf.len())
     }
 
@@ -419,6 +432,14 @@ impl Write for RemoteUpload {
 impl Upload for RemoteUpload {
     fn commit(mut self: Box<Self>) -> Result<()> {
         let rt = runtime()?;
+        if let Err(e) = crate::fault_point::reached("store.remote.before_complete") {
+            self.discard();
+            return Err(Error::storage(
+                &self.destination,
+                StorageKind::of_io(&e),
+                self.error_text("cannot complete the upload of", &e),
+            ));
+        }
         let Some(mut writer) = self.writer.take() else {
             return Err(Error::destination(
                 &self.destination,
@@ -492,6 +513,8 @@ impl Destination for RemoteDestination {
             staged,
             destination: self.name.clone(),
             secrets: self.secrets.clone(),
+            written: 0,
+            part_size: self.part_size() as u64,
         }))
     }
 
