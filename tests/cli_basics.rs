@@ -211,7 +211,6 @@ fn backup_all_and_restore_by_id_prefix_and_time() {
     let env = Env::new();
     env.sqlite_age_setup(5);
     let first = env.backup("app");
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     common::create_sample_db(&env.path("app.db"), 5);
     env.cairn().args(["backup", "--all"]).assert().success();
     assert_eq!(env.list().len(), 2);

@@ -978,7 +978,6 @@ fn verify_fails_when_the_newest_artifact_is_damaged_even_if_an_older_one_is_fine
     let env = Env::new();
     env.sqlite_age_setup(10);
     let older = env.backup("app");
-    std::thread::sleep(std::time::Duration::from_millis(1100));
     let newer = env.backup("app");
     let data = env.data_path(&newer);
     let bytes = std::fs::read(&data).unwrap();

@@ -1,8 +1,11 @@
 //! Artifact ids and object keys.
 //!
 //! `<job>/<job>-<id>.<ext…>` is a data object and `<job>/<job>-<id>.manifest.json`
-//! its manifest, where the id is `YYYYMMDDTHHMMSSZ-xxxx` (UTC, then random hex), so
-//! that names sort by time and tell a human which tool undoes each layer.
+//! its manifest, where the id is `YYYYMMDDTHHMMSSmmmZ-xxxx` (UTC to the
+//! millisecond, then random hex; earlier builds wrote whole seconds,
+//! `YYYYMMDDTHHMMSSZ-xxxx`, and both are read), so that names sort by time,
+//! two backups a second apart get ids in their order, and a name tells a human
+//! which tool undoes each layer.
 
 use rand::Rng;
 
@@ -12,7 +15,7 @@ pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 
 pub fn new_id(at: jiff::Timestamp) -> String {
     let suffix: u16 = rand::thread_rng().r#gen();
-    format!("{}-{suffix:04x}", at.strftime("%Y%m%dT%H%M%SZ"))
+    format!("{}-{suffix:04x}", at.strftime("%Y%m%dT%H%M%S%3fZ"))
 }
 
 pub fn job_prefix(job: &str) -> String {
@@ -49,18 +52,34 @@ pub fn manifest_key(job: &str, id: &str) -> String {
     format!("{job}/{job}-{id}{MANIFEST_SUFFIX}")
 }
 
-/// Whether `id` has the shape [`new_id`] gives: `YYYYMMDDTHHMMSSZ-xxxx`.
+/// Whether `id` has the shape [`new_id`] gives, `YYYYMMDDTHHMMSSmmmZ-xxxx`,
+/// or the whole-second one of earlier versions, `YYYYMMDDTHHMMSSZ-xxxx`.
 pub fn is_id(id: &str) -> bool {
     let b = id.as_bytes();
-    b.len() == 21
-        && b[..8].iter().all(u8::is_ascii_digit)
+    let time_digits = match b.len() {
+        ID_LEN => 9,
+        SECONDS_ID_LEN => 6,
+        _ => return false,
+    };
+    let (time, rest) = b[9..].split_at(time_digits);
+    b[..8].iter().all(u8::is_ascii_digit)
         && b[8] == b'T'
-        && b[9..15].iter().all(u8::is_ascii_digit)
-        && b[15] == b'Z'
-        && b[16] == b'-'
-        && b[17..]
+        && time.iter().all(u8::is_ascii_digit)
+        && rest[..2] == *b"Z-"
+        && rest[2..]
             .iter()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+}
+
+const ID_LEN: usize = 24;
+const SECONDS_ID_LEN: usize = 21;
+
+/// The id at the start of `name`, in either shape [`is_id`] takes.
+fn leading_id(name: &str) -> Option<&str> {
+    [ID_LEN, SECONDS_ID_LEN]
+        .into_iter()
+        .filter_map(|len| name.get(..len))
+        .find(|id| is_id(id))
 }
 
 /// Extensions a data object can carry outside its source's own one.
@@ -129,11 +148,8 @@ pub fn owned_keys(
 /// extension is one cairn writes or the job's own (`own_extension`).
 pub fn data_object_id<'k>(job: &str, key: &'k str, own_extension: Option<&str>) -> Option<&'k str> {
     let rest = key.strip_prefix(&format!("{job}/{job}-"))?;
-    let id = rest.get(..21)?;
-    let mut exts = rest.get(21..)?.strip_prefix('.')?;
-    if !is_id(id) {
-        return None;
-    }
+    let id = leading_id(rest)?;
+    let mut exts = rest[id.len()..].strip_prefix('.')?;
     for layer in LAYER_EXTENSIONS.iter().rev() {
         if let Some(inner) = exts.strip_suffix(&format!(".{layer}")) {
             // At most one compression and one encryption layer, in that order.
@@ -150,7 +166,7 @@ pub fn is_partial_upload(job: &str, key: &str) -> bool {
     let Some(name) = key.strip_prefix(&format!("{job}/.partial/{job}-")) else {
         return false;
     };
-    if name.contains('/') || !name.get(..21).is_some_and(is_id) {
+    if name.contains('/') || leading_id(name).is_none() {
         return false;
     }
     let Some((_, owner)) = name.rsplit_once(".cairn-") else {
@@ -172,9 +188,10 @@ mod tests {
 
     #[test]
     fn names_sort_by_time_and_carry_the_job() {
-        let a = new_id("2026-11-22T02:00:00Z".parse().unwrap());
-        let b = new_id("2026-11-22T02:00:01Z".parse().unwrap());
-        assert!(a.starts_with("20261122T020000Z-"));
+        let a = new_id("2026-11-22T02:00:00.5Z".parse().unwrap());
+        let b = new_id("2026-11-22T02:00:00.501Z".parse().unwrap());
+        assert!(a.starts_with("20261122T020000500Z-"), "{a}");
+        assert!(is_id(&a) && a < b, "{a} {b}");
         assert!(data_key("inv", &a, &["sqlite", "zst", "age"]) < data_key("inv", &b, &["sqlite"]));
         assert_eq!(
             data_key("inv", "X", &["sqlite", "zst", "age"]),
@@ -195,6 +212,28 @@ mod tests {
             "cairn_version": "0", "host": "h"
         });
         Manifest::from_json(json.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn ids_of_whole_seconds_from_earlier_builds_are_still_cairns() {
+        for id in ["20261122T020000Z-00af", "20261122T020000123Z-00af"] {
+            assert!(is_id(id), "{id}");
+            let key = data_key("inv", id, &["sqlite", "zst"]);
+            assert_eq!(data_object_id("inv", &key, None), Some(id));
+            assert!(is_partial_upload(
+                "inv",
+                &format!("inv/.partial/inv-{id}.sqlite.zst.cairn-12-0000abcd")
+            ));
+        }
+        for not in [
+            "20261122T020000Z",
+            "20261122T02000012Z-00af",
+            "20261122T020000123Y-00af",
+            "20261122T020000123Z-00ag",
+            "20261122X020000123Z-00af",
+        ] {
+            assert!(!is_id(not), "{not}");
+        }
     }
 
     #[test]
