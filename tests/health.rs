@@ -129,7 +129,7 @@ fn a_low_stock_sql_check_alerts_once_repeats_then_recovers_once() {
     let hook = HttpReceiver::start();
     let recoveries = HttpReceiver::start();
     env.write_config(&format!(
-        "{BASE}\n[notify.ops]\nkind = \"webhook\"\nurl = \"{}\"\nrepeat = \"2s\"\n\n[checks.low-stock]\nkind = \"sql\"\njob = \"shop\"\nquery = \"SELECT name, quantity FROM items WHERE quantity < reorder_level\"\nnotify = [\"ops\", {{ channel = \"recoveries\", events = [\"check_recovered\"] }}]\n\n[notify.recoveries]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        "{BASE}\n[notify.ops]\nkind = \"webhook\"\nurl = \"{}\"\nrepeat = \"1h\"\n\n[checks.low-stock]\nkind = \"sql\"\njob = \"shop\"\nquery = \"SELECT name, quantity FROM items WHERE quantity < reorder_level\"\nnotify = [\"ops\", {{ channel = \"recoveries\", events = [\"check_recovered\"] }}]\n\n[notify.recoveries]\nkind = \"webhook\"\nurl = \"{}\"\n",
         hook.url("/ops"),
         recoveries.url("/recoveries")
     ));
@@ -160,8 +160,17 @@ fn a_low_stock_sql_check_alerts_once_repeats_then_recovers_once() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(hook.requests().len(), 1, "de-duplicated");
 
-    // After `repeat`: one reminder with the current rows.
-    std::thread::sleep(Duration::from_millis(2100));
+    // After `repeat` (the last alert moved an hour and a bit back, instead of
+    // waiting): one reminder with the current rows.
+    let moved = rusqlite::Connection::open(env.path("cairn-state.db"))
+        .unwrap()
+        .execute(
+            "UPDATE kv SET value = json_set(value, '$.last_alert', '2000-01-01T00:00:00Z') \
+             WHERE namespace = 'alerts' AND json_extract(value, '$.last_alert') IS NOT NULL",
+            [],
+        )
+        .unwrap();
+    assert!(moved > 0, "no alert state was found to move back");
     assert_eq!(run().0, 1);
     let requests = hook.wait_for(2, WAIT);
     assert_eq!(requests.len(), 2);
