@@ -41,9 +41,14 @@ pub fn raise() -> std::io::Result<u64> {
 /// with, if `raise` changed it; otherwise leaves `cmd` as it is.
 pub fn give_back_to(cmd: &mut Command) {
     let soft = STARTED_WITH.load(Ordering::SeqCst);
-    if soft == NOT_RAISED {
-        return;
+    if soft != NOT_RAISED {
+        start_with_soft_limit(cmd, soft);
     }
+}
+
+/// Makes `cmd`'s program start with a soft limit of `soft` open descriptors
+/// (at most its hard limit), as systemd starts a service.
+pub fn start_with_soft_limit(cmd: &mut Command, soft: u64) {
     // SAFETY: between fork and exec only getrlimit and setrlimit run; both
     // are system calls, safe in a forked child.
     unsafe {

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -246,10 +246,59 @@ struct Running {
 }
 
 /// Waits for a backup run to start.
-fn running_backup(env: &Env) -> Running {
+/// Waits until each of `ids` has sent a heartbeat after all of them were in
+/// the fleet table: each replica then read a fleet view that holds them all,
+/// and so agrees with the others on which one alerts while the store is down.
+/// (Two replicas that both start alone each think it is their turn.)
+fn wait_for_a_fleet_view_of(env: &Env, ids: &[&str]) {
+    let heartbeats = || -> BTreeMap<String, jiff::Timestamp> {
+        let out = cairn(env).args(["status", "--json"]).output().unwrap();
+        let status: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        status["replicas"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| {
+                let at = r["last_heartbeat"].as_str()?.parse().ok()?;
+                Some((r["id"].as_str()?.to_string(), at))
+            })
+            .collect()
+    };
+    let mut all_listed = None;
+    wait_until(
+        Duration::from_secs(30),
+        "every replica in the fleet table",
+        || {
+            let listed = heartbeats();
+            let all = ids.iter().all(|id| listed.contains_key(*id));
+            all_listed = all.then(jiff::Timestamp::now);
+            all
+        },
+    );
+    let since = all_listed.expect("a time");
+    wait_until(
+        Duration::from_secs(30),
+        "a heartbeat of every replica after that",
+        || {
+            let listed = heartbeats();
+            ids.iter()
+                .all(|id| listed.get(*id).is_some_and(|at| *at > since))
+        },
+    );
+}
+
+/// A backup that started at or after `since` and is running.
+fn backup_started_after(env: &Env, since: jiff::Timestamp) -> Running {
     let mut running = None;
     wait_until(Duration::from_secs(30), "a backup run to start", || {
-        running = backups(env).into_iter().find(|r| r["status"] == "running");
+        running = backups(env).into_iter().find(|r| {
+            r["status"] == "running"
+                && r["started_at"]
+                    .as_str()
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                    .is_some_and(|t| t >= since)
+        });
         running.is_some()
     });
     let running = running.expect("a running backup");
@@ -258,6 +307,10 @@ fn running_backup(env: &Env) -> Running {
         replica: running["replica"].as_str().expect("replica").to_string(),
         pid: running["pid"].as_i64().expect("pid") as i32,
     }
+}
+
+fn running_backup(env: &Env) -> Running {
+    backup_started_after(env, jiff::Timestamp::MIN)
 }
 
 fn once_in(secs: i64) -> String {
@@ -647,7 +700,9 @@ fn postgres_stopped_longer_than_the_lease_then_started_the_fleet_recovers_withou
             || store_up_metric(*port) == Some(1.0),
         );
     }
-    let run_id = running_backup(&env).id;
+    wait_for_a_fleet_view_of(&env, &["s1", "s2"]);
+    // A run just started, so that PostgreSQL stops well before it commits.
+    let run_id = backup_started_after(&env, jiff::Timestamp::now()).id;
 
     // PostgreSQL goes away for longer than the lease, mid-run.
     pg.stop();

@@ -49,15 +49,7 @@ pub trait Destination: Send + Sync {
     fn open(&self, key: &str) -> Result<Source>;
     /// Reads a small object whole.
     fn get(&self, key: &str) -> Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        io::copy(&mut self.open(key)?, &mut bytes).map_err(|e| {
-            Error::storage(
-                self.name(),
-                StorageKind::of_io(&e),
-                format!("cannot read {key}: {e}"),
-            )
-        })?;
-        Ok(bytes)
+        self.get_at_most(key, u64::MAX)
     }
     /// Reads at most `limit` + 1 bytes of an object, so that a caller with a
     /// size cap sees that an object is over it without reading the rest.
