@@ -98,8 +98,13 @@ impl ChildClaim {
                     match store.renew_lease(&claim.token, &claim.replica, claim.lease) {
                         Ok(true) => {
                             valid_until.store(asked + lease_ms, Ordering::SeqCst);
+                            // The job claim lapses a margin before the
+                            // fire's lease: the replica that takes over a
+                            // lapsed fire must not find the job still claimed
+                            // by the dead run (the replicas test found the
+                            // milliseconds between the two renewals).
                             if let Some(name) = &job_claim {
-                                let secs = claim.lease.as_secs().max(1);
+                                let secs = (claim.lease - margin(claim.lease)).as_secs().max(1);
                                 let _ = store.claim(name, &holder, secs);
                             }
                         }
