@@ -245,7 +245,6 @@ struct Running {
     pid: i32,
 }
 
-/// Waits for a backup run to start.
 /// Waits until each of `ids` has sent a heartbeat after all of them were in
 /// the fleet table: each replica then read a fleet view that holds them all,
 /// and so agrees with the others on which one alerts while the store is down.
@@ -309,6 +308,7 @@ fn backup_started_after(env: &Env, since: jiff::Timestamp) -> Running {
     }
 }
 
+/// Waits for a backup run to start.
 fn running_backup(env: &Env) -> Running {
     backup_started_after(env, jiff::Timestamp::MIN)
 }

@@ -109,7 +109,10 @@ pub fn list_job_with(
         .collect();
     // Each manifest missed by the cache, and each signature, is a round trip
     // to the store: thousands of them one after another take seconds on S3.
-    let fetched = in_parallel(manifests.len(), READ_CONCURRENCY, |i| {
+    // A warm listing without signatures reads nothing: no threads for it.
+    let reads_anything = public_key.is_some() || hits.iter().any(Option::is_none);
+    let width = if reads_anything { READ_CONCURRENCY } else { 1 };
+    let fetched = in_parallel(manifests.len(), width, |i| {
         let object = manifests[i];
         let bytes = (hits[i].is_none()).then(|| read_manifest_bytes(dest, object));
         let signature = public_key.and_then(|_| read_signature(dest, &sizes, &object.key));
@@ -120,11 +123,11 @@ pub fn list_job_with(
     let mut unreadable = Vec::new();
     for ((object, hit), (read, signature)) in manifests.iter().copied().zip(hits).zip(fetched) {
         let from_cache = hit.is_some();
-        let bytes = match (hit, read) {
-            (Some(bytes), _) => Ok(bytes),
-            (None, Some(read)) => read,
-            (None, None) => Err(Error::Run(format!("{} was not read", object.key))),
-        };
+        // Exactly one of the two is there: a miss was read.
+        let bytes = hit
+            .map(Ok)
+            .or(read)
+            .unwrap_or_else(|| Err(Error::Run(format!("{} was not read", object.key))));
         let parsed = bytes.and_then(|bytes| {
             let manifest = Manifest::from_json(&bytes).map_err(Error::Run)?;
             check_name(&manifest, job, &object.key).map_err(Error::Run)?;

@@ -396,11 +396,7 @@ impl RemoteUpload {
 }
 
 impl RemoteUpload {
-    fn error(&self, what: &str, e: opendal::Error) -> String {
-        self.error_text(what, &e)
-    }
-
-    fn error_text(&self, what: &str, e: &dyn std::fmt::Display) -> String {
+    fn error(&self, what: &str, e: &dyn std::fmt::Display) -> String {
         redact(&format!("{what} {}: {e}", self.key), &self.secrets)
     }
 }
@@ -414,7 +410,7 @@ impl Write for RemoteUpload {
         let bytes = bytes::Bytes::copy_from_slice(buf);
         let result = rt.block_on(writer.write(bytes));
         result.map_err(|e| {
-            io::Error::new(io_error_kind(kind_of(&e)), self.error("cannot upload", e))
+            io::Error::new(io_error_kind(kind_of(&e)), self.error("cannot upload", &e))
         })?;
         let before = self.written;
         self.written += buf.len() as u64;
@@ -437,7 +433,7 @@ impl Upload for RemoteUpload {
             return Err(Error::storage(
                 &self.destination,
                 StorageKind::of_io(&e),
-                self.error_text("cannot complete the upload of", &e),
+                self.error("cannot complete the upload of", &e),
             ));
         }
         let Some(mut writer) = self.writer.take() else {
@@ -451,7 +447,7 @@ impl Upload for RemoteUpload {
             return Err(Error::storage(
                 &self.destination,
                 kind_of(&e),
-                self.error("cannot complete the upload of", e),
+                self.error("cannot complete the upload of", &e),
             ));
         }
         let Some(staged) = self.staged.take() else {
@@ -463,7 +459,7 @@ impl Upload for RemoteUpload {
                 Error::storage(
                     &self.destination,
                     kind_of(&e),
-                    self.error("cannot rename into", e),
+                    self.error("cannot rename into", &e),
                 )
             })
     }
